@@ -1,0 +1,1 @@
+"""Prefect flows: the orchestration layer. They only compose the engine in ``partage``."""

@@ -1,0 +1,384 @@
+"""The catalog: one YAML file per dataset, plus ``_targets.yaml``.
+
+The catalog is the data team's interface, so loading it checks *every* file and
+reports *every* problem at once, each naming the file, the key and what is
+allowed. Closed sets of words (access levels, policies, source kinds) become
+types here, at the edge, and are never re-parsed further in.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import CatalogError
+
+Access = Literal["open", "partners", "internal"]
+Policy = Literal["reject", "quarantine", "warn"]
+SourceKind = Literal["url", "file", "ckan", "udata", "ods", "dcat"]
+SOURCE_KINDS: tuple[str, ...] = get_args(SourceKind)
+
+ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+CREDENTIAL_PATTERN = re.compile(r"^(env|prefect-secret):[A-Za-z_][A-Za-z0-9_.-]*$")
+CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
+
+CREDENTIAL_HELP = (
+    "credentials must be a reference, 'env:NAME' (an environment variable) or "
+    "'prefect-secret:NAME' (a Prefect Secret block), never the secret itself"
+)
+
+
+def _credential_ref(value: Any) -> str:
+    if not isinstance(value, str) or not CREDENTIAL_PATTERN.match(value):
+        # Never echo the value: it may be a real token pasted by mistake.
+        raise ValueError(CREDENTIAL_HELP)
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class BasicAuth(_Strict):
+    username: str
+    password: str
+
+    @field_validator("password")
+    @classmethod
+    def _password_ref(cls, v: str) -> str:
+        return _credential_ref(v)
+
+
+class Auth(_Strict):
+    """How to authenticate to a partner URL. Every secret is a reference."""
+
+    bearer: str | None = None
+    basic: BasicAuth | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("bearer")
+    @classmethod
+    def _bearer_ref(cls, v: str | None) -> str | None:
+        return None if v is None else _credential_ref(v)
+
+    @field_validator("headers")
+    @classmethod
+    def _header_refs(cls, v: dict[str, str]) -> dict[str, str]:
+        return {name: _credential_ref(ref) for name, ref in v.items()}
+
+
+class Dialect(_Strict):
+    """Explicit reading options; anything left out is detected from the file."""
+
+    encoding: str | None = None
+    delimiter: str | None = None
+    quoteChar: str | None = None
+    decimalChar: str | None = None
+    groupChar: str | None = None
+    format: Literal["csv", "xlsx", "xls", "json"] | None = None
+
+    @field_validator("delimiter", "quoteChar", "decimalChar", "groupChar")
+    @classmethod
+    def _one_char(cls, v: str | None) -> str | None:
+        if v is not None and len(v) != 1:
+            raise ValueError("must be a single character, e.g. ';'")
+        return v
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str | None) -> str | None:
+        import codecs
+
+        if v is not None:
+            try:
+                codecs.lookup(v)
+            except LookupError:
+                raise ValueError(f"unknown encoding {v!r}; use e.g. utf-8, utf-8-sig, cp1252, latin-1") from None
+        return v
+
+
+class Source(_Strict):
+    """One entry of ``sources:``. Exactly one kind key says where data comes from."""
+
+    url: str | None = None
+    file: str | None = None
+    ckan: str | None = None
+    udata: str | None = None
+    ods: str | None = None
+    dcat: str | None = None
+    # portal filters (used by the portal kinds)
+    organization: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    formats: list[str] = Field(default_factory=list)
+    q: str | None = None
+    dataset: str | None = None
+    schema_: str | None = Field(default=None, alias="schema")
+    # access and limits
+    auth: Auth | None = None
+    name: str | None = None
+    max_bytes: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _exactly_one_kind(self) -> "Source":
+        kinds = [k for k in SOURCE_KINDS if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            found = ", ".join(kinds) if kinds else "none"
+            raise ValueError(
+                f"a source needs exactly one of the keys {', '.join(SOURCE_KINDS)} (found: {found})"
+            )
+        if self.url is not None and not re.match(r"^https?://", self.url, re.I):
+            raise ValueError(f"url must start with http:// or https:// (got {self.url!r}); use 'file:' for local files")
+        if self.url is not None and re.match(r"^https?://[^/@]*:[^/@]*@", self.url, re.I):
+            raise ValueError("url must not embed a password; use 'auth: {basic: ...}' with a credential reference")
+        return self
+
+    @property
+    def kind(self) -> SourceKind:
+        return next(k for k in SOURCE_KINDS if getattr(self, k) is not None)  # type: ignore[return-value]
+
+    @property
+    def location(self) -> str:
+        return str(getattr(self, self.kind))
+
+
+class Dataset(_Strict):
+    """A catalog entry. These key names are a contract: do not rename them."""
+
+    id: str
+    title: str
+    description: str = ""
+    publisher: str | None = None
+    license: str
+    access: Access
+    keywords: list[str] = Field(default_factory=list)
+    schema_: str | None = Field(default=None, alias="schema")
+    policy: Policy = "quarantine"
+    schedule: str | None = None
+    timezone: str = "Europe/Paris"
+    dialect: Dialect = Field(default_factory=Dialect)
+    sources: list[Source] = Field(min_length=1)
+    max_bytes: int | None = Field(default=None, gt=0)
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
+
+    @field_validator("id")
+    @classmethod
+    def _slug(cls, v: str) -> str:
+        if not ID_PATTERN.match(v):
+            raise ValueError(
+                "must be a slug: lower-case letters, digits, '-' or '_', starting with a letter or digit, "
+                f"at most 63 characters (got {v!r})"
+            )
+        return v
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        if v is not None:
+            parts = v.split()
+            if len(parts) != 5 or not all(CRON_FIELD.match(p) for p in parts):
+                raise ValueError(f"must be a 5-field cron expression like '0 3 * * *' (got {v!r})")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}; use an IANA name like 'Europe/Paris'") from None
+        return v
+
+    @model_validator(mode="after")
+    def _custom_keys(self) -> "Dataset":
+        for key in (self.model_extra or {}):
+            if not key.startswith("x-"):
+                raise ValueError(f"__extra__:{key}")
+        return self
+
+
+class CkanTarget(_Strict):
+    ckan: str
+    api_token: str | None = None
+    organization: str | None = None
+
+    @field_validator("api_token")
+    @classmethod
+    def _token_ref(cls, v: str | None) -> str | None:
+        return None if v is None else _credential_ref(v)
+
+
+class DcatTarget(_Strict):
+    dcat: str
+
+
+class DataPackageTarget(_Strict):
+    datapackage: str
+
+
+Target = CkanTarget | DcatTarget | DataPackageTarget
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """A dataset with the file it was read from (needed to resolve relative paths)."""
+
+    dataset: Dataset
+    path: Path
+
+    @property
+    def id(self) -> str:
+        return self.dataset.id
+
+
+@dataclass
+class Catalog:
+    root: Path
+    entries: dict[str, CatalogEntry] = field(default_factory=dict)
+    targets: dict[str, Target] = field(default_factory=dict)
+
+    def select(self, ids: list[str] | None) -> list[CatalogEntry]:
+        """The entries to work on; unknown ids are a configuration error, not a silent no-op."""
+        if not ids:
+            return list(self.entries.values())
+        unknown = [i for i in ids if i not in self.entries]
+        if unknown:
+            known = ", ".join(sorted(self.entries)) or "(none)"
+            raise CatalogError([f"unknown dataset id(s): {', '.join(unknown)}; the catalog {self.root} has: {known}"])
+        return [self.entries[i] for i in ids]
+
+
+_ALLOWED_DATASET_KEYS = sorted(
+    (f.alias or name) for name, f in Dataset.model_fields.items()
+)
+_ALLOWED_SOURCE_KEYS = sorted((f.alias or name) for name, f in Source.model_fields.items())
+
+
+def _loc(parts: tuple[Any, ...]) -> str:
+    out = ""
+    for p in parts:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        else:
+            p = {"schema_": "schema"}.get(str(p), str(p))
+            out += f".{p}" if out else p
+    return out or "(top level)"
+
+
+def _explain(file: Path, exc: ValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        if msg.startswith("__extra__:"):
+            key = msg.split(":", 1)[1]
+            problems.append(
+                f"{file}: {key}: unknown key; allowed keys are {', '.join(_ALLOWED_DATASET_KEYS)} "
+                "(custom keys must start with 'x-')"
+            )
+            continue
+        if err["type"] == "extra_forbidden":
+            allowed = _ALLOWED_SOURCE_KEYS if "sources" in loc else None
+            hint = f"; allowed keys are {', '.join(allowed)}" if allowed else ""
+            problems.append(f"{file}: {_loc(loc)}: unknown key{hint}")
+            continue
+        if err["type"] == "missing":
+            problems.append(f"{file}: {_loc(loc)}: required key is missing")
+            continue
+        problems.append(f"{file}: {_loc(loc)}: {msg}")
+    return problems
+
+
+def _read_yaml(path: Path) -> tuple[Any, list[str]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        return None, [f"{path}: not UTF-8 (byte {e.start}); save the file as UTF-8"]
+    try:
+        return yaml.safe_load(text), []
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        return None, [f"{path}:{where}: invalid YAML: {problem}"]
+
+
+def load_dataset_file(path: Path) -> tuple[Dataset | None, list[str]]:
+    data, problems = _read_yaml(path)
+    if problems:
+        return None, problems
+    if not isinstance(data, dict):
+        return None, [f"{path}: must be a mapping of keys (id, title, sources, ...), got {type(data).__name__}"]
+    try:
+        ds = Dataset.model_validate(data)
+    except ValidationError as e:
+        return None, _explain(path, e)
+    if ds.id != path.stem:
+        return None, [f"{path}: id: {ds.id!r} does not match the file name; rename the file to {ds.id}{path.suffix} or fix the id"]
+    return ds, []
+
+
+def load_targets(path: Path) -> tuple[dict[str, Target], list[str]]:
+    data, problems = _read_yaml(path)
+    if problems:
+        return {}, problems
+    if data is None:
+        return {}, []
+    if not isinstance(data, dict):
+        return {}, [f"{path}: must map target names to targets"]
+    targets: dict[str, Target] = {}
+    for name, spec in data.items():
+        if not isinstance(spec, dict):
+            problems.append(f"{path}: {name}: must be a mapping with one of the keys ckan, dcat, datapackage")
+            continue
+        model = CkanTarget if "ckan" in spec else DcatTarget if "dcat" in spec else DataPackageTarget if "datapackage" in spec else None
+        if model is None:
+            problems.append(f"{path}: {name}: a target needs one of the keys ckan, dcat, datapackage")
+            continue
+        try:
+            targets[str(name)] = model.model_validate(spec)
+        except ValidationError as e:
+            problems += [p.replace(f"{path}: ", f"{path}: {name}.", 1) for p in _explain(path, e)]
+    return targets, problems
+
+
+def load_catalog(root: Path | str) -> Catalog:
+    """Read and check every file of the catalog; raise one CatalogError listing all problems."""
+    root = Path(root)
+    if not root.is_dir():
+        raise CatalogError([f"{root}: catalog directory not found; pass --catalog DIR or set PARTAGE_CATALOG"])
+    catalog = Catalog(root=root.resolve())
+    problems: list[str] = []
+    for path in sorted(root.iterdir()):
+        if path.suffix not in (".yaml", ".yml") or not path.is_file():
+            continue
+        if path.name.startswith("_"):
+            if path.stem == "_targets":
+                catalog.targets, found = load_targets(path)
+                problems += found
+            continue
+        ds, found = load_dataset_file(path)
+        problems += found
+        if ds is not None:
+            if ds.id in catalog.entries:
+                problems.append(f"{path}: id: {ds.id!r} is also defined in {catalog.entries[ds.id].path.name}")
+            else:
+                catalog.entries[ds.id] = CatalogEntry(ds, path.resolve())
+    aliases: dict[str, str] = {}
+    for ds_id in catalog.entries:
+        alias = ds_id.replace("-", "_")
+        if alias in aliases:
+            problems.append(f"ids {aliases[alias]!r} and {ds_id!r} both give the SQL view name {alias!r}; rename one")
+        aliases[alias] = ds_id
+    if problems:
+        raise CatalogError(problems)
+    return catalog

@@ -1,0 +1,357 @@
+"""``partage``: the command line of the hub.
+
+Exit codes follow DESIGN.md: ``harvest`` 0 when every source is updated or
+unchanged, 1 when some were rejected or failed, 2 for a bad configuration;
+``validate`` 0 valid, 1 invalid, 2 could not validate; ``sql`` 2 on an SQL error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from . import __version__
+from .errors import CatalogError, PartageError, WarehouseBusy
+
+app = typer.Typer(
+    help="Partage: harvest, validate, store and publish the data of a territory.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,
+)
+catalog_app = typer.Typer(help="Work on the catalog (catalog/*.yaml).", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+
+# Not a terminal (CI logs, pipes): rich would wrap at 80 columns and squeeze the tables.
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+CatalogOpt = Annotated[Path, typer.Option("--catalog", envvar="PARTAGE_CATALOG", help="Catalog directory.")]
+WarehouseOpt = Annotated[Path, typer.Option("--warehouse", envvar="PARTAGE_WAREHOUSE", help="Warehouse directory.")]
+
+STATE_STYLE = {"updated": "green", "unchanged": "dim", "rejected": "yellow", "failed": "red"}
+STATE_MARK = {"updated": "✓", "unchanged": "=", "rejected": "✗", "failed": "!"}
+UNREADABLE = {"source-error", "scheme-error", "format-error", "encoding-error", "resource-error", "general-error",
+              "io-error", "compression-error", "package-error", "schema-error", "field-error"}
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"partage {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = None,
+) -> None:
+    pass
+
+
+def _fail(message: str, code: int) -> None:
+    err.print(f"[red]error:[/red] {escape(message)}")
+    raise typer.Exit(code)
+
+
+# -- catalog ----------------------------------------------------------------
+
+
+@catalog_app.command("check")
+def catalog_check(catalog: CatalogOpt = Path("catalog")) -> None:
+    """Check every catalog file; list every problem with its file and key."""
+    from .catalog import load_catalog
+
+    try:
+        cat = load_catalog(catalog)
+    except CatalogError as e:
+        err.print(f"[red]The catalog has {len(e.problems)} problem(s):[/red]")
+        for p in e.problems:
+            err.print(f"  • {escape(p)}")
+        raise typer.Exit(2)
+    n_sources = sum(len(e.dataset.sources) for e in cat.entries.values())
+    out.print(f"[green]✓[/green] {cat.root}: {len(cat.entries)} dataset(s), {n_sources} source(s), "
+              f"{len(cat.targets)} publication target(s): OK")
+
+
+# -- harvest ----------------------------------------------------------------
+
+
+class _ProgressHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        s = getattr(record, "partage_source", None)
+        if s is not None:
+            style = STATE_STYLE[s.state]
+            out.print(f"  [{style}]{STATE_MARK[s.state]} {s.state:<9}[/{style}] {escape(s.dataset_id)} · "
+                      f"{escape(s.label)} [dim]— {escape(s.reason)}[/dim]", highlight=False)
+
+
+def _quiet_prefect(verbose: bool) -> None:
+    """Prefect's own INFO lines drown the per-source progress; keep them for --verbose."""
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "partage")
+    # The ephemeral server's telemetry heartbeat races the first flow run for its SQLite file
+    # ("database is locked") and phones home, which a hub without internet cannot do anyway.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@app.command()
+def harvest(
+    ids: Annotated[Optional[list[str]], typer.Argument(help="Dataset ids (default: the whole catalog).")] = None,
+    catalog: CatalogOpt = Path("catalog"),
+    warehouse: WarehouseOpt = Path("warehouse"),
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs too.")] = False,
+) -> None:
+    """Run the harvest flow: a line per source, then a summary table."""
+    from .catalog import load_catalog
+
+    try:
+        cat = load_catalog(catalog)
+        entries = cat.select(ids)
+    except CatalogError as e:
+        err.print(f"[red]The catalog has {len(e.problems)} problem(s); nothing was harvested:[/red]")
+        for p in e.problems:
+            err.print(f"  • {escape(p)}")
+        raise typer.Exit(2)
+    _quiet_prefect(verbose)
+    out.print(f"Harvesting {len(entries)} dataset(s) from {cat.root} into {warehouse.resolve()} …")
+    handler = _ProgressHandler()
+    progress = logging.getLogger("partage.progress")
+    progress.addHandler(handler)
+    progress.setLevel(logging.INFO)
+    progress.propagate = False
+    try:
+        from flows.harvest import harvest as harvest_flow
+
+        summary = harvest_flow(catalog=str(catalog), warehouse=str(warehouse), ids=list(ids) if ids else None)
+    except WarehouseBusy as e:
+        _fail(str(e), 1)
+    except CatalogError as e:
+        _fail(str(e), 2)
+    except PartageError as e:
+        _fail(str(e), 1)
+    finally:
+        progress.removeHandler(handler)
+    table = Table(title=f"Harvest {summary.run_id}", title_justify="left")
+    for col in ("dataset", "sources", "updated", "unchanged", "rejected", "failed", "rows", "quarantined", "version"):
+        table.add_column(col, justify="right" if col not in ("dataset", "version") else "left")
+    for d in summary.datasets:
+        states = [s.state for s in d.sources]
+        table.add_row(
+            d.dataset_id, str(len(states)),
+            *[f"[{STATE_STYLE[k]}]{states.count(k)}[/]" if states.count(k) else "0" for k in ("updated", "unchanged", "rejected", "failed")],
+            "" if d.rows is None else f"{d.rows:,}", "" if d.quarantined is None else f"{d.quarantined:,}",
+            d.version or ("(unchanged)" if d.ok else "(kept previous)"),
+        )
+    out.print(table)
+    counts = summary.counts()
+    out.print(", ".join(f"{v} {k}" for k, v in counts.items()) +
+              ("" if summary.exit_code == 0 else " — see the reasons above; `partage status --sources` keeps them"))
+    raise typer.Exit(summary.exit_code)
+
+
+# -- validate -----------------------------------------------------------------
+
+
+@app.command()
+def validate(
+    target: Annotated[str, typer.Argument(metavar="FILE_OR_URL", help="A local file or an http(s) URL.")],
+    schema: Annotated[Optional[str], typer.Option("--schema", help="publisher/name@version, a path or a URL; inferred if omitted.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the frictionless-shaped report as JSON.")] = False,
+    encoding: Annotated[Optional[str], typer.Option(help="Force the encoding (default: detected).")] = None,
+    delimiter: Annotated[Optional[str], typer.Option(help="Force the delimiter (default: detected).")] = None,
+    decimal_char: Annotated[Optional[str], typer.Option("--decimal-char", help="Decimal separator for numbers, e.g. ','.")] = None,
+    schemas_dir: Annotated[Path, typer.Option("--schemas", envvar="PARTAGE_SCHEMAS", help="Local schema cache.")] = Path("schemas"),
+    max_errors: Annotated[int, typer.Option(help="Errors shown (not --json).")] = 20,
+) -> None:
+    """Validate one file against a Table Schema: exit 0 valid, 1 invalid, 2 could not validate."""
+    from pydantic import ValidationError
+
+    from .catalog import Dialect as DialectConfig
+    from .dialect import detect
+    from .rawstore import RawStore
+    from .schemas import resolve_schema, schema_from_descriptor
+    from .validate import infer_schema
+    from .validate import validate as run_validate
+
+    try:
+        config = DialectConfig(encoding=encoding, delimiter=delimiter, decimalChar=decimal_char)
+    except ValidationError as e:
+        _fail("; ".join(x["msg"] for x in e.errors()), 2)
+    with tempfile.TemporaryDirectory(prefix="partage-validate-") as tmp:
+        try:
+            if target.lower().startswith(("http://", "https://")):
+                from .fetch import fetch
+
+                store = RawStore(Path(tmp))
+                outcome = fetch(target, store)
+                path = store.path_for(outcome.sha256 or "")
+            else:
+                path = Path(target)
+                if not path.is_file():
+                    _fail(f"{target}: no such file", 2)
+            dialect = detect(path, config, target)
+            resolved = (resolve_schema(schema, catalog_dir=None, schemas_dir=schemas_dir) if schema
+                        else schema_from_descriptor(infer_schema(path, dialect)))
+        except PartageError as e:
+            _fail(str(e), 2)
+        report = run_validate(path, resolved, dialect)
+    report.descriptor["partage"] = {"source": target, "schema": resolved.ref, "dialect": dialect.to_dict()}
+    unreadable = bool(report.errors) and all(e.get("type") in UNREADABLE for e in report.errors)
+    code = 0 if report.valid else 2 if unreadable else 1
+    if as_json:
+        sys.stdout.write(report.to_json(indent=2) + "\n")
+        raise typer.Exit(code)
+    d = dialect
+    out.print(f"[dim]{escape(target)}: {d.format}, encoding {d.encoding}, delimiter {d.delimiter!r}; schema {escape(resolved.ref)}[/dim]")
+    if report.valid:
+        out.print(f"[green]✓ valid[/green]: {report.row_count:,} rows")
+        raise typer.Exit(0)
+    label = "could not validate" if unreadable else "invalid"
+    out.print(f"[red]✗ {label}[/red]: {report.error_count:,} error(s) in {report.invalid_rows:,} row(s) of {report.row_count:,}")
+    table = Table(show_lines=False)
+    for col in ("row", "field", "type", "message"):
+        table.add_column(col)
+    for e in report.errors[:max_errors]:
+        table.add_row(str(e.get("rowNumber", "")), escape(str(e.get("fieldName", ""))), e.get("type", ""), escape(e.get("message", "")))
+    out.print(table)
+    if report.error_count > max_errors:
+        out.print(f"… and {report.error_count - max_errors:,} more (use --json for the full report)")
+    raise typer.Exit(code)
+
+
+# -- warehouse reads ----------------------------------------------------------
+
+
+def _open_ro(warehouse: Path) -> Any:
+    from .warehouse import Warehouse
+
+    wh = Warehouse(warehouse)
+    if not wh.db_path.exists():
+        out.print(f"No warehouse at {wh.db_path} yet: run `partage harvest` first.")
+        raise typer.Exit(0)
+    return wh.connect(read_only=True)
+
+
+@app.command()
+def status(
+    dataset: Annotated[Optional[str], typer.Argument(help="Limit to one dataset.")] = None,
+    sources: Annotated[bool, typer.Option("--sources", help="One line per source, with the reason of its state.")] = False,
+    warehouse: WarehouseOpt = Path("warehouse"),
+) -> None:
+    """Datasets, their latest version and the last state of their sources."""
+    where, params = ("WHERE d.id = ?", [dataset]) if dataset else ("", [])
+    try:
+        with _open_ro(warehouse) as con:
+            rows = con.execute(f"""
+                SELECT d.id, d.access, v.version, v.row_count, v.quarantined_rows,
+                       count(s.source_key), count(s.source_key) FILTER (WHERE s.state IN ('rejected', 'failed')),
+                       max(s.checked_at)
+                FROM _partage.datasets d
+                LEFT JOIN (SELECT * FROM _partage.versions QUALIFY row_number() OVER (PARTITION BY dataset_id ORDER BY version DESC) = 1) v
+                  ON v.dataset_id = d.id
+                LEFT JOIN _partage.sources s ON s.dataset_id = d.id
+                {where}
+                GROUP BY ALL ORDER BY d.id""", params).fetchall()
+            src_rows = con.execute(f"""
+                SELECT s.dataset_id, s.label, s.state, s.layer, s.reason, s.checked_at, s.changed_at
+                FROM _partage.sources s {where.replace('d.id', 's.dataset_id')} ORDER BY 1, 2""", params).fetchall() if sources else []
+    except PartageError as e:
+        _fail(str(e), 2)
+    table = Table(title="Datasets", title_justify="left")
+    for col in ("dataset", "access", "latest version", "rows", "quarantined", "sources", "not ok", "last checked"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r[0], r[1], r[2] or "(none yet)", "" if r[3] is None else f"{r[3]:,}", "" if r[4] is None else f"{r[4]:,}",
+                      str(r[5]), f"[red]{r[6]}[/red]" if r[6] else "0", r[7].strftime("%Y-%m-%d %H:%M") if r[7] else "")
+    out.print(table)
+    if sources:
+        st = Table(title="Sources", title_justify="left", show_lines=True)
+        for col in ("dataset", "source", "state", "decided by", "reason", "changed"):
+            st.add_column(col, overflow="fold")
+        for r in src_rows:
+            style = STATE_STYLE.get(r[2], "")
+            st.add_row(r[0], escape(r[1]), f"[{style}]{r[2]}[/]", r[3] or "", escape(r[4] or ""),
+                       r[6].strftime("%Y-%m-%d %H:%M") if r[6] else "")
+        out.print(st)
+
+
+@app.command()
+def history(dataset: Annotated[str, typer.Argument(help="Dataset id.")], warehouse: WarehouseOpt = Path("warehouse")) -> None:
+    """Every stored version of a dataset, newest first."""
+    try:
+        with _open_ro(warehouse) as con:
+            rows = con.execute("""SELECT version, created_at, row_count, quarantined_rows, schema_ref, parts, path
+                                  FROM _partage.versions WHERE dataset_id = ? ORDER BY version DESC""", [dataset]).fetchall()
+    except PartageError as e:
+        _fail(str(e), 2)
+    if not rows:
+        out.print(f"No version of {dataset!r} yet.")
+        return
+    table = Table(title=f"History of {dataset}", title_justify="left")
+    for col in ("version", "created", "rows", "quarantined", "schema", "new parts", "path"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        fresh = [p["source_key"] for p in json.loads(r[5]) if p["since_version"] == r[0]]
+        table.add_row(r[0], r[1].strftime("%Y-%m-%d %H:%M:%S"), f"{r[2]:,}", f"{r[3]:,}", r[4] or "", ", ".join(fresh), r[6])
+    out.print(table)
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="SQL, run read-only on the warehouse.")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+    max_rows: Annotated[int, typer.Option(help="Rows printed in table format.")] = 200,
+) -> None:
+    """Run a read-only query on the warehouse (exit 2 on an SQL error)."""
+    import duckdb
+
+    if fmt not in ("table", "csv", "json"):
+        _fail("--format must be table, csv or json", 2)
+    try:
+        with _open_ro(warehouse) as con:
+            cur = con.execute(query)
+            names = [d[0] for d in cur.description] if cur.description else []
+            rows = cur.fetchall() if names else []
+    except duckdb.Error as e:
+        _fail(f"SQL error: {e}", 2)
+    except PartageError as e:
+        _fail(str(e), 2)
+    if fmt == "csv":
+        import csv
+
+        w = csv.writer(sys.stdout)
+        w.writerow(names)
+        w.writerows(rows)
+        return
+    if fmt == "json":
+        sys.stdout.write(json.dumps([dict(zip(names, r)) for r in rows], ensure_ascii=False, default=str, indent=2) + "\n")
+        return
+    table = Table()
+    for n in names:
+        table.add_column(escape(n))
+    for r in rows[:max_rows]:
+        table.add_row(*[escape("NULL" if v is None else str(v)) for v in r])
+    out.print(table)
+    if len(rows) > max_rows:
+        out.print(f"[dim]{len(rows) - max_rows:,} more row(s) not shown; use --format csv[/dim]")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""One exception root for the whole engine.
+
+Each message names the thing that went wrong (file, key, URL, row, field) and
+what to do about it, because the people who read them are a data team, not the
+authors. Whether a retry can help is carried by the type: Prefect and the
+fetcher retry :class:`TransientError` only.
+"""
+
+from __future__ import annotations
+
+
+class PartageError(Exception):
+    """Root of every error Partage raises on purpose."""
+
+
+class TransientError(PartageError):
+    """Something that may work if tried again later (timeouts, 5xx, a busy file)."""
+
+
+class TerminalError(PartageError):
+    """Retrying will not help: the input or the configuration must change."""
+
+
+class CatalogError(TerminalError):
+    """The catalog (YAML files) is invalid. Carries every problem found, not just the first."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class CredentialError(TerminalError):
+    """A credential reference could not be resolved. Never carries the secret itself."""
+
+
+class SchemaError(TerminalError):
+    """A Table Schema could not be found or read."""
+
+
+class FetchError(PartageError):
+    """Base for download problems; the subclass says whether retrying can help."""
+
+    def __init__(
+        self, message: str, *, url: str | None = None, status: int | None = None, retry_after: str | None = None
+    ):
+        self.url = url
+        self.status = status
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class TransientFetchError(FetchError, TransientError):
+    """Timeout, connection reset, HTTP 429/5xx."""
+
+
+class TerminalFetchError(FetchError, TerminalError):
+    """HTTP 4xx, size limit, forbidden redirect, missing file."""
+
+
+class ValidationFailure(TerminalError):
+    """A file could not be validated at all (unreadable, not tabular, bad schema)."""
+
+
+class WarehouseError(PartageError):
+    """The warehouse could not be read or written."""
+
+
+class WarehouseBusy(WarehouseError, TransientError):
+    """Another process holds the warehouse (a running harvest, or a DuckDB writer)."""

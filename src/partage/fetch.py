@@ -1,0 +1,210 @@
+"""HTTP downloads the way a scheduled harvest needs them.
+
+* Conditional GET (If-None-Match / If-Modified-Since) with the validators the
+  warehouse kept from the last run: an unchanged source costs one request and
+  no body.
+* Streaming into the content-addressed raw store with a running sha256 and a
+  size cap, so memory does not grow with the file.
+* Retries with exponential backoff and jitter, on transient failures only
+  (timeouts, connection errors, 408/425/429/5xx); a 404 is final at once.
+* Redirects followed by hand: only http(s), at most 10, credentials dropped
+  when the host changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import httpx
+
+from . import USER_AGENT
+from .errors import TerminalFetchError, TransientFetchError
+from .rawstore import RawStore
+
+log = logging.getLogger("partage.fetch")
+
+TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
+SECRET_QUERY_KEYS = {"token", "access_token", "apikey", "api_key", "key", "signature", "sig", "password", "secret"}
+DEFAULT_MAX_BYTES = 2 * 1024**3
+MAX_REDIRECTS = 10
+
+
+def redact(url: str) -> str:
+    """A URL fit for logs and reports: no userinfo, no secret-looking query values."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable URL>"
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    query = urlencode(
+        [(k, "***" if k.lower() in SECRET_QUERY_KEYS else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+@dataclass(frozen=True)
+class Validators:
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True)
+class FetchOutcome:
+    status: Literal["not-modified", "downloaded"]
+    url: str  # redacted
+    http_status: int
+    attempts: int
+    body_bytes: int  # bytes of body actually transferred
+    etag: str | None = None
+    last_modified: str | None = None
+    content_type: str | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4
+    backoff: float = 1.0  # seconds, doubled each try, with jitter
+    max_wait: float = 30.0
+
+    @classmethod
+    def from_env(cls) -> "RetryPolicy":
+        return cls(
+            attempts=int(os.environ.get("PARTAGE_RETRY_ATTEMPTS", cls.attempts)),
+            backoff=float(os.environ.get("PARTAGE_RETRY_BACKOFF", cls.backoff)),
+        )
+
+    def wait(self, attempt: int, retry_after: str | None) -> float:
+        if retry_after and retry_after.strip().isdigit():
+            return min(float(retry_after), self.max_wait)
+        return min(self.backoff * (2 ** (attempt - 1)) * (0.5 + random.random()), self.max_wait)
+
+
+def _timeout() -> httpx.Timeout:
+    return httpx.Timeout(
+        connect=float(os.environ.get("PARTAGE_CONNECT_TIMEOUT", 15)),
+        read=float(os.environ.get("PARTAGE_READ_TIMEOUT", 120)),
+        write=30.0,
+        pool=30.0,
+    )
+
+
+def _request_once(
+    client: httpx.Client,
+    url: str,
+    headers: dict[str, str],
+    raw: RawStore,
+    max_bytes: int,
+    secret_headers: frozenset[str],
+) -> FetchOutcome:
+    current = url
+    hdrs = dict(headers)
+    origin = urlsplit(url).netloc
+    for _ in range(MAX_REDIRECTS + 1):
+        with client.stream("GET", current, headers=hdrs) as r:
+            if r.is_redirect:
+                location = r.headers.get("location", "")
+                nxt = str(r.url.join(location))
+                scheme = urlsplit(nxt).scheme.lower()
+                if scheme not in ("http", "https"):
+                    raise TerminalFetchError(
+                        f"{redact(url)} redirects to a {scheme or 'relative'}: URL ({redact(nxt)}); only http(s) redirects are followed",
+                        url=redact(url), status=r.status_code,
+                    )
+                if urlsplit(nxt).netloc != origin:  # never hand credentials to another host
+                    drop = {"authorization", "cookie"} | {n.lower() for n in secret_headers}
+                    hdrs = {k: v for k, v in hdrs.items() if k.lower() not in drop}
+                current = nxt
+                continue
+            if r.status_code == 304:
+                return FetchOutcome("not-modified", redact(current), 304, 1, 0,
+                                    r.headers.get("etag"), r.headers.get("last-modified"), r.headers.get("content-type"))
+            if r.status_code in TRANSIENT_STATUS:
+                raise TransientFetchError(
+                    f"{redact(url)} answered HTTP {r.status_code} ({r.reason_phrase})",
+                    url=redact(url), status=r.status_code, retry_after=r.headers.get("retry-after"),
+                )
+            if r.status_code >= 400:
+                hint = {
+                    401: "the server wants credentials: add 'auth:' to the source",
+                    403: "access refused: check the credentials or ask the producer",
+                    404: "the file is not there any more: check the URL with the producer",
+                    410: "the file was removed: update the catalog entry",
+                }.get(r.status_code, "check the URL")
+                raise TerminalFetchError(
+                    f"{redact(url)} answered HTTP {r.status_code} ({r.reason_phrase}); {hint}",
+                    url=redact(url), status=r.status_code,
+                )
+            declared = r.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise TerminalFetchError(
+                    f"{redact(url)} announces {int(declared):,} bytes, over the limit of {max_bytes:,}; "
+                    "raise max_bytes in the catalog entry if this size is expected",
+                    url=redact(url), status=r.status_code,
+                )
+            with raw.writer(redact(url), max_bytes) as sink:
+                for chunk in r.iter_raw(1 << 16) if _identity(r) else r.iter_bytes(1 << 16):
+                    sink.write(chunk)
+            return FetchOutcome(
+                "downloaded", redact(current), r.status_code, 1, r.num_bytes_downloaded,
+                r.headers.get("etag"), r.headers.get("last-modified"), r.headers.get("content-type"), sink.sha256,
+            )
+    raise TerminalFetchError(f"{redact(url)}: more than {MAX_REDIRECTS} redirects", url=redact(url))
+
+
+def _identity(r: httpx.Response) -> bool:
+    return r.headers.get("content-encoding", "identity").lower() in ("identity", "")
+
+
+def fetch(
+    url: str,
+    raw: RawStore,
+    *,
+    previous: Validators | None = None,
+    headers: dict[str, str] | None = None,
+    secret_headers: frozenset[str] = frozenset(),
+    max_bytes: int | None = None,
+    retry: RetryPolicy | None = None,
+) -> FetchOutcome:
+    """Download ``url`` into ``raw`` unless the server says it has not changed.
+
+    Raises TransientFetchError when every attempt failed transiently, and
+    TerminalFetchError at once for what a retry cannot fix.
+    """
+    retry = retry or RetryPolicy.from_env()
+    max_bytes = max_bytes or DEFAULT_MAX_BYTES
+    hdrs = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"}
+    hdrs.update(headers or {})
+    if previous and previous.etag:
+        hdrs["If-None-Match"] = previous.etag
+    if previous and previous.last_modified:
+        hdrs["If-Modified-Since"] = previous.last_modified
+    last: TransientFetchError | None = None
+    with httpx.Client(timeout=_timeout(), follow_redirects=False) as client:
+        for attempt in range(1, retry.attempts + 1):
+            try:
+                out = _request_once(client, url, hdrs, raw, max_bytes, secret_headers)
+                return FetchOutcome(**{**out.__dict__, "attempts": attempt})
+            except TransientFetchError as e:
+                last = e
+            except httpx.TimeoutException as e:
+                last = TransientFetchError(f"{redact(url)}: timed out ({type(e).__name__})", url=redact(url))
+            except httpx.TransportError as e:
+                last = TransientFetchError(f"{redact(url)}: connection failed ({type(e).__name__}: {e})", url=redact(url))
+            except httpx.InvalidURL as e:
+                raise TerminalFetchError(f"{redact(url)}: invalid URL ({e})", url=redact(url)) from None
+            if attempt < retry.attempts:
+                wait = retry.wait(attempt, last.retry_after)
+                log.info("%s; retry %d/%d in %.1fs", last, attempt, retry.attempts - 1, wait)
+                time.sleep(wait)
+    assert last is not None
+    raise TransientFetchError(f"{last} (gave up after {retry.attempts} attempts; will try again next run)",
+                              url=last.url, status=last.status)

@@ -1,0 +1,279 @@
+"""The harvest of one dataset, stage by stage, without Prefect.
+
+``flows/harvest.py`` composes these functions into Prefect tasks; tests and
+other callers can use them directly. Data goes one way: source -> raw file ->
+validated Parquet -> version -> catalog entry.
+
+A dataset's version is made of *parts*, one per source. A source that did not
+change keeps its part from the previous version (hard-linked, not copied); a
+source whose new file is rejected keeps its previous part too. So one bad
+partner file never takes the others' data down.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .catalog import Catalog, CatalogEntry
+from .dialect import detect
+from .errors import PartageError
+from .publish import datapackage
+from .rawstore import copy_or_link
+from .schemas import ResolvedSchema, resolve_schema, schema_from_descriptor
+from .sources import Acquired, SourceResource, acquire, expand
+from .validate import infer_schema, validate_and_type
+from .warehouse import Part, Warehouse, new_version_id, now
+
+log = logging.getLogger("partage.harvest")
+
+SourceState = Literal["unchanged", "updated", "rejected", "failed"]
+OK_STATES = ("unchanged", "updated")
+
+
+@dataclass(frozen=True)
+class SourceOutcome:
+    dataset_id: str
+    source_key: str
+    label: str
+    state: SourceState
+    reason: str
+    layer: str | None = None
+    body_bytes: int = 0
+    rows: int | None = None
+    quarantined: int | None = None
+    errors: int | None = None
+
+
+@dataclass
+class DatasetOutcome:
+    dataset_id: str
+    sources: list[SourceOutcome]
+    version: str | None = None
+    rows: int | None = None
+    quarantined: int | None = None
+    message: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return all(s.state in OK_STATES for s in self.sources)
+
+
+@dataclass
+class HarvestSummary:
+    run_id: str
+    datasets: list[DatasetOutcome] = field(default_factory=list)
+
+    @property
+    def sources(self) -> list[SourceOutcome]:
+        return [s for d in self.datasets for s in d.sources]
+
+    @property
+    def exit_code(self) -> int:
+        """0: every source updated or unchanged; 1: some were rejected or failed."""
+        return 0 if all(d.ok for d in self.datasets) else 1
+
+    def counts(self) -> dict[str, int]:
+        out = {s: 0 for s in ("updated", "unchanged", "rejected", "failed")}
+        for s in self.sources:
+            out[s.state] += 1
+        return out
+
+
+def new_run_id() -> str:
+    return now().strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+def default_schemas_dir(catalog: Catalog) -> Path:
+    import os
+
+    env = os.environ.get("PARTAGE_SCHEMAS")
+    return Path(env) if env else catalog.root.parent / "schemas"
+
+
+def plan(entry: CatalogEntry) -> tuple[list[SourceResource], list[Acquired]]:
+    return expand(entry)
+
+
+def acquire_source(resource: SourceResource, warehouse: Warehouse) -> Acquired:
+    record = warehouse.source_records(resource.dataset_id).get(resource.key)
+    acquired = acquire(resource, record, warehouse.raw)
+    log.debug("%s/%s acquired: %s (%s)", resource.dataset_id, resource.key, acquired.state, acquired.reason)
+    return acquired
+
+
+def fingerprint(entry: CatalogEntry, schema_sha256: str) -> str:
+    """What a validation depends on besides the file: a change here revalidates unchanged files."""
+    ds = entry.dataset
+    blob = json.dumps({"schema": schema_sha256, "policy": ds.policy, "dialect": ds.dialect.model_dump(),
+                       "timezone": ds.timezone}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _dataset_row(entry: CatalogEntry) -> dict[str, Any]:
+    ds = entry.dataset
+    return {"id": ds.id, "title": ds.title, "description": ds.description, "publisher": ds.publisher,
+            "license": ds.license, "access": ds.access, "keywords": list(ds.keywords), "schema_ref": ds.schema_,
+            "policy": ds.policy, "catalog_file": str(entry.path)}
+
+
+def _source_update(a: Acquired, state: SourceState, reason: str, **extra: Any) -> dict[str, Any]:
+    r = a.resource
+    ok = a.state != "failed"
+    return {"source_key": r.key, "kind": r.kind, "label": r.label, "state": state, "reason": reason, "layer": a.layer,
+            "etag": a.etag if ok else None, "last_modified": a.last_modified if ok else None,
+            "sha256": a.sha256 if ok else None, "bytes": a.bytes if ok else None, "body_bytes": a.body_bytes, **extra}
+
+
+def store_dataset(
+    entry: CatalogEntry,
+    acquired: list[Acquired],
+    warehouse: Warehouse,
+    *,
+    run_id: str,
+    schemas_dir: Path | None = None,
+) -> DatasetOutcome:
+    """Validate what changed, apply the policy, and publish a new version if any part changed."""
+    ds = entry.dataset
+    dataset_row = _dataset_row(entry)
+    records = warehouse.source_records(ds.id)
+    latest = warehouse.latest_version(ds.id)
+    previous_parts = {p.source_key: p for p in latest[1]} if latest else {}
+    latest_version = latest[0] if latest else None
+    outcomes: list[SourceOutcome] = []
+    updates: list[dict[str, Any]] = []
+    reports: list[dict[str, Any]] = []
+
+    def done(a: Acquired, state: SourceState, reason: str, **extra: Any) -> None:
+        counts = {k: extra.pop(k) for k in ("rows", "quarantined", "errors") if k in extra}
+        outcomes.append(SourceOutcome(ds.id, a.resource.key, a.resource.label, state, reason, a.layer,
+                                      a.body_bytes, **counts))
+        updates.append(_source_update(a, state, reason, **extra))
+
+    # The schema: resolved once per dataset; a bad reference fails every source with the same clear reason.
+    schema: ResolvedSchema | None = None
+    if ds.schema_:
+        try:
+            schema = resolve_schema(ds.schema_, catalog_dir=entry.path.parent, schemas_dir=schemas_dir)
+        except PartageError as e:
+            for a in acquired:
+                done(a, "failed", a.reason if a.state == "failed" else str(e))
+            warehouse.record_sources(run_id, dataset_row, updates, reports)
+            return DatasetOutcome(ds.id, outcomes, message=str(e))
+
+    version = new_version_id(after=latest_version)
+    staging = warehouse.root / ds.id / f".staging-{version}-{uuid.uuid4().hex[:6]}"
+    new_parts: dict[str, Part] = {}
+    try:
+        for a in acquired:
+            key = a.resource.key
+            if a.state == "failed":
+                done(a, "failed", a.reason)
+                continue
+            record = records.get(key)
+            if schema is None:  # no schema in the catalog: infer from the data, whole columns
+                dialect0 = detect(warehouse.raw.path_for(a.sha256), ds.dialect, a.resource.location)  # type: ignore[arg-type]
+                schema = schema_from_descriptor(infer_schema(warehouse.raw.path_for(a.sha256), dialect0), "(inferred)")  # type: ignore[arg-type]
+            fp = fingerprint(entry, schema.sha256)
+            if record is not None and record.validated_sha256 == a.sha256 and record.fingerprint == fp:
+                note = ""
+                if record.accepted_sha256 != a.sha256:
+                    note = "; its last validation rejected it (see the report), the previous data is kept"
+                done(a, "unchanged", a.reason + note)
+                continue
+            why = a.reason if a.state == "changed" else a.reason + "; revalidated because the schema, policy or dialect changed"
+            raw_path = warehouse.raw.path_for(a.sha256)  # type: ignore[arg-type]
+            dialect = detect(raw_path, ds.dialect, a.resource.location)
+            data_rel, q_rel = f"data/{key}.parquet", f"quarantine/{key}.parquet"
+            result = validate_and_type(
+                raw_path, schema, dialect, policy=ds.policy, source_key=key,
+                data_path=staging / data_rel, quarantine_path=staging / q_rel, timezone=ds.timezone,
+            )
+            report_desc = result.report.descriptor
+            report_desc["partage"] = {"source": a.resource.label, "sha256": a.sha256, "dialect": dialect.to_dict(),
+                                      "policy": ds.policy, "schema": schema.ref, "accepted": result.accepted}
+            report_json = json.dumps(report_desc, ensure_ascii=False, default=str)
+            (staging / "reports").mkdir(parents=True, exist_ok=True)
+            (staging / "reports" / f"{key}.json").write_text(report_json, encoding="utf-8")
+            reports.append({"source_key": key, "sha256": a.sha256, "accepted": result.accepted,
+                            "valid": result.report.valid, "error_count": result.report.error_count,
+                            "report": report_json, "version": None})
+            validated = {"validated_sha256": a.sha256, "fingerprint": fp}
+            if result.accepted:
+                new_parts[key] = Part(key, data_rel, q_rel if result.quarantine_path else None, a.sha256 or "",
+                                      result.rows, result.quarantined, version)
+                done(a, "updated", f"{why}; {result.reason}", rows=result.rows, quarantined=result.quarantined,
+                     errors=result.report.error_count, accepted_sha256=a.sha256, **validated)
+            else:
+                kept = "; the previous data of this source is kept" if key in previous_parts else ""
+                done(a, "rejected", f"{why}; {result.reason}{kept}", errors=result.report.error_count, **validated)
+
+        current_keys = {a.resource.key for a in acquired}
+        removed = [k for k in previous_parts if k not in current_keys]
+        if not new_parts and not removed:
+            warehouse.record_sources(run_id, dataset_row, updates, reports)
+            return DatasetOutcome(ds.id, outcomes, message="no change")
+
+        # Assemble the version: new parts, plus the previous parts of sources that did not change.
+        parts: list[Part] = []
+        for a in acquired:
+            key = a.resource.key
+            if key in new_parts:
+                parts.append(new_parts[key])
+            elif key in previous_parts and latest_version is not None:
+                old = previous_parts[key]
+                old_dir = warehouse.version_dir(ds.id, latest_version)
+                copy_or_link(old_dir / old.data, staging / old.data)
+                if old.quarantine:
+                    copy_or_link(old_dir / old.quarantine, staging / old.quarantine)
+                parts.append(old)
+        if not parts:
+            warehouse.record_sources(run_id, dataset_row, updates, reports)
+            return DatasetOutcome(ds.id, outcomes, message="no accepted data")
+        assert schema is not None
+        summary = {
+            "rows": sum(p.rows for p in parts),
+            "quarantined": sum(p.quarantined for p in parts),
+            "sources": len(parts),
+            "valid": all(r["valid"] for r in reports) if reports else True,
+            "errors": sum(r["error_count"] for r in reports),
+            "removed_sources": removed,
+        }
+        (staging / "schema.json").write_text(json.dumps(schema.descriptor, ensure_ascii=False, indent=2), encoding="utf-8")
+        labels = {a.resource.key: a.resource.label for a in acquired}
+        package = datapackage.build(
+            ds, version=version, version_dir=staging, schema=schema.descriptor, schema_ref=schema.ref,
+            schema_sha256=schema.sha256, parts=[p.to_dict() for p in parts],
+            sources=[{"title": labels[p.source_key], "path": labels[p.source_key]} for p in parts], summary=summary,
+        )
+        (staging / "datapackage.json").write_text(json.dumps(package, ensure_ascii=False, indent=2), encoding="utf-8")
+        warehouse.publish_version(
+            run_id=run_id, dataset=dataset_row, version=version, staged=staging, parts=parts,
+            columns=schema.fields, schema_ref=schema.ref, schema_sha256=schema.sha256, summary=summary,
+            updates=updates, reports=reports,
+        )
+        return DatasetOutcome(ds.id, outcomes, version, summary["rows"], summary["quarantined"],
+                              f"version {version}: {summary['rows']} rows" +
+                              (f", {summary['quarantined']} quarantined" if summary["quarantined"] else ""))
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def fail_dataset(entry: CatalogEntry, acquired: list[Acquired], warehouse: Warehouse, run_id: str, error: BaseException) -> DatasetOutcome:
+    """Record an unexpected crash of a dataset's store step as 'failed' on each source, and go on."""
+    reason = f"internal error while storing: {type(error).__name__}: {error}; the previous version is kept"
+    outcomes = [SourceOutcome(entry.id, a.resource.key, a.resource.label, "failed",
+                              a.reason if a.state == "failed" else reason, a.layer, a.body_bytes) for a in acquired]
+    try:
+        warehouse.record_sources(run_id, _dataset_row(entry),
+                                 [_source_update(a, "failed", o.reason) for a, o in zip(acquired, outcomes)], [])
+    except PartageError:
+        log.exception("could not record the failure of %s", entry.id)
+    return DatasetOutcome(entry.id, outcomes, message=reason)

@@ -1,0 +1,1 @@
+"""Catalog entries for reuse: Data Package now; CKAN and DCAT-AP targets come next."""

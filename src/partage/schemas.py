@@ -1,0 +1,117 @@
+"""Resolve a catalog's ``schema:`` reference to a Table Schema descriptor.
+
+A reference is one of:
+
+* ``publisher/name@version`` — a schema.data.gouv.fr-style ref, read from the
+  hub's local cache ``schemas/<publisher>/<name>/<version>/schema.json``
+  (or ``schemas/<publisher>/<name>/<version>.json``). Pinned on purpose: a run
+  never silently picks up a new national schema version.
+* a path (relative to the catalog directory, then to ``schemas/``), or
+* an ``http(s)://`` URL.
+
+The resolved descriptor and its sha256 are stored with every version it
+validated, so a report can always be traced to the exact schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import SchemaError
+
+REF_PATTERN = re.compile(r"^(?P<publisher>[\w.-]+)/(?P<name>[\w.-]+)@(?P<version>[\w.+-]+)$")
+
+
+@dataclass(frozen=True)
+class ResolvedSchema:
+    ref: str
+    origin: str
+    descriptor: dict[str, Any]
+    sha256: str
+
+    @property
+    def fields(self) -> list[dict[str, Any]]:
+        return list(self.descriptor.get("fields", []))
+
+
+def canonical_hash(descriptor: dict[str, Any]) -> str:
+    data = json.dumps(descriptor, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
+    return hashlib.sha256(data).hexdigest()
+
+
+def _load_json(path: Path, ref: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as e:
+        raise SchemaError(f"schema {ref}: {path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+    except OSError as e:
+        raise SchemaError(f"schema {ref}: cannot read {path}: {e.strerror}") from None
+    return data
+
+
+def _check(descriptor: Any, ref: str) -> dict[str, Any]:
+    """Reject what frictionless cannot read, naming the bad property."""
+    if not isinstance(descriptor, dict) or not isinstance(descriptor.get("fields"), list):
+        raise SchemaError(f"schema {ref}: not a Table Schema (it needs a 'fields' list)")
+    from frictionless import FrictionlessException, Schema
+
+    try:
+        Schema.from_descriptor(descriptor)
+    except FrictionlessException as e:
+        notes = [err.note or err.message for err in (e.reasons or [e.error])]
+        raise SchemaError(f"schema {ref} is invalid: " + "; ".join(notes)) from None
+    return descriptor
+
+
+def _fetch_json(url: str) -> dict[str, Any]:
+    import httpx
+
+    from . import USER_AGENT
+
+    try:
+        r = httpx.get(url, timeout=30, follow_redirects=True, headers={"User-Agent": USER_AGENT})
+        r.raise_for_status()
+        return r.json()
+    except httpx.HTTPError as e:
+        raise SchemaError(f"schema {url}: download failed ({e}); check the URL or copy the schema into schemas/") from None
+    except ValueError:
+        raise SchemaError(f"schema {url}: the server did not return JSON") from None
+
+
+def resolve_schema(ref: str, *, catalog_dir: Path | None = None, schemas_dir: Path | None = None) -> ResolvedSchema:
+    if re.match(r"^https?://", ref, re.I):
+        return _resolved(ref, ref, _fetch_json(ref))
+    m = REF_PATTERN.match(ref)
+    if m and schemas_dir is not None:
+        base = schemas_dir / m["publisher"] / m["name"]
+        for candidate in (base / m["version"] / "schema.json", base / f"{m['version']}.json"):
+            if candidate.is_file():
+                return _resolved(ref, str(candidate), _load_json(candidate, ref))
+        raise SchemaError(
+            f"schema {ref} is not in the local schema cache {schemas_dir}; save it as "
+            f"{base / m['version'] / 'schema.json'} (schema.data.gouv.fr publishes it at "
+            f"https://schema.data.gouv.fr/schemas/{m['publisher']}/{m['name']}/{m['version']}/schema.json) "
+            "or give a URL"
+        )
+    candidates = [Path(ref)] if Path(ref).is_absolute() else [
+        d / ref for d in (catalog_dir, schemas_dir, Path.cwd()) if d is not None
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return _resolved(ref, str(candidate.resolve()), _load_json(candidate, ref))
+    where = ", ".join(str(c) for c in candidates)
+    raise SchemaError(f"schema {ref}: file not found (looked at {where}); use publisher/name@version, a path or a URL")
+
+
+def _resolved(ref: str, origin: str, descriptor: Any) -> ResolvedSchema:
+    descriptor = _check(descriptor, ref)
+    return ResolvedSchema(ref=ref, origin=origin, descriptor=descriptor, sha256=canonical_hash(descriptor))
+
+
+def schema_from_descriptor(descriptor: dict[str, Any], ref: str = "(inferred)") -> ResolvedSchema:
+    return _resolved(ref, ref, descriptor)

@@ -1,0 +1,60 @@
+"""``url:`` sources: one file over HTTP(S), with conditional GET."""
+
+from __future__ import annotations
+
+from ..catalog import Source
+from ..credentials import resolve
+from ..errors import CredentialError, FetchError, TransientFetchError
+from ..fetch import Validators, fetch, redact
+from ..rawstore import RawStore
+from ..warehouse import SourceRecord
+from . import Acquired, SourceResource, source_key
+
+
+def resource(dataset_id: str, src: Source, max_bytes: int | None) -> SourceResource:
+    assert src.url is not None
+    return SourceResource(dataset_id, source_key("url", src.url), "url", src.url, redact(src.url), src.auth, max_bytes)
+
+
+def _auth_headers(res: SourceResource) -> tuple[dict[str, str], frozenset[str]]:
+    if res.auth is None:
+        return {}, frozenset()
+    import base64
+
+    headers: dict[str, str] = {}
+    if res.auth.bearer:
+        headers["Authorization"] = f"Bearer {resolve(res.auth.bearer)}"
+    if res.auth.basic:
+        pair = f"{res.auth.basic.username}:{resolve(res.auth.basic.password)}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
+    for name, ref in res.auth.headers.items():
+        headers[name] = resolve(ref)
+    return headers, frozenset(headers)
+
+
+def acquire(res: SourceResource, record: SourceRecord | None, raw: RawStore) -> Acquired:
+    try:
+        headers, secret = _auth_headers(res)
+    except CredentialError as e:
+        return Acquired(res, "failed", str(e))
+    have_raw = record is not None and raw.has(record.sha256)
+    previous = Validators(record.etag, record.last_modified) if have_raw and record else None
+    try:
+        out = fetch(res.location, raw, previous=previous, headers=headers, secret_headers=secret, max_bytes=res.max_bytes)
+    except TransientFetchError as e:
+        return Acquired(res, "failed", str(e))
+    except FetchError as e:
+        return Acquired(res, "failed", str(e))
+    tries = f" after {out.attempts} attempts" if out.attempts > 1 else ""
+    if out.status == "not-modified":
+        assert record is not None
+        layer = "etag" if previous and previous.etag else "last-modified"
+        why = f"not modified (ETag {previous.etag})" if layer == "etag" and previous else f"not modified since {record.last_modified}"
+        return Acquired(res, "unchanged", f"{why}; nothing downloaded{tries}", layer, record.sha256, record.bytes, 0,
+                        out.etag or record.etag, out.last_modified or record.last_modified)
+    size = raw.path_for(out.sha256).stat().st_size if out.sha256 else None
+    if record is not None and out.sha256 == record.sha256:
+        return Acquired(res, "unchanged", f"downloaded{tries}, same content as last harvest (sha256 {out.sha256[:12]}…)",
+                        "sha256", out.sha256, size, out.body_bytes, out.etag, out.last_modified)
+    return Acquired(res, "changed", f"downloaded {size:,} bytes{tries}", "sha256", out.sha256, size, out.body_bytes,
+                    out.etag, out.last_modified)

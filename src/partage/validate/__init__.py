@@ -1,0 +1,7 @@
+"""Validation against Table Schemas. ``validate()`` is the contract; the engine behind it may change."""
+
+from .engine import TypedResult, validate, validate_and_type
+from .infer import infer_schema
+from .report import Report
+
+__all__ = ["Report", "TypedResult", "infer_schema", "validate", "validate_and_type"]

@@ -1,0 +1,112 @@
+"""The validation report, in frictionless' report shape.
+
+We keep frictionless' JSON layout (``valid``, ``stats``, ``tasks[].errors`` with
+``type``, ``rowNumber``, ``fieldName``, ``note``, ``message``) so Validata-style
+tools can read what Partage stores. The list of errors is capped when stored
+(all invalid rows are kept, with their errors, in the quarantine table); the
+counts are never capped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+# Errors that concern the file or its header rather than one row: the columns
+# cannot be trusted, so the file is rejected whatever the policy.
+ROW_ERROR_TYPES = {
+    "type-error", "constraint-error", "missing-cell", "extra-cell", "blank-row",
+    "primary-key", "unique-error", "foreign-key", "row-constraint", "sequential-value",
+    "truncated-value", "forbidden-value", "deviated-value", "ascii-value", "duplicate-row",
+}
+UNTYPABLE_ERROR_TYPES = {"type-error", "partage-cast-error"}
+STORED_ERRORS_LIMIT = 1000
+
+
+@dataclass
+class Report:
+    descriptor: dict[str, Any]
+    error_count: int
+    row_count: int
+    invalid_rows: int = 0
+    errors_by_type: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def valid(self) -> bool:
+        return bool(self.descriptor.get("valid"))
+
+    @property
+    def task(self) -> dict[str, Any]:
+        tasks = self.descriptor.get("tasks") or [{}]
+        return tasks[0]
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        return list(self.task.get("errors", []))
+
+    @property
+    def file_errors(self) -> list[dict[str, Any]]:
+        """Errors about the file or its header (no row, or a non-row error type)."""
+        return [e for e in self.errors if e.get("type") not in ROW_ERROR_TYPES]
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "valid": self.valid,
+            "rows": self.row_count,
+            "errors": self.error_count,
+            "invalid_rows": self.invalid_rows,
+            "errors_by_type": self.errors_by_type,
+        }
+
+    def first_error(self) -> str:
+        for e in self.errors:
+            return describe_error(e)
+        return ""
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.descriptor, ensure_ascii=False, indent=indent, default=str)
+
+    @classmethod
+    def from_frictionless(cls, report: Any, *, limit: int = STORED_ERRORS_LIMIT) -> "Report":
+        desc = report.to_descriptor()
+        task = (desc.get("tasks") or [{}])[0]
+        errors = task.get("errors", [])
+        count = len(errors)
+        by_type = Counter(e.get("type", "?") for e in errors)
+        invalid_rows = len({e["rowNumber"] for e in errors if e.get("rowNumber")})
+        rows = int(task.get("stats", {}).get("rows") or 0)
+        if count > limit:
+            task["errors"] = errors[:limit]
+            task.setdefault("warnings", []).append(
+                f"report truncated to the first {limit} of {count} errors; every invalid row and its errors "
+                "is kept in the dataset's quarantine table"
+            )
+        return cls(desc, count, rows, invalid_rows, dict(by_type))
+
+    @classmethod
+    def failure(cls, error_type: str, message: str, *, title: str = "Could not validate") -> "Report":
+        """A report for a file that could not be read at all (same shape, one file-level error)."""
+        err = {"type": error_type, "title": title, "description": "", "message": message, "tags": ["#file"], "note": message}
+        desc = {
+            "valid": False,
+            "stats": {"tasks": 1, "errors": 1, "warnings": 0, "seconds": 0},
+            "warnings": [],
+            "errors": [],
+            "tasks": [{"name": "", "type": "table", "valid": False, "place": "", "labels": [],
+                       "stats": {"errors": 1, "warnings": 0, "seconds": 0}, "warnings": [], "errors": [err]}],
+        }
+        return cls(desc, 1, 0, 0, {error_type: 1})
+
+
+def describe_error(e: dict[str, Any]) -> str:
+    """One line a producer understands: where, which field, what."""
+    where = []
+    if e.get("rowNumber"):
+        where.append(f"row {e['rowNumber']}")
+    if e.get("fieldName"):
+        where.append(f"field '{e['fieldName']}'")
+    prefix = ", ".join(where)
+    msg = e.get("message") or e.get("note") or e.get("type", "error")
+    return f"{prefix}: {msg}" if prefix else str(msg)

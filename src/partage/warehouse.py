@@ -1,0 +1,363 @@
+"""The warehouse: immutable Parquet versions and the DuckDB file in front of them.
+
+Layout under the warehouse root::
+
+    partage.duckdb                 metadata (schema _partage) + one view per dataset
+    raw/<aa>/<sha256>              harvested files, content-addressed
+    <dataset>/<version>/data/<source>.parquet
+    <dataset>/<version>/quarantine/<source>.parquet
+    <dataset>/<version>/reports/<source>.json, schema.json, datapackage.json
+
+Locking model: DuckDB lets one process write a database file, and a writer
+blocks readers in other processes. So the harvest opens the file only for short
+metadata transactions and closes it at once; all slow work (download,
+validation, Parquet) happens outside. A version becomes visible in a single
+transaction that records it and repoints the view; before that, its files sit
+in a directory nothing refers to. A second harvest is kept out by a lock file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from .errors import WarehouseBusy, WarehouseError
+from .rawstore import RawStore
+
+META = "_partage"
+QUARANTINE = "quarantine"
+
+DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {META};
+CREATE SCHEMA IF NOT EXISTS {QUARANTINE};
+CREATE TABLE IF NOT EXISTS {META}.datasets (
+    id VARCHAR PRIMARY KEY, title VARCHAR, description VARCHAR, publisher VARCHAR,
+    license VARCHAR, access VARCHAR, keywords VARCHAR[], schema_ref VARCHAR, policy VARCHAR,
+    catalog_file VARCHAR, updated_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS {META}.sources (
+    dataset_id VARCHAR, source_key VARCHAR, kind VARCHAR, label VARCHAR,
+    etag VARCHAR, last_modified VARCHAR, sha256 VARCHAR, bytes BIGINT,
+    validated_sha256 VARCHAR, fingerprint VARCHAR, accepted_sha256 VARCHAR,
+    state VARCHAR, layer VARCHAR, reason VARCHAR,
+    checked_at TIMESTAMPTZ, changed_at TIMESTAMPTZ,
+    PRIMARY KEY (dataset_id, source_key)
+);
+CREATE TABLE IF NOT EXISTS {META}.source_events (
+    run_id VARCHAR, dataset_id VARCHAR, source_key VARCHAR, label VARCHAR, state VARCHAR,
+    layer VARCHAR, reason VARCHAR, body_bytes BIGINT, sha256 VARCHAR, recorded_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS {META}.versions (
+    dataset_id VARCHAR, version VARCHAR, created_at TIMESTAMPTZ, run_id VARCHAR, path VARCHAR,
+    row_count BIGINT, quarantined_rows BIGINT, schema_ref VARCHAR, schema_sha256 VARCHAR,
+    parts JSON, summary JSON,
+    PRIMARY KEY (dataset_id, version)
+);
+CREATE TABLE IF NOT EXISTS {META}.reports (
+    run_id VARCHAR, dataset_id VARCHAR, source_key VARCHAR, sha256 VARCHAR, version VARCHAR,
+    accepted BOOLEAN, valid BOOLEAN, error_count BIGINT, report JSON, recorded_at TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS {META}.runs (
+    run_id VARCHAR PRIMARY KEY, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, summary JSON
+);
+"""
+
+
+def ident(name: str) -> str:
+    """Quote an SQL identifier (dataset ids and column names come from outside)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(value: str) -> str:
+    """Quote a string literal for DDL, where DuckDB takes no parameters (paths, comments)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_alias(dataset_id: str) -> str:
+    """The id with '-' turned to '_', so it can be written unquoted in SQL."""
+    return dataset_id.replace("-", "_")
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def new_version_id(after: str | None = None) -> str:
+    v = now().strftime("%Y%m%dT%H%M%S%f")[:-3] + "Z"
+    if after and v <= after:  # clock went back, or two versions in the same millisecond
+        v = after[:-1] + "1Z" if after.endswith("Z") else after + "1"
+    return v
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    dataset_id: str
+    source_key: str
+    etag: str | None
+    last_modified: str | None
+    sha256: str | None
+    bytes: int | None
+    validated_sha256: str | None
+    fingerprint: str | None
+    accepted_sha256: str | None
+    state: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Part:
+    """One source's share of a version: its typed rows, and its quarantined rows if any."""
+
+    source_key: str
+    data: str  # path relative to the version directory
+    quarantine: str | None
+    sha256: str  # raw file it came from
+    rows: int
+    quarantined: int
+    since_version: str  # the version in which this part was first produced
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+class Warehouse:
+    def __init__(self, root: Path | str):
+        self.root = Path(root).resolve()
+        self.db_path = self.root / "partage.duckdb"
+        self.raw = RawStore(self.root / "raw")
+
+    # -- connections -------------------------------------------------------
+
+    @contextmanager
+    def connect(self, read_only: bool = False, wait: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A short-lived connection; retries while another process holds the file."""
+        if wait is None:
+            wait = float(os.environ.get("PARTAGE_DB_WAIT", 30))
+        if read_only and not self.db_path.exists():
+            raise WarehouseError(f"no warehouse at {self.db_path}; run `partage harvest` first or pass --warehouse")
+        self.root.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + wait
+        delay = 0.05
+        while True:
+            try:
+                con = duckdb.connect(str(self.db_path), read_only=read_only)
+                break
+            except duckdb.IOException as e:
+                if "lock" not in str(e).lower() or time.monotonic() > deadline:
+                    if "lock" in str(e).lower():
+                        raise WarehouseBusy(
+                            f"{self.db_path} is held by another process (a harvest or an open DuckDB session) "
+                            f"for more than {wait:.0f}s; close it and try again"
+                        ) from None
+                    raise WarehouseError(f"cannot open {self.db_path}: {e}") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def init(self) -> None:
+        with self.connect() as con:
+            con.execute(DDL)
+
+    @contextmanager
+    def harvest_lock(self) -> Iterator[None]:
+        """Keep a second harvest out while one runs (readers are not affected)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / ".harvest.lock"
+        with open(path, "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "unknown"
+                raise WarehouseBusy(
+                    f"another harvest is running on {self.root} ({holder}); wait for it to finish"
+                ) from None
+            f.seek(0)
+            f.truncate()
+            f.write(f"pid {os.getpid()} since {now().isoformat(timespec='seconds')}")
+            f.flush()
+            try:
+                yield
+            finally:
+                f.seek(0)
+                f.truncate()
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    # -- reads ---------------------------------------------------------------
+
+    def source_records(self, dataset_id: str) -> dict[str, SourceRecord]:
+        with self.connect() as con:
+            rows = con.execute(
+                f"SELECT dataset_id, source_key, etag, last_modified, sha256, bytes, validated_sha256, "
+                f"fingerprint, accepted_sha256, state, reason FROM {META}.sources WHERE dataset_id = ?",
+                [dataset_id],
+            ).fetchall()
+        return {r[1]: SourceRecord(*r) for r in rows}
+
+    def latest_version(self, dataset_id: str) -> tuple[str, list[Part]] | None:
+        with self.connect() as con:
+            row = con.execute(
+                f"SELECT version, parts FROM {META}.versions WHERE dataset_id = ? ORDER BY version DESC LIMIT 1",
+                [dataset_id],
+            ).fetchone()
+        if row is None:
+            return None
+        return row[0], [Part(**p) for p in json.loads(row[1])]
+
+    def version_dir(self, dataset_id: str, version: str) -> Path:
+        return self.root / dataset_id / version
+
+    # -- writes --------------------------------------------------------------
+
+    def record_run(self, run_id: str, started: dt.datetime, summary: dict[str, Any] | None = None) -> None:
+        with self.connect() as con:
+            con.execute(
+                f"INSERT OR REPLACE INTO {META}.runs VALUES (?, ?, ?, ?)",
+                [run_id, started, now() if summary is not None else None, json.dumps(summary) if summary else None],
+            )
+
+    def record_sources(self, run_id: str, dataset: dict[str, Any], updates: list[dict[str, Any]],
+                       reports: list[dict[str, Any]], con: duckdb.DuckDBPyConnection | None = None) -> None:
+        """Upsert the dataset row and each source's state; append events and reports."""
+        if con is None:
+            with self.connect() as con:
+                con.execute("BEGIN")
+                self.record_sources(run_id, dataset, updates, reports, con)
+                con.execute("COMMIT")
+            return
+        at = now()
+        con.execute(
+            f"INSERT OR REPLACE INTO {META}.datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [dataset["id"], dataset["title"], dataset["description"], dataset.get("publisher"), dataset["license"],
+             dataset["access"], dataset.get("keywords", []), dataset.get("schema_ref"), dataset["policy"],
+             dataset.get("catalog_file"), at],
+        )
+        for u in updates:
+            con.execute(
+                f"""INSERT INTO {META}.sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (dataset_id, source_key) DO UPDATE SET
+                  kind = excluded.kind, label = excluded.label,
+                  etag = COALESCE(excluded.etag, {META}.sources.etag),
+                  last_modified = COALESCE(excluded.last_modified, {META}.sources.last_modified),
+                  sha256 = COALESCE(excluded.sha256, {META}.sources.sha256),
+                  bytes = COALESCE(excluded.bytes, {META}.sources.bytes),
+                  validated_sha256 = COALESCE(excluded.validated_sha256, {META}.sources.validated_sha256),
+                  fingerprint = COALESCE(excluded.fingerprint, {META}.sources.fingerprint),
+                  accepted_sha256 = COALESCE(excluded.accepted_sha256, {META}.sources.accepted_sha256),
+                  state = excluded.state, layer = excluded.layer, reason = excluded.reason,
+                  checked_at = excluded.checked_at,
+                  changed_at = COALESCE(excluded.changed_at, {META}.sources.changed_at)""",
+                [dataset["id"], u["source_key"], u["kind"], u["label"], u.get("etag"), u.get("last_modified"),
+                 u.get("sha256"), u.get("bytes"), u.get("validated_sha256"), u.get("fingerprint"),
+                 u.get("accepted_sha256"), u["state"], u.get("layer"), u["reason"], at,
+                 at if u["state"] == "updated" else None],
+            )
+            con.execute(
+                f"INSERT INTO {META}.source_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [run_id, dataset["id"], u["source_key"], u["label"], u["state"], u.get("layer"), u["reason"],
+                 u.get("body_bytes", 0), u.get("sha256"), at],
+            )
+        for r in reports:
+            con.execute(
+                f"INSERT INTO {META}.reports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [run_id, dataset["id"], r["source_key"], r["sha256"], r.get("version"), r["accepted"],
+                 r["valid"], r["error_count"], r["report"], at],
+            )
+
+    def publish_version(
+        self,
+        *,
+        run_id: str,
+        dataset: dict[str, Any],
+        version: str,
+        staged: Path,
+        parts: list[Part],
+        columns: list[dict[str, Any]],
+        schema_ref: str,
+        schema_sha256: str,
+        summary: dict[str, Any],
+        updates: list[dict[str, Any]],
+        reports: list[dict[str, Any]],
+    ) -> Path:
+        """Make a staged version visible: rename its directory, then one transaction.
+
+        The rename makes the files final but unreferenced; the transaction
+        records the version, the source states and repoints both views. A crash
+        before COMMIT leaves the previous version in place (and an orphan
+        directory that `partage gc` removes).
+        """
+        final = self.version_dir(dataset["id"], version)
+        _fsync_tree(staged)
+        os.replace(staged, final)
+        _fsync_dir(final.parent)
+        ds = ident(dataset["id"])
+        data_files = [str(final / p.data) for p in parts]
+        q_files = [str(final / p.quarantine) for p in parts if p.quarantine]
+        rows = sum(p.rows for p in parts)
+        quarantined = sum(p.quarantined for p in parts)
+        with self.connect() as con:
+            con.execute("BEGIN")
+            try:
+                con.execute(
+                    f"INSERT INTO {META}.versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [dataset["id"], version, now(), run_id, str(final), rows, quarantined, schema_ref,
+                     schema_sha256, json.dumps([p.to_dict() for p in parts]), json.dumps(summary)],
+                )
+                for r in reports:
+                    r.setdefault("version", version)
+                self.record_sources(run_id, dataset, updates, reports, con)
+                files = "[" + ", ".join(literal(f) for f in data_files) + "]"
+                con.execute(f"CREATE OR REPLACE VIEW main.{ds} AS SELECT * FROM read_parquet({files}, union_by_name = true)")
+                comment = dataset["title"] + (f" — {dataset['description']}" if dataset.get("description") else "")
+                con.execute(f"COMMENT ON VIEW main.{ds} IS {literal(comment)}")
+                for col in columns:
+                    text = " — ".join(x for x in (col.get("title"), col.get("description")) if x)
+                    if text:
+                        con.execute(f"COMMENT ON COLUMN main.{ds}.{ident(col['name'])} IS {literal(text)}")
+                alias = sql_alias(dataset["id"])
+                if alias != dataset["id"]:  # `bornes_irve` for analysts who would rather not quote `"bornes-irve"`
+                    con.execute(f"CREATE OR REPLACE VIEW main.{ident(alias)} AS SELECT * FROM main.{ds}")
+                    con.execute(f"COMMENT ON VIEW main.{ident(alias)} IS {literal('Alias of ' + dataset['id'])}")
+                if q_files:
+                    qf = "[" + ", ".join(literal(f) for f in q_files) + "]"
+                    con.execute(f"CREATE OR REPLACE VIEW {QUARANTINE}.{ds} AS SELECT * FROM read_parquet({qf}, union_by_name = true)")
+                    con.execute(f"COMMENT ON VIEW {QUARANTINE}.{ds} IS {literal('Invalid rows of ' + dataset['id'] + ', as received, with their errors')}")
+                else:
+                    con.execute(f"DROP VIEW IF EXISTS {QUARANTINE}.{ds}")
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        return final
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(dirpath))
