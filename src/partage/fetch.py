@@ -110,7 +110,7 @@ def _request_once(
     origin = urlsplit(url).netloc
     for _ in range(MAX_REDIRECTS + 1):
         with client.stream("GET", current, headers=hdrs) as r:
-            if r.is_redirect:
+            if r.has_redirect_location:
                 location = r.headers.get("location", "")
                 nxt = str(r.url.join(location))
                 scheme = urlsplit(nxt).scheme.lower()

@@ -1,0 +1,252 @@
+"""Shared fixtures: a real HTTP server on 127.0.0.1, a Prefect test harness, catalog builders."""
+
+from __future__ import annotations
+
+import email.utils
+import hashlib
+import os
+import shutil
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Before Prefect is imported anywhere: quick retries, no telemetry, quiet logs.
+os.environ.setdefault("PARTAGE_RETRY_BACKOFF", "0.01")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+# -- a real HTTP server ------------------------------------------------------------
+
+
+@dataclass
+class Logged:
+    method: str
+    path: str
+    status: int
+    body_bytes: int
+    headers: dict[str, str]
+
+
+@dataclass
+class Route:
+    body: bytes
+    etag: bool = True
+    last_modified: bool = True
+    script: list[int] = field(default_factory=list)  # statuses to answer first (e.g. [500]) before the body
+    delay: float = 0.0
+    redirect: str | None = None
+    mtime: float = field(default_factory=time.time)
+
+
+class FixtureServer:
+    """Serves in-memory files with ETag/Last-Modified and conditional GET; logs every request."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route] = {}
+        self.log: list[Logged] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # keep test output clean
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                route = server.routes.get(self.path.split("?")[0])
+                headers = {k: v for k, v in self.headers.items()}
+                status, body, extra = 404, b"not found", {}
+                if route is not None:
+                    if route.delay:
+                        time.sleep(route.delay)
+                    with server._lock:
+                        scripted = route.script.pop(0) if route.script else None
+                    if scripted is not None:
+                        status, body = scripted, f"scripted {scripted}".encode()
+                    elif route.redirect is not None:
+                        status, body, extra = 302, b"", {"Location": route.redirect}
+                    else:
+                        etag = '"' + hashlib.sha256(route.body).hexdigest()[:16] + '"'
+                        lm = email.utils.formatdate(route.mtime, usegmt=True)
+                        if route.etag:
+                            extra["ETag"] = etag
+                        if route.last_modified:
+                            extra["Last-Modified"] = lm
+                        inm = self.headers.get("If-None-Match")
+                        ims = self.headers.get("If-Modified-Since")
+                        not_modified = (route.etag and inm == etag) or (
+                            not inm and route.last_modified and ims
+                            and email.utils.parsedate_to_datetime(ims).timestamp() >= int(route.mtime)
+                        )
+                        status, body = (304, b"") if not_modified else (200, route.body)
+                with server._lock:  # logged before answering, so the client never sees a response before its log
+                    server.log.append(Logged("GET", self.path, status, len(body), headers))
+                self.send_response(status)
+                for k, v in extra.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Type", "text/csv")
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+    def serve(self, path: str, body: bytes | str, **options: Any) -> str:
+        data = body.encode("utf-8") if isinstance(body, str) else body
+        old = self.routes.get(path)
+        mtime = time.time() if old is None or old.body != data else old.mtime
+        if old is not None and old.body != data:
+            mtime = max(mtime, old.mtime + 1)  # HTTP dates have 1 s resolution
+        self.routes[path] = Route(data, mtime=mtime, **options)
+        return self.url(path)
+
+    def requests(self, path: str) -> list[Logged]:
+        return [r for r in self.log if r.path.split("?")[0] == path]
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def http_server() -> Iterator[FixtureServer]:
+    server = FixtureServer()
+    yield server
+    server.close()
+
+
+# -- Prefect -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One temporary Prefect database and ephemeral server for the whole session (it takes ~15 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+# -- catalogs ----------------------------------------------------------------------
+
+
+class CatalogBuilder:
+    """Writes a catalog directory with its schemas/ beside it, like the repository's layout."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.catalog = root / "catalog"
+        self.schemas = root / "schemas"
+        self.data = root / "data"
+        self.warehouse = root / "warehouse"
+        for d in (self.catalog, self.schemas, self.data):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def schema(self, ref: str, descriptor: dict[str, Any]) -> str:
+        import json
+
+        publisher_name, version = ref.split("@")
+        path = self.schemas / publisher_name / version / "schema.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(descriptor, ensure_ascii=False), encoding="utf-8")
+        return ref
+
+    def entry(self, dataset_id: str, yaml_text: str) -> Path:
+        path = self.catalog / f"{dataset_id}.yaml"
+        path.write_text(textwrap.dedent(yaml_text).lstrip(), encoding="utf-8")
+        return path
+
+    def dataset(self, dataset_id: str, sources: list[str], *, schema: str | None = None, policy: str = "quarantine",
+                access: str = "open", extra: str = "") -> Path:
+        lines = [f"id: {dataset_id}", f"title: Jeu {dataset_id}", "license: etalab-2.0", f"access: {access}",
+                 f"policy: {policy}"]
+        if schema:
+            lines.append(f"schema: {schema}")
+        lines.append("sources:")
+        lines += [f"  - {s}" for s in sources]
+        return self.entry(dataset_id, "\n".join(lines) + "\n" + textwrap.dedent(extra))
+
+    def file(self, name: str, content: bytes | str, encoding: str = "utf-8") -> Path:
+        path = self.data / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode(encoding))
+        return path
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> CatalogBuilder:
+    return CatalogBuilder(tmp_path / "hub")
+
+
+def run_harvest(hub: CatalogBuilder, ids: list[str] | None = None):
+    from flows.harvest import harvest
+
+    return harvest(catalog=str(hub.catalog), warehouse=str(hub.warehouse), ids=ids)
+
+
+def query(hub: CatalogBuilder, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+    import duckdb
+
+    con = duckdb.connect(str(hub.warehouse / "partage.duckdb"), read_only=True)
+    try:
+        return con.execute(sql, params or []).fetchall()
+    finally:
+        con.close()
+
+
+def copy_demo(dest: Path) -> Path:
+    """The repository's demo (catalog, schemas, demo data) copied to ``dest``."""
+    for name in ("catalog", "schemas", "demo"):
+        shutil.copytree(REPO / name, dest / name)
+    return dest
+
+
+# -- a schema most tests share -------------------------------------------------------
+
+COMMUNES_SCHEMA: dict[str, Any] = {
+    "fields": [
+        {"name": "code_insee", "title": "Code INSEE", "description": "Code officiel géographique", "type": "string",
+         "constraints": {"required": True, "pattern": "^([013-9][0-9]|2[AB1-9])[0-9]{3}$"}},
+        {"name": "nom", "title": "Nom de la commune", "type": "string", "constraints": {"required": True}},
+        {"name": "population", "type": "integer", "constraints": {"minimum": 0}},
+        {"name": "surface_km2", "type": "number"},
+        {"name": "date_maj", "type": "date"},
+    ],
+    "primaryKey": ["code_insee"],
+}
+
+COMMUNES_CSV = (
+    "code_insee,nom,population,surface_km2,date_maj\n"
+    "01001,L'Abergement-Clémenciat,832,15.95,2024-01-01\n"
+    "2A004,Ajaccio,73000,82.03,2024-01-01\n"
+    "2B033,Bastia,48000,19.38,2024-01-01\n"
+)
+
+
+@pytest.fixture
+def harvest(prefect_harness: None, hub: CatalogBuilder):
+    """Run the real Prefect harvest flow on the test hub's catalog."""
+
+    def _run(ids: list[str] | None = None):
+        return run_harvest(hub, ids)
+
+    return _run

@@ -1,0 +1,280 @@
+"""The harvest flow end to end, under real Prefect, from a real HTTP server into a real DuckDB file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from partage.warehouse import Warehouse
+
+from .conftest import COMMUNES_CSV, COMMUNES_SCHEMA, CatalogBuilder, FixtureServer, query
+
+pytestmark = pytest.mark.slow
+
+SCHEMA = "test/communes@1.0"
+
+
+def states(summary) -> dict[str, str]:
+    return {s.dataset_id + ":" + s.label.rsplit("/", 1)[-1]: s.state for s in summary.sources}
+
+
+def reports_count(hub: CatalogBuilder) -> int:
+    return query(hub, "SELECT count(*) FROM _partage.reports")[0][0]
+
+
+def test_second_harvest_of_unchanged_source_downloads_nothing_and_validates_nothing(
+    hub: CatalogBuilder, http_server: FixtureServer, harvest
+) -> None:
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    url = http_server.serve("/communes.csv", COMMUNES_CSV)
+    hub.dataset("communes", [f"url: {url}"], schema=SCHEMA)
+
+    first = harvest()
+    assert first.exit_code == 0 and [s.state for s in first.sources] == ["updated"]
+    assert reports_count(hub) == 1
+
+    second = harvest()
+    assert second.exit_code == 0
+    (src,) = second.sources
+    assert src.state == "unchanged" and src.layer == "etag" and src.body_bytes == 0
+    log = http_server.requests("/communes.csv")
+    assert [r.status for r in log] == [200, 304] and log[1].body_bytes == 0
+    assert reports_count(hub) == 1  # nothing was validated
+    assert query(hub, "SELECT count(*) FROM _partage.versions")[0][0] == 1
+
+
+def test_changed_file_makes_a_new_version(hub: CatalogBuilder, http_server: FixtureServer, harvest) -> None:
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    url = http_server.serve("/communes.csv", COMMUNES_CSV)
+    hub.dataset("communes", [f"url: {url}"], schema=SCHEMA)
+    harvest()
+    http_server.serve("/communes.csv", COMMUNES_CSV + "01053,Bourg-en-Bresse,41000,23.86,2024-06-01\n")
+    second = harvest()
+    assert [s.state for s in second.sources] == ["updated"]
+    assert query(hub, "SELECT count(*) FROM communes")[0][0] == 4
+    versions = query(hub, "SELECT version, row_count FROM _partage.versions ORDER BY version")
+    assert [v[1] for v in versions] == [3, 4] and versions[0][0] < versions[1][0]
+    # the previous version stays on disk, whole
+    old = Warehouse(hub.warehouse).version_dir("communes", versions[0][0])
+    assert query(hub, f"SELECT count(*) FROM read_parquet('{old}/data/*.parquet')")[0][0] == 3
+
+
+def test_same_content_served_again_is_unchanged_by_sha256(hub: CatalogBuilder, http_server: FixtureServer, harvest) -> None:
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    url = http_server.serve("/communes.csv", COMMUNES_CSV, etag=False, last_modified=False)
+    hub.dataset("communes", [f"url: {url}"], schema=SCHEMA)
+    harvest()
+    (src,) = harvest().sources
+    assert src.state == "unchanged" and src.layer == "sha256"
+    assert reports_count(hub) == 1
+
+
+def test_500_then_200_source_is_stored(hub: CatalogBuilder, http_server: FixtureServer, harvest) -> None:
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    url = http_server.serve("/communes.csv", COMMUNES_CSV, script=[500])
+    hub.dataset("communes", [f"url: {url}"], schema=SCHEMA)
+    (src,) = harvest().sources
+    assert src.state == "updated" and "2 attempts" in src.reason
+    assert [r.status for r in http_server.requests("/communes.csv")] == [500, 200]
+
+
+def test_404_source_fails_with_its_url_and_the_others_are_stored(hub: CatalogBuilder, http_server: FixtureServer, harvest) -> None:
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    good = http_server.serve("/communes.csv", COMMUNES_CSV)
+    missing = http_server.url("/gone.csv")
+    hub.dataset("communes", [f"url: {good}", f"url: {missing}"], schema=SCHEMA)
+    hub.dataset("autres", [f"url: {missing}"], schema=SCHEMA)
+    summary = harvest()
+    assert summary.exit_code == 1
+    by_label = {(s.dataset_id, s.label): s for s in summary.sources}
+    failed = by_label[("communes", missing)]
+    assert failed.state == "failed" and missing in failed.reason and "404" in failed.reason
+    assert by_label[("communes", good)].state == "updated"
+    assert query(hub, "SELECT count(*) FROM communes")[0][0] == 3
+    assert query(hub, "SELECT state, reason FROM _partage.sources WHERE dataset_id = 'autres'")[0][0] == "failed"
+
+
+def test_cp1252_semicolon_file_keeps_accents_and_insee_codes_as_strings(hub: CatalogBuilder, harvest) -> None:
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    text = COMMUNES_CSV.replace(",", ";").replace("15.95", "15,95").replace("82.03", "82,03").replace("19.38", "19,38")
+    hub.file("communes.csv", text, encoding="cp1252")
+    hub.dataset("communes", ["file: ../data/communes.csv"], schema=SCHEMA, extra="dialect: {decimalChar: ','}\n")
+    summary = harvest()
+    assert summary.exit_code == 0, summary.sources
+    rows = query(hub, "SELECT code_insee, nom, surface_km2 FROM communes ORDER BY _row_number")
+    assert rows[0] == ("01001", "L'Abergement-Clémenciat", 15.95)
+    assert rows[1][0] == "2A004"
+    types = dict(query(hub, "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'communes'"))
+    assert types["code_insee"] == "VARCHAR" and types["population"] == "BIGINT" and types["date_maj"] == "DATE"
+
+
+def test_policy_reject_keeps_the_previous_version(hub: CatalogBuilder, http_server: FixtureServer, harvest) -> None:
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    url = http_server.serve("/communes.csv", COMMUNES_CSV)
+    hub.dataset("communes", [f"url: {url}"], schema=SCHEMA, policy="reject")
+    harvest()
+    http_server.serve("/communes.csv", COMMUNES_CSV + "1053,Bourg,-5,x,2024-06-01\n")
+    (src,) = harvest().sources
+    assert src.state == "rejected" and "policy 'reject'" in src.reason and "row 5" in src.reason
+    assert query(hub, "SELECT count(*) FROM communes")[0][0] == 3
+    assert query(hub, "SELECT count(*) FROM _partage.versions")[0][0] == 1
+    report = json.loads(query(hub, "SELECT report FROM _partage.reports ORDER BY recorded_at DESC LIMIT 1")[0][0])
+    assert report["valid"] is False
+    assert {(e["rowNumber"], e["fieldName"], e["type"]) for e in report["tasks"][0]["errors"]} == {
+        (5, "code_insee", "constraint-error"), (5, "population", "constraint-error"), (5, "surface_km2", "type-error")}
+
+
+def test_policy_quarantine_stores_valid_rows_and_quarantines_the_others(hub: CatalogBuilder, harvest) -> None:
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    hub.file("c.csv", COMMUNES_CSV + "1053,Bourg,41000,23.86,2024-06-01\n01001,Doublon,1,1,2024-01-01\n")
+    hub.dataset("communes", ["file: ../data/c.csv"], schema=SCHEMA, policy="quarantine")
+    (src,) = harvest().sources
+    assert src.state == "updated" and src.rows == 3 and src.quarantined == 2
+    q = query(hub, 'SELECT code_insee, nom, _row_number, _errors FROM quarantine."communes" ORDER BY _row_number')
+    assert [(r[0], r[2]) for r in q] == [("1053", 5), ("01001", 6)]
+    assert json.loads(q[0][3])[0]["type"] == "constraint-error"
+    assert json.loads(q[1][3])[0]["type"] == "primary-key"
+
+
+def test_policy_warn_keeps_constraint_errors_but_quarantines_untypable_rows(hub: CatalogBuilder, harvest) -> None:
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    hub.file("c.csv", COMMUNES_CSV + "1053,Bourg,-3,23.86,2024-06-01\n01053,Bourg,beaucoup,23.86,2024-06-01\n")
+    hub.dataset("communes", ["file: ../data/c.csv"], schema=SCHEMA, policy="warn")
+    (src,) = harvest().sources
+    assert src.state == "updated" and src.rows == 4 and src.quarantined == 1
+    assert query(hub, "SELECT population FROM communes WHERE code_insee = '1053'") == [(-3,)]
+    assert query(hub, 'SELECT population FROM quarantine."communes"') == [("beaucoup",)]
+
+
+@pytest.mark.parametrize("policy", ["reject", "quarantine", "warn"])
+def test_header_that_does_not_match_the_schema_is_rejected_under_every_policy(hub: CatalogBuilder, harvest, policy: str) -> None:
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    hub.file("c.csv", COMMUNES_CSV.replace("code_insee,nom", "nom,code_insee"))
+    hub.dataset("communes", ["file: ../data/c.csv"], schema=SCHEMA, policy=policy)
+    (src,) = harvest().sources
+    assert src.state == "rejected" and "header" in src.reason
+    assert not (hub.warehouse / "communes").exists() or not any(
+        p.name[0].isdigit() for p in (hub.warehouse / "communes").iterdir())
+
+
+def test_binary_garbage_is_rejected_not_crashed(hub: CatalogBuilder, harvest) -> None:
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    hub.file("c.csv", bytes(range(256)) * 50)
+    hub.file("ok.csv", COMMUNES_CSV)
+    hub.dataset("communes", ["file: ../data/c.csv", "file: ../data/ok.csv"], schema=SCHEMA)
+    summary = harvest()
+    assert [s.state for s in summary.sources] == ["rejected", "updated"]
+
+
+def test_schema_change_revalidates_an_unchanged_file(hub: CatalogBuilder, harvest) -> None:
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    hub.file("c.csv", COMMUNES_CSV)
+    hub.dataset("communes", ["file: ../data/c.csv"], schema=SCHEMA)
+    harvest()
+    stricter = json.loads(json.dumps(COMMUNES_SCHEMA))
+    stricter["fields"][2]["constraints"]["minimum"] = 1000
+    hub.schema(SCHEMA, stricter)
+    (src,) = harvest().sources
+    assert src.state == "updated" and "revalidated" in src.reason and src.quarantined == 1
+
+
+def test_unchanged_sibling_keeps_its_data_when_another_source_changes(hub: CatalogBuilder, harvest) -> None:
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    hub.file("a.csv", COMMUNES_CSV)
+    hub.file("b.csv", "code_insee,nom,population,surface_km2,date_maj\n01053,Bourg,41000,23.86,2024-06-01\n")
+    hub.dataset("communes", ["file: ../data/a.csv", "file: ../data/b.csv"], schema=SCHEMA)
+    harvest()
+    hub.file("b.csv", "code_insee,nom,population,surface_km2,date_maj\n01053,Bourg-en-Bresse,41500,23.86,2024-07-01\n")
+    summary = harvest()
+    assert sorted(s.state for s in summary.sources) == ["unchanged", "updated"]
+    assert query(hub, "SELECT count(*), count(DISTINCT _source) FROM communes") == [(4, 2)]
+    assert query(hub, "SELECT nom FROM communes WHERE code_insee = '01053'") == [("Bourg-en-Bresse",)]
+
+
+def test_without_schema_identifiers_are_inferred_as_strings(hub: CatalogBuilder, harvest) -> None:
+    hub.file("c.csv", COMMUNES_CSV)
+    hub.dataset("communes", ["file: ../data/c.csv"])
+    assert harvest().exit_code == 0
+    types = dict(query(hub, "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'communes'"))
+    assert types["code_insee"] == "VARCHAR" and types["population"] == "BIGINT" and types["surface_km2"] == "DOUBLE"
+    assert query(hub, "SELECT code_insee FROM communes ORDER BY 1")[0] == ("01001",)
+
+
+def test_unknown_schema_reference_fails_with_the_fix(hub: CatalogBuilder, harvest) -> None:
+    hub.file("c.csv", COMMUNES_CSV)
+    hub.dataset("communes", ["file: ../data/c.csv"], schema="etalab/schema-inconnu@9.9.9")
+    (src,) = harvest().sources
+    assert src.state == "failed" and "schema.data.gouv.fr" in src.reason and "schemas" in src.reason
+
+
+def test_views_comments_and_alias(hub: CatalogBuilder, harvest) -> None:
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    hub.file("c.csv", COMMUNES_CSV)
+    hub.dataset("communes-2024", ["file: ../data/c.csv"], schema=SCHEMA)
+    harvest()
+    assert query(hub, 'SELECT count(*) FROM "communes-2024"') == query(hub, "SELECT count(*) FROM communes_2024") == [(3,)]
+    assert query(hub, "SELECT comment FROM duckdb_views() WHERE view_name = 'communes-2024'")[0][0].startswith("Jeu communes-2024")
+    comments = dict(query(hub, "SELECT column_name, comment FROM duckdb_columns() WHERE table_name = 'communes-2024'"))
+    assert comments["code_insee"] == "Code INSEE — Code officiel géographique"
+
+
+def test_datapackage_describes_the_version(hub: CatalogBuilder, harvest) -> None:
+    from frictionless import Package
+
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    hub.file("c.csv", COMMUNES_CSV)
+    hub.dataset("communes", ["file: ../data/c.csv"], schema=SCHEMA)
+    version = harvest().datasets[0].version
+    vdir = Warehouse(hub.warehouse).version_dir("communes", version)
+    desc = json.loads((vdir / "datapackage.json").read_text())
+    Package.from_descriptor(desc)  # a valid Data Package for frictionless itself
+    res = desc["resources"][0]
+    assert desc["name"] == "communes" and desc["licenses"][0]["name"] == "etalab-2.0"
+    assert res["partage:rows"] == 3 and res["schema"]["primaryKey"] == ["code_insee"]
+    import hashlib
+
+    assert res["hash"] == "sha256:" + hashlib.sha256((vdir / res["path"]).read_bytes()).hexdigest()
+    assert desc["partage:validation"]["valid"] is True and desc["sources"][0]["path"] == "../data/c.csv"
+    assert json.loads((vdir / "schema.json").read_text()) == COMMUNES_SCHEMA
+
+
+def test_missing_partner_drop_fails_clearly(hub: CatalogBuilder, harvest) -> None:
+    hub.dataset("communes", ["file: ../data/partenaire/*.csv"])
+    (src,) = harvest().sources
+    assert src.state == "failed" and "no file matches" in src.reason
+
+
+def test_credential_from_environment_reaches_the_server_but_not_the_warehouse(
+    hub: CatalogBuilder, http_server: FixtureServer, harvest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PARTNER_TOKEN", "tok-123-secret")
+    url = http_server.serve("/p.csv", COMMUNES_CSV)
+    hub.dataset("communes", [f"url: {url}\n    auth: {{bearer: env:PARTNER_TOKEN}}"])
+    assert harvest().exit_code == 0
+    assert http_server.requests("/p.csv")[0].headers["Authorization"] == "Bearer tok-123-secret"
+    for f in hub.warehouse.rglob("*"):
+        if f.is_file() and f.suffix in (".json", ".duckdb", ".wal"):
+            assert b"tok-123-secret" not in f.read_bytes(), f
+
+
+def test_unset_credential_fails_that_source_only(hub: CatalogBuilder, http_server: FixtureServer, harvest) -> None:
+    url = http_server.serve("/p.csv", COMMUNES_CSV)
+    hub.dataset("communes", [f"url: {url}\n    auth: {{bearer: env:PARTAGE_TEST_UNSET_VAR}}"])
+    (src,) = harvest().sources
+    assert src.state == "failed" and "PARTAGE_TEST_UNSET_VAR" in src.reason
+    assert http_server.requests("/p.csv") == []
+
+
+def test_second_harvest_is_kept_out_while_one_runs(tmp_path: Path) -> None:
+    from partage.errors import WarehouseBusy
+
+    wh = Warehouse(tmp_path / "wh")
+    with wh.harvest_lock():
+        with pytest.raises(WarehouseBusy) as exc:
+            with Warehouse(tmp_path / "wh").harvest_lock():
+                pass
+    assert "another harvest is running" in str(exc.value)
+    with wh.harvest_lock():  # released after the first one ended
+        pass
