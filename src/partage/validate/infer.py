@@ -24,6 +24,13 @@ _DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2
 
 _ORDER = ("integer", "number", "boolean", "date", "datetime")
 
+# Columns whose name says "code" stay strings even when every value happens to be digits
+# without a leading zero (all communes of the Hauts-de-Seine are 92xxx, every SIREN is 9 digits).
+IDENTIFIER_NAME = re.compile(
+    r"(^|[^a-z])(insee|siren|siret|code|cp|postal|postcode|zip|uai|finess|rna|tel|telephone|phone|id|identifiant|ref|reference)([^a-z]|$)",
+    re.IGNORECASE,
+)
+
 
 def _fits(kind: str, v: str) -> bool:
     if kind == "integer":
@@ -84,5 +91,7 @@ def infer_schema(path: Path, dialect: Dialect) -> dict[str, Any]:
     fields = []
     for name, cands, seen in zip(names, candidates, seen_value):
         kind = next((k for k in _ORDER if k in cands), "string") if seen else "string"
+        if kind in ("integer", "number") and IDENTIFIER_NAME.search(name.replace("_", " ")):
+            kind = "string"
         fields.append({"name": name, "type": kind})
     return {"fields": fields}
