@@ -24,14 +24,13 @@ from partage.catalog import CatalogEntry, load_catalog
 from partage.pipeline import (
     DatasetOutcome,
     HarvestSummary,
-    acquire,
     default_schemas_dir,
     fail_dataset,
     new_run_id,
     plan,
     store_dataset,
 )
-from partage.sources import Acquired, SourceResource
+from partage.sources import Acquired, SourceResource, acquire
 from partage.warehouse import SourceRecord, Warehouse, now
 
 progress = logging.getLogger("partage.progress")
@@ -83,6 +82,8 @@ def harvest(
     summary = HarvestSummary(run_id=new_run_id())
     with wh.harvest_lock():
         wh.init()
+        for moved in wh.repoint_moved_views():
+            logger.info("%s: the warehouse moved; its views now point to %s", moved, wh.root)
         started = now()
         wh.record_run(summary.run_id, started)
         logger.info("run %s: %d dataset(s) from %s into %s", summary.run_id, len(entries), cat.root, wh.root)

@@ -278,3 +278,42 @@ def test_second_harvest_is_kept_out_while_one_runs(tmp_path: Path) -> None:
     assert "another harvest is running" in str(exc.value)
     with wh.harvest_lock():  # released after the first one ended
         pass
+
+
+def test_moved_warehouse_views_are_repointed(hub: CatalogBuilder, harvest) -> None:
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    hub.file("c.csv", COMMUNES_CSV)
+    hub.dataset("communes", ["file: ../data/c.csv"], schema=SCHEMA)
+    harvest()
+    moved = hub.root / "ailleurs"
+    hub.warehouse.rename(moved)
+    hub.warehouse.mkdir()
+    moved.rename(hub.warehouse / "nested")
+    hub.warehouse = hub.warehouse / "nested"
+    summary = harvest()
+    assert [s.state for s in summary.sources] == ["unchanged"]
+    assert query(hub, "SELECT count(*) FROM communes") == [(3,)]
+    assert query(hub, "SELECT comment FROM duckdb_columns() WHERE table_name = 'communes' AND column_name = 'code_insee'")[0][0]
+
+
+def test_failure_inside_the_commit_leaves_the_previous_version_visible(
+    hub: CatalogBuilder, harvest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    hub.file("c.csv", COMMUNES_CSV)
+    hub.dataset("communes", ["file: ../data/c.csv"], schema=SCHEMA)
+    harvest()
+    hub.file("c.csv", COMMUNES_CSV + "01053,Bourg-en-Bresse,41000,23.86,2024-06-01\n")
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full while switching the view")
+
+    monkeypatch.setattr(Warehouse, "_point_views", staticmethod(boom))
+    (src,) = harvest().sources
+    assert src.state == "failed" and "disk full" in src.reason and "previous version is kept" in src.reason
+    assert query(hub, "SELECT count(*) FROM communes") == [(3,)]
+    assert query(hub, "SELECT count(*) FROM _partage.versions") == [(1,)]
+    monkeypatch.undo()
+    (src,) = harvest().sources
+    assert src.state == "updated"  # the content was never recorded as validated, so it is taken again
+    assert query(hub, "SELECT count(*) FROM communes") == [(4,)]

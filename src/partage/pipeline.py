@@ -268,7 +268,10 @@ def store_dataset(
 
 def fail_dataset(entry: CatalogEntry, acquired: list[Acquired], warehouse: Warehouse, run_id: str, error: BaseException) -> DatasetOutcome:
     """Record an unexpected crash of a dataset's store step as 'failed' on each source, and go on."""
-    reason = f"internal error while storing: {type(error).__name__}: {error}; the previous version is kept"
+    if isinstance(error, PartageError):
+        reason = f"{error}; the previous version is kept"
+    else:
+        reason = f"internal error while storing: {type(error).__name__}: {error}; the previous version is kept"
     outcomes = [SourceOutcome(entry.id, a.resource.key, a.resource.label, "failed",
                               a.reason if a.state == "failed" else reason, a.layer, a.body_bytes) for a in acquired]
     try:

@@ -296,19 +296,17 @@ class Warehouse:
 
         The rename makes the files final but unreferenced; the transaction
         records the version, the source states and repoints both views. A crash
-        before COMMIT leaves the previous version in place (and an orphan
-        directory that `partage gc` removes).
+        before COMMIT leaves the previous version in place, plus a version
+        directory nothing refers to.
         """
         final = self.version_dir(dataset["id"], version)
         _fsync_tree(staged)
-        os.replace(staged, final)
-        _fsync_dir(final.parent)
-        ds = ident(dataset["id"])
-        data_files = [str(final / p.data) for p in parts]
-        q_files = [str(final / p.quarantine) for p in parts if p.quarantine]
         rows = sum(p.rows for p in parts)
         quarantined = sum(p.quarantined for p in parts)
+        # Open the database first: if it is busy we fail before the version directory exists.
         with self.connect() as con:
+            os.replace(staged, final)
+            _fsync_dir(final.parent)
             con.execute("BEGIN")
             try:
                 con.execute(
@@ -319,29 +317,69 @@ class Warehouse:
                 for r in reports:
                     r.setdefault("version", version)
                 self.record_sources(run_id, dataset, updates, reports, con)
-                files = "[" + ", ".join(literal(f) for f in data_files) + "]"
-                con.execute(f"CREATE OR REPLACE VIEW main.{ds} AS SELECT * FROM read_parquet({files}, union_by_name = true)")
-                comment = dataset["title"] + (f" — {dataset['description']}" if dataset.get("description") else "")
-                con.execute(f"COMMENT ON VIEW main.{ds} IS {literal(comment)}")
-                for col in columns:
-                    text = " — ".join(x for x in (col.get("title"), col.get("description")) if x)
-                    if text:
-                        con.execute(f"COMMENT ON COLUMN main.{ds}.{ident(col['name'])} IS {literal(text)}")
-                alias = sql_alias(dataset["id"])
-                if alias != dataset["id"]:  # `bornes_irve` for analysts who would rather not quote `"bornes-irve"`
-                    con.execute(f"CREATE OR REPLACE VIEW main.{ident(alias)} AS SELECT * FROM main.{ds}")
-                    con.execute(f"COMMENT ON VIEW main.{ident(alias)} IS {literal('Alias of ' + dataset['id'])}")
-                if q_files:
-                    qf = "[" + ", ".join(literal(f) for f in q_files) + "]"
-                    con.execute(f"CREATE OR REPLACE VIEW {QUARANTINE}.{ds} AS SELECT * FROM read_parquet({qf}, union_by_name = true)")
-                    con.execute(f"COMMENT ON VIEW {QUARANTINE}.{ds} IS {literal('Invalid rows of ' + dataset['id'] + ', as received, with their errors')}")
-                else:
-                    con.execute(f"DROP VIEW IF EXISTS {QUARANTINE}.{ds}")
+                self._point_views(con, dataset["id"], dataset["title"], dataset.get("description") or "",
+                                  final, parts, columns)
                 con.execute("COMMIT")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
         return final
+
+
+    @staticmethod
+    def _point_views(con: duckdb.DuckDBPyConnection, dataset_id: str, title: str, description: str,
+                     version_dir: Path, parts: list[Part], columns: list[dict[str, Any]]) -> None:
+        """(Re)create the dataset's views on a version's files, with their comments. Inside the caller's transaction."""
+        ds = ident(dataset_id)
+        data_files = [str(version_dir / p.data) for p in parts]
+        q_files = [str(version_dir / p.quarantine) for p in parts if p.quarantine]
+        files = "[" + ", ".join(literal(f) for f in data_files) + "]"
+        con.execute(f"CREATE OR REPLACE VIEW main.{ds} AS SELECT * FROM read_parquet({files}, union_by_name = true)")
+        comment = title + (f" — {description}" if description else "")
+        con.execute(f"COMMENT ON VIEW main.{ds} IS {literal(comment)}")
+        for col in columns:
+            text = " — ".join(x for x in (col.get("title"), col.get("description")) if x)
+            if text:
+                con.execute(f"COMMENT ON COLUMN main.{ds}.{ident(col['name'])} IS {literal(text)}")
+        alias = sql_alias(dataset_id)
+        if alias != dataset_id:  # `bornes_irve` for analysts who would rather not quote `"bornes-irve"`
+            con.execute(f"CREATE OR REPLACE VIEW main.{ident(alias)} AS SELECT * FROM main.{ds}")
+            con.execute(f"COMMENT ON VIEW main.{ident(alias)} IS {literal('Alias of ' + dataset_id)}")
+        if q_files:
+            qf = "[" + ", ".join(literal(f) for f in q_files) + "]"
+            con.execute(f"CREATE OR REPLACE VIEW {QUARANTINE}.{ds} AS SELECT * FROM read_parquet({qf}, union_by_name = true)")
+            con.execute(f"COMMENT ON VIEW {QUARANTINE}.{ds} IS {literal('Invalid rows of ' + dataset_id + ', as received, with their errors')}")
+        else:
+            con.execute(f"DROP VIEW IF EXISTS {QUARANTINE}.{ds}")
+
+    def repoint_moved_views(self) -> list[str]:
+        """After the warehouse directory moved, point every view at the files where they now are.
+
+        Views hold absolute paths (DuckDB resolves relative ones against the
+        reader's working directory, not the database file), so a moved or
+        re-mounted warehouse needs this; the harvest calls it at the start.
+        """
+        with self.connect() as con:
+            latest = con.execute(
+                f"""SELECT v.dataset_id, v.version, v.path, v.parts, d.title, d.description
+                    FROM {META}.versions v JOIN {META}.datasets d ON d.id = v.dataset_id
+                    QUALIFY row_number() OVER (PARTITION BY v.dataset_id ORDER BY v.version DESC) = 1"""
+            ).fetchall()
+            moved = []
+            for dataset_id, version, path, parts_json, title, description in latest:
+                here = self.version_dir(dataset_id, version)
+                if path == str(here) or not here.is_dir():
+                    continue
+                schema_file = here / "schema.json"
+                columns = json.loads(schema_file.read_text(encoding="utf-8")).get("fields", []) if schema_file.is_file() else []
+                con.execute("BEGIN")
+                self._point_views(con, dataset_id, title or dataset_id, description or "", here,
+                                  [Part(**p) for p in json.loads(parts_json)], columns)
+                con.execute(f"UPDATE {META}.versions SET path = ? WHERE dataset_id = ? AND version = ?",
+                            [str(here), dataset_id, version])
+                con.execute("COMMIT")
+                moved.append(dataset_id)
+        return moved
 
 
 def _fsync_dir(path: Path) -> None:
