@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -40,7 +41,8 @@ def _prefect_secret(name: str) -> str:
     from prefect.blocks.system import Secret
 
     try:
-        return str(Secret.load(name).get())
+        secret: Any = Secret.load(name)
+        return str(secret.get())
     except ValueError:
         raise credentials.CredentialError(
             f"Prefect Secret block {name!r} not found; create it with `prefect block create secret` or in the UI"

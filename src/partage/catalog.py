@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -124,7 +124,7 @@ class Source(_Strict):
     max_bytes: int | None = Field(default=None, gt=0)
 
     @model_validator(mode="after")
-    def _exactly_one_kind(self) -> "Source":
+    def _exactly_one_kind(self) -> Source:
         kinds = [k for k in SOURCE_KINDS if getattr(self, k) is not None]
         if len(kinds) != 1:
             found = ", ".join(kinds) if kinds else "none"
@@ -139,7 +139,7 @@ class Source(_Strict):
 
     @property
     def kind(self) -> SourceKind:
-        return next(k for k in SOURCE_KINDS if getattr(self, k) is not None)  # type: ignore[return-value]
+        return cast(SourceKind, next(k for k in SOURCE_KINDS if getattr(self, k) is not None))
 
     @property
     def location(self) -> str:
@@ -197,7 +197,7 @@ class Dataset(_Strict):
         return v
 
     @model_validator(mode="after")
-    def _custom_keys(self) -> "Dataset":
+    def _custom_keys(self) -> Dataset:
         for key in (self.model_extra or {}):
             if not key.startswith("x-"):
                 raise ValueError(f"__extra__:{key}")

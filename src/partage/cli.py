@@ -13,7 +13,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -54,7 +54,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = None,
+    version: Annotated[bool | None, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")] = None,
 ) -> None:
     pass
 
@@ -108,7 +108,7 @@ def _quiet_prefect(verbose: bool) -> None:
 
 @app.command()
 def harvest(
-    ids: Annotated[Optional[list[str]], typer.Argument(help="Dataset ids (default: the whole catalog).")] = None,
+    ids: Annotated[list[str] | None, typer.Argument(help="Dataset ids (default: the whole catalog).")] = None,
     catalog: CatalogOpt = Path("catalog"),
     warehouse: WarehouseOpt = Path("warehouse"),
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs too.")] = False,
@@ -167,11 +167,11 @@ def harvest(
 @app.command()
 def validate(
     target: Annotated[str, typer.Argument(metavar="FILE_OR_URL", help="A local file or an http(s) URL.")],
-    schema: Annotated[Optional[str], typer.Option("--schema", help="publisher/name@version, a path or a URL; inferred if omitted.")] = None,
+    schema: Annotated[str | None, typer.Option("--schema", help="publisher/name@version, a path or a URL; inferred if omitted.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the frictionless-shaped report as JSON.")] = False,
-    encoding: Annotated[Optional[str], typer.Option(help="Force the encoding (default: detected).")] = None,
-    delimiter: Annotated[Optional[str], typer.Option(help="Force the delimiter (default: detected).")] = None,
-    decimal_char: Annotated[Optional[str], typer.Option("--decimal-char", help="Decimal separator for numbers, e.g. ','.")] = None,
+    encoding: Annotated[str | None, typer.Option(help="Force the encoding (default: detected).")] = None,
+    delimiter: Annotated[str | None, typer.Option(help="Force the delimiter (default: detected).")] = None,
+    decimal_char: Annotated[str | None, typer.Option("--decimal-char", help="Decimal separator for numbers, e.g. ','.")] = None,
     schemas_dir: Annotated[Path, typer.Option("--schemas", envvar="PARTAGE_SCHEMAS", help="Local schema cache.")] = Path("schemas"),
     max_errors: Annotated[int, typer.Option(help="Errors shown (not --json).")] = 20,
 ) -> None:
@@ -223,8 +223,9 @@ def validate(
     table = Table(show_lines=False)
     for col in ("row", "field", "type", "message"):
         table.add_column(col)
-    for e in report.errors[:max_errors]:
-        table.add_row(str(e.get("rowNumber", "")), escape(str(e.get("fieldName", ""))), e.get("type", ""), escape(e.get("message", "")))
+    for item in report.errors[:max_errors]:
+        table.add_row(str(item.get("rowNumber", "")), escape(str(item.get("fieldName", ""))), item.get("type", ""),
+                      escape(item.get("message", "")))
     out.print(table)
     if report.error_count > max_errors:
         out.print(f"… and {report.error_count - max_errors:,} more (use --json for the full report)")
@@ -246,7 +247,7 @@ def _open_ro(warehouse: Path) -> Any:
 
 @app.command()
 def status(
-    dataset: Annotated[Optional[str], typer.Argument(help="Limit to one dataset.")] = None,
+    dataset: Annotated[str | None, typer.Argument(help="Limit to one dataset.")] = None,
     sources: Annotated[bool, typer.Option("--sources", help="One line per source, with the reason of its state.")] = False,
     warehouse: WarehouseOpt = Path("warehouse"),
 ) -> None:

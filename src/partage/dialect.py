@@ -79,19 +79,19 @@ def detect_encoding(path: Path) -> str:
         else:
             bom = ""
         f.seek(0)
-        decoder = codecs.getincrementaldecoder("utf-8")()
+        utf8 = codecs.getincrementaldecoder("utf-8")()
         try:
             while chunk := f.read(_CHUNK):
-                decoder.decode(chunk)
-            decoder.decode(b"", final=True)
+                utf8.decode(chunk)
+            utf8.decode(b"", final=True)
             return bom or "utf-8"
         except UnicodeDecodeError:
             pass
         f.seek(0)
-        decoder = codecs.getincrementaldecoder("cp1252")()
+        cp1252 = codecs.getincrementaldecoder("cp1252")()
         try:
             while chunk := f.read(_CHUNK):
-                decoder.decode(chunk)
+                cp1252.decode(chunk)
             return "cp1252"
         except UnicodeDecodeError:
             # bytes 0x81, 0x8D, 0x8F, 0x90, 0x9D are undefined in cp1252; Latin-1 reads anything
@@ -127,7 +127,7 @@ def detect(path: Path, config: DialectConfig | None = None, name_hint: str | Non
     """Detect what the catalog does not impose. Explicit settings always win."""
     config = config or DialectConfig()
     detected: list[str] = []
-    fmt = config.format
+    fmt: str | None = config.format
     if fmt is None:
         fmt = sniff_format(path, name_hint)
         detected.append("format")

@@ -76,7 +76,7 @@ class RetryPolicy:
     max_wait: float = 30.0
 
     @classmethod
-    def from_env(cls) -> "RetryPolicy":
+    def from_env(cls) -> RetryPolicy:
         return cls(
             attempts=int(os.environ.get("PARTAGE_RETRY_ATTEMPTS", cls.attempts)),
             backoff=float(os.environ.get("PARTAGE_RETRY_BACKOFF", cls.backoff)),

@@ -89,7 +89,7 @@ def sql_alias(dataset_id: str) -> str:
 
 
 def now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def new_version_id(after: str | None = None) -> str:

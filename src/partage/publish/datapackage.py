@@ -7,11 +7,11 @@ schema it was validated and with what result.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 from ..catalog import Dataset
+from ..rawstore import file_sha256
 from ..validate.arrow import ROW_COLUMN, SOURCE_COLUMN
 
 LICENSES: dict[str, dict[str, str]] = {
@@ -30,14 +30,6 @@ LICENSES: dict[str, dict[str, str]] = {
 def license_descriptor(name: str) -> dict[str, str]:
     known = LICENSES.get(name.lower())
     return {"name": name, **known} if known else {"name": name, "title": name}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def build(
@@ -63,7 +55,7 @@ def build(
     for p in parts:
         f = version_dir / p["data"]
         part_info.append({"source": p["source_key"], "path": p["data"], "bytes": f.stat().st_size,
-                          "sha256": _sha256(f), "raw_sha256": p["sha256"], "rows": p["rows"],
+                          "sha256": file_sha256(f), "raw_sha256": p["sha256"], "rows": p["rows"],
                           "quarantined": p["quarantined"], "since_version": p["since_version"]})
     resource: dict[str, Any] = {
         "name": "data",

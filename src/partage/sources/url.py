@@ -52,7 +52,8 @@ def acquire(res: SourceResource, record: SourceRecord | None, raw: RawStore) -> 
         why = f"not modified (ETag {previous.etag})" if layer == "etag" and previous else f"not modified since {record.last_modified}"
         return Acquired(res, "unchanged", f"{why}; nothing downloaded{tries}", layer, record.sha256, record.bytes, 0,
                         out.etag or record.etag, out.last_modified or record.last_modified)
-    size = raw.path_for(out.sha256).stat().st_size if out.sha256 else None
+    assert out.sha256 is not None  # set on every download
+    size = raw.path_for(out.sha256).stat().st_size
     if record is not None and out.sha256 == record.sha256:
         return Acquired(res, "unchanged", f"downloaded{tries}, same content as last harvest (sha256 {out.sha256[:12]}…)",
                         "sha256", out.sha256, size, out.body_bytes, out.etag, out.last_modified)

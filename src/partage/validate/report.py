@@ -69,7 +69,7 @@ class Report:
         return json.dumps(self.descriptor, ensure_ascii=False, indent=indent, default=str)
 
     @classmethod
-    def from_frictionless(cls, report: Any, *, limit: int = STORED_ERRORS_LIMIT) -> "Report":
+    def from_frictionless(cls, report: Any, *, limit: int = STORED_ERRORS_LIMIT) -> Report:
         desc = report.to_descriptor()
         task = (desc.get("tasks") or [{}])[0]
         errors = task.get("errors", [])
@@ -86,7 +86,7 @@ class Report:
         return cls(desc, count, rows, invalid_rows, dict(by_type))
 
     @classmethod
-    def failure(cls, error_type: str, message: str, *, title: str = "Could not validate") -> "Report":
+    def failure(cls, error_type: str, message: str, *, title: str = "Could not validate") -> Report:
         """A report for a file that could not be read at all (same shape, one file-level error)."""
         err = {"type": error_type, "title": title, "description": "", "message": message, "tags": ["#file"], "note": message}
         desc = {
