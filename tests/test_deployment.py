@@ -1,4 +1,5 @@
-"""prefect.yaml for real: a `prefect server` on 127.0.0.1, `prefect deploy`, a process worker, one run."""
+"""prefect.yaml for real: a `prefect server` on 127.0.0.1, `prefect deploy`, a process worker, a harvest run
+and the publish run its completion triggers."""
 
 from __future__ import annotations
 
@@ -71,6 +72,7 @@ def test_nightly_deployment_runs_on_a_worker(tmp_path: Path, prefect_server: tup
     for name in ("catalog", "schemas", "demo", "flows"):
         shutil.copytree(REPO / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "prefect.yaml", project / "prefect.yaml")
+    (project / "catalog" / "_targets.yaml").write_text("public:\n  datapackage: warehouse/public\n", encoding="utf-8")
     env = {**env, "PARTAGE_HOME": str(project)}
     run = lambda *args: subprocess.run([PREFECT, *args], cwd=project, env=env, capture_output=True, text=True, timeout=180)  # noqa: E731
 
@@ -79,9 +81,10 @@ def test_nightly_deployment_runs_on_a_worker(tmp_path: Path, prefect_server: tup
     deployed = run("--no-prompt", "deploy", "--all")
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
 
-    deployments = httpx.post(f"{api}/deployments/filter", json={}).json()
-    (dep,) = deployments
-    assert dep["name"] == "harvest-nightly" and dep["entrypoint"] == "flows/harvest.py:harvest"
+    deployments = {d["name"]: d for d in httpx.post(f"{api}/deployments/filter", json={}).json()}
+    assert set(deployments) == {"harvest-nightly", "publish-after-harvest"}
+    dep = deployments["harvest-nightly"]
+    assert dep["entrypoint"] == "flows/harvest.py:harvest"
     (sched,) = dep["schedules"]
     assert sched["schedule"]["cron"] == "0 3 * * *" and sched["schedule"]["timezone"] == "Europe/Paris"
 
@@ -91,15 +94,18 @@ def test_nightly_deployment_runs_on_a_worker(tmp_path: Path, prefect_server: tup
     try:
         started = run("deployment", "run", "harvest/harvest-nightly")
         assert started.returncode == 0, started.stdout + started.stderr
-        state = None
-        deadline = time.monotonic() + 240
+        # the harvest runs, then its completion triggers the publish deployment
+        states: dict[str, str] = {}
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
-            runs = httpx.post(f"{api}/flow_runs/filter", json={"limit": 5}).json()
-            state = runs[0]["state_type"] if runs else None
-            if state in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            runs = httpx.post(f"{api}/flow_runs/filter", json={"limit": 10}).json()
+            states = {r["deployment_id"]: r["state_type"] for r in runs}
+            done = [states.get(deployments[n]["id"]) for n in ("harvest-nightly", "publish-after-harvest")]
+            if any(s in ("FAILED", "CRASHED", "CANCELLED") for s in done) or done == ["COMPLETED", "COMPLETED"]:
                 break
             time.sleep(1)
-        assert state == "COMPLETED", (tmp_path / "worker.log").read_text()[-4000:]
+        assert states.get(deployments["harvest-nightly"]["id"]) == "COMPLETED", (tmp_path / "worker.log").read_text()[-4000:]
+        assert states.get(deployments["publish-after-harvest"]["id"]) == "COMPLETED", (tmp_path / "worker.log").read_text()[-4000:]
     finally:
         _stop(worker)
         worker_log.close()
@@ -112,3 +118,4 @@ def test_nightly_deployment_runs_on_a_worker(tmp_path: Path, prefect_server: tup
         assert con.execute("SELECT count(*) FROM _partage.runs WHERE finished_at IS NOT NULL").fetchone() == (1,)
     finally:
         con.close()
+    assert (project / "warehouse" / "public" / "bornes-irve" / "datapackage.json").is_file()

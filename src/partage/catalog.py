@@ -208,6 +208,7 @@ class CkanTarget(_Strict):
     ckan: str
     api_token: str | None = None
     organization: str | None = None
+    grace_days: float = Field(default=7, ge=0)  # a dataset removed from the catalog is deleted on the portal after this
 
     @field_validator("api_token")
     @classmethod
@@ -217,6 +218,9 @@ class CkanTarget(_Strict):
 
 class DcatTarget(_Strict):
     dcat: str
+    base_url: str | None = None  # where the datapackage target's files are served; used for download URLs
+    title: str | None = None
+    publisher: str | None = None
 
 
 class DataPackageTarget(_Strict):

@@ -161,6 +161,81 @@ def harvest(
     raise typer.Exit(summary.exit_code)
 
 
+# -- publish ------------------------------------------------------------------
+
+ACTION_STYLE = {"create": "green", "update": "cyan", "unchanged": "dim", "skip": "yellow", "delete": "magenta"}
+
+
+class _PublishHandler(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        items = getattr(record, "partage_plan", None)
+        if items is not None:
+            table = Table(title=f"Plan for {getattr(record, 'partage_target', '')}", title_justify="left")
+            for col in ("dataset", "action", "what / why"):
+                table.add_column(col, overflow="fold")
+            for i in items:
+                style = "red" if i.status == "failed" else ACTION_STYLE[i.action]
+                table.add_row(escape(i.dataset_id), f"[{style}]{'failed' if i.status == 'failed' else i.action}[/]",
+                              escape(i.detail))
+            out.print(table)
+        item = getattr(record, "partage_published", None)
+        if item is not None and item.action not in ("unchanged", "skip") or (item is not None and item.status == "failed"):
+            mark = "[red]✗ failed[/red]" if item.status == "failed" else "[green]✓ done[/green]  "
+            out.print(f"  {mark} {escape(item.target)} · {escape(item.dataset_id)}: {item.action}"
+                      + (f" [dim]— {escape(item.error)}[/dim]" if item.error else ""), highlight=False)
+
+
+@app.command()
+def publish(
+    target: Annotated[list[str] | None, typer.Option("--target", help="Only this target (repeatable).")] = None,
+    ids: Annotated[list[str] | None, typer.Argument(help="Dataset ids (default: the whole catalog).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and change nothing.")] = False,
+    catalog: CatalogOpt = Path("catalog"),
+    warehouse: WarehouseOpt = Path("warehouse"),
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs too.")] = False,
+) -> None:
+    """Publish catalog entries to the targets of _targets.yaml: prints the plan, then does it."""
+    from .catalog import load_catalog
+
+    try:
+        cat = load_catalog(catalog)
+        cat.select(ids)
+    except CatalogError as e:
+        err.print(f"[red]The catalog has {len(e.problems)} problem(s); nothing was published:[/red]")
+        for p in e.problems:
+            err.print(f"  • {escape(p)}")
+        raise typer.Exit(2) from None
+    if not cat.targets:
+        _fail(f"no publication target: add one to {cat.root / '_targets.yaml'}", 2)
+    unknown = [t for t in (target or []) if t not in cat.targets]
+    if unknown:
+        _fail(f"unknown target(s) {', '.join(unknown)}; _targets.yaml has: {', '.join(sorted(cat.targets))}", 2)
+    _quiet_prefect(verbose)
+    handler = _PublishHandler()
+    progress = logging.getLogger("partage.progress")
+    progress.addHandler(handler)
+    progress.setLevel(logging.INFO)
+    progress.propagate = False
+    try:
+        from flows.publish import publish as publish_flow
+
+        summary = publish_flow(catalog=str(catalog), warehouse=str(warehouse), targets=list(target) if target else None,
+                               ids=list(ids) if ids else None, dry_run=dry_run)
+    except CatalogError as e:
+        _fail(str(e), 2)
+    except PartageError as e:
+        _fail(str(e), 1)
+    finally:
+        progress.removeHandler(handler)
+    if dry_run:
+        out.print("[dim]dry run: nothing was changed[/dim]")
+    else:
+        failed = sum(1 for i in summary.items if i.status == "failed")
+        out.print(", ".join(f"{name}: {n} write(s)" for name, n in summary.writes.items())
+                  + (f" — [red]{failed} failed[/red]" if failed else ""))
+    raise typer.Exit(summary.exit_code)
+
+
 # -- validate -----------------------------------------------------------------
 
 

@@ -67,6 +67,11 @@ CREATE TABLE IF NOT EXISTS {META}.reports (
     run_id VARCHAR, dataset_id VARCHAR, source_key VARCHAR, sha256 VARCHAR, version VARCHAR,
     accepted BOOLEAN, valid BOOLEAN, error_count BIGINT, report JSON, recorded_at TIMESTAMPTZ
 );
+CREATE TABLE IF NOT EXISTS {META}.publications (
+    target VARCHAR, dataset_id VARCHAR, remote_id VARCHAR, remote_name VARCHAR, access VARCHAR,
+    version VARCHAR, published_at TIMESTAMPTZ, removed_since TIMESTAMPTZ, deleted_at TIMESTAMPTZ,
+    PRIMARY KEY (target, dataset_id)
+);
 CREATE TABLE IF NOT EXISTS {META}.runs (
     run_id VARCHAR PRIMARY KEY, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, summary JSON
 );
@@ -128,6 +133,48 @@ class Part:
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """What publishing needs to know about a dataset's latest version."""
+
+    dataset_id: str
+    version: str
+    created_at: dt.datetime
+    path: Path
+    row_count: int
+    quarantined: int
+    schema_ref: str | None
+    schema_sha256: str | None
+    parts: list[Part]
+    summary: dict[str, Any]
+
+    @property
+    def schema(self) -> dict[str, Any]:
+        return json.loads((self.path / "schema.json").read_text(encoding="utf-8"))
+
+    def report_files(self, root: Path) -> dict[str, Path]:
+        """Each part's validation report (it lives in the version that produced the part)."""
+        out = {}
+        for p in self.parts:
+            f = root / self.dataset_id / p.since_version / "reports" / f"{p.source_key}.json"
+            if f.is_file():
+                out[p.source_key] = f
+        return out
+
+
+@dataclass(frozen=True)
+class Publication:
+    target: str
+    dataset_id: str
+    remote_id: str | None
+    remote_name: str | None
+    access: str | None
+    version: str | None
+    published_at: dt.datetime | None
+    removed_since: dt.datetime | None
+    deleted_at: dt.datetime | None
 
 
 class Warehouse:
@@ -216,6 +263,29 @@ class Warehouse:
         if row is None:
             return None
         return row[0], [Part(**p) for p in json.loads(row[1])]
+
+    def latest_version_info(self, dataset_id: str) -> VersionInfo | None:
+        with self.connect() as con:
+            row = con.execute(
+                f"""SELECT version, created_at, path, row_count, quarantined_rows, schema_ref, schema_sha256, parts, summary
+                    FROM {META}.versions WHERE dataset_id = ? ORDER BY version DESC LIMIT 1""",
+                [dataset_id],
+            ).fetchone()
+        if row is None:
+            return None
+        return VersionInfo(dataset_id, row[0], row[1], self.version_dir(dataset_id, row[0]), row[3], row[4], row[5],
+                           row[6], [Part(**p) for p in json.loads(row[7])], json.loads(row[8]))
+
+    def publications(self, target: str) -> dict[str, Publication]:
+        with self.connect() as con:
+            rows = con.execute(f"SELECT * FROM {META}.publications WHERE target = ?", [target]).fetchall()
+        return {r[1]: Publication(*r) for r in rows}
+
+    def record_publication(self, pub: Publication) -> None:
+        with self.connect() as con:
+            con.execute(f"INSERT OR REPLACE INTO {META}.publications VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [pub.target, pub.dataset_id, pub.remote_id, pub.remote_name, pub.access, pub.version,
+                         pub.published_at, pub.removed_since, pub.deleted_at])
 
     def version_dir(self, dataset_id: str, version: str) -> Path:
         return self.root / dataset_id / version

@@ -8,11 +8,15 @@ schema it was validated and with what result.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..catalog import Dataset
 from ..rawstore import file_sha256
 from ..validate.arrow import ROW_COLUMN, SOURCE_COLUMN
+
+if TYPE_CHECKING:
+    from ..warehouse import VersionInfo
+    from .exports import ExportFile
 
 LICENSES: dict[str, dict[str, str]] = {
     "etalab-2.0": {"title": "Licence Ouverte / Open Licence version 2.0",
@@ -83,4 +87,45 @@ def build(
         "partage:access": dataset.access,
         "partage:schema": {"ref": schema_ref, "sha256": schema_sha256},
         "partage:validation": summary,
+    }
+
+
+def build_for_publication(dataset: Dataset, info: VersionInfo, files: list[ExportFile]) -> dict[str, Any]:
+    """The descriptor of a published dataset: its CSV (conforming to the schema) and its Parquet."""
+    schema = info.schema
+    by_role = {f.role: f for f in files}
+    provenance = [
+        {"name": SOURCE_COLUMN, "type": "string", "description": "Partage: the source this row came from"},
+        {"name": ROW_COLUMN, "type": "integer", "description": "Partage: row number in the source file"},
+    ]
+    csv, parquet = by_role["data-csv"], by_role["data-parquet"]
+    sources = []
+    for s in dataset.sources:
+        if s.kind == "file":
+            sources.append({"title": s.name or "dépôt de fichiers d'un partenaire"})
+        else:
+            from ..fetch import redact
+
+            sources.append({"title": s.name or redact(s.location), "path": redact(s.location)})
+    return {
+        "name": dataset.id,
+        "title": dataset.title,
+        "description": dataset.description,
+        "version": info.version,
+        "created": info.created_at.isoformat(timespec="seconds"),
+        "keywords": list(dataset.keywords),
+        "licenses": [license_descriptor(dataset.license)],
+        "sources": sources,
+        "contributors": [{"title": dataset.publisher, "role": "publisher"}] if dataset.publisher else [],
+        "resources": [
+            {"name": "data-csv", "path": csv.path.name, "format": "csv", "mediatype": "text/csv", "encoding": "utf-8",
+             "bytes": csv.bytes, "hash": f"sha256:{csv.sha256}", "schema": schema,
+             "dialect": {"delimiter": ",", "header": True}},
+            {"name": "data-parquet", "path": parquet.path.name, "format": "parquet",
+             "mediatype": "application/vnd.apache.parquet", "bytes": parquet.bytes, "hash": f"sha256:{parquet.sha256}",
+             "schema": {**schema, "fields": list(schema.get("fields", [])) + provenance}},
+        ],
+        "partage:schema": {"ref": info.schema_ref, "sha256": info.schema_sha256},
+        "partage:validation": info.summary,
+        "partage:rows": info.row_count,
     }
