@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 from rdflib import Graph
-from rdflib.namespace import DCAT, DCTERMS, RDF
+from rdflib import namespace as ns
 
 from .conftest import COMMUNES_CSV, COMMUNES_SCHEMA, CatalogBuilder, query
 
@@ -239,21 +239,21 @@ def test_dcat_has_the_mandatory_properties_of_every_open_dataset_and_nothing_els
     assert first.exit_code == 0
     for fmt, name in (("turtle", "catalog.ttl"), ("json-ld", "catalog.jsonld")):
         g = Graph().parse(hub.root / "public" / "catalog" / name, format=fmt)
-        (catalog,) = list(g.subjects(RDF.type, DCAT.Catalog))
-        for prop in (DCTERMS.title, DCTERMS.description, DCTERMS.publisher):
+        (catalog,) = list(g.subjects(ns.RDF.type, ns.DCAT.Catalog))
+        for prop in (ns.DCTERMS.title, ns.DCTERMS.description, ns.DCTERMS.publisher):
             assert g.value(catalog, prop) is not None, prop
-        datasets = list(g.subjects(RDF.type, DCAT.Dataset))
-        assert [str(g.value(d, DCTERMS.identifier)) for d in datasets] == [ids["open"]]
+        datasets = list(g.subjects(ns.RDF.type, ns.DCAT.Dataset))
+        assert [str(g.value(d, ns.DCTERMS.identifier)) for d in datasets] == [ids["open"]]
         (d,) = datasets
-        assert (catalog, DCAT.dataset, d) in g
-        for prop in (DCTERMS.title, DCTERMS.description, DCAT.distribution, DCAT.keyword, DCTERMS.publisher,
-                     DCAT.contactPoint, DCTERMS.accrualPeriodicity, DCTERMS.conformsTo):
+        assert (catalog, ns.DCAT.dataset, d) in g
+        for prop in (ns.DCTERMS.title, ns.DCTERMS.description, ns.DCAT.distribution, ns.DCAT.keyword, ns.DCTERMS.publisher,
+                     ns.DCAT.contactPoint, ns.DCTERMS.accrualPeriodicity, ns.DCTERMS.conformsTo):
             assert g.value(d, prop) is not None, prop
-        dists = list(g.objects(d, DCAT.distribution))
+        dists = list(g.objects(d, ns.DCAT.distribution))
         assert len(dists) == 4
         for dist in dists:
-            assert str(g.value(dist, DCAT.accessURL)).startswith("https://donnees.exemple.fr/partage/")
-            assert g.value(dist, DCTERMS.license) is not None and g.value(dist, DCTERMS.format) is not None
+            assert str(g.value(dist, ns.DCAT.accessURL)).startswith("https://donnees.exemple.fr/partage/")
+            assert g.value(dist, ns.DCTERMS.license) is not None and g.value(dist, ns.DCTERMS.format) is not None
         text = (hub.root / "public" / "catalog" / name).read_text(encoding="utf-8")
         assert ids["partners"] not in text and ids["internal"] not in text
     again = run_publish(hub)
@@ -294,7 +294,7 @@ def test_dry_run_changes_nothing(hub: CatalogBuilder, harvest) -> None:
 
 
 def test_dcat_output_reads_in_ckanext_dcat(hub: CatalogBuilder, harvest) -> None:
-    """The real consumer: ckanext-dcat's RDF parser, as CKAN portals harvest DCAT."""
+    """The real consumer: ckanext-dcat's RDF parser, as CKAN portals harvest ns.DCAT."""
     python = CKAN_HOME / "venv" / "bin" / "python"
     if not python.exists() or not DCAT_CHECK.exists():
         reason = f"needs the CKAN venv ({python}) and {DCAT_CHECK}"

@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 from urllib.parse import quote
 
 from rdflib import Graph, Literal, Namespace, URIRef
@@ -147,7 +146,10 @@ def write_catalog(graph: Graph, directory: Path) -> dict[str, bool]:
                     continue
             except Exception:  # an unreadable old file is simply replaced
                 pass
-        data = cast(bytes, graph.serialize(format=fmt, encoding="utf-8", **({"indent": 2} if fmt == "json-ld" else {})))
+        if fmt == "json-ld":
+            data = graph.serialize(format=fmt, encoding="utf-8", indent=2)
+        else:
+            data = graph.serialize(format=fmt, encoding="utf-8")
         tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)
