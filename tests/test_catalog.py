@@ -149,3 +149,10 @@ def test_cli_catalog_check_exit_codes(hub: CatalogBuilder) -> None:
     hub.entry("bornes", GOOD.replace("access: open", "access: secret"))
     bad = runner.invoke(app, ["catalog", "check", "--catalog", str(hub.catalog)])
     assert bad.exit_code == 2 and "access" in bad.output
+
+
+def test_ckan_link_mode_needs_a_base_url(hub: CatalogBuilder) -> None:
+    hub.entry("bornes", GOOD)
+    (hub.catalog / "_targets.yaml").write_text("p:\n  ckan: https://ckan.example\n  organization: o\n  resources: link\n")
+    (problem,) = problems_of(hub)
+    assert "_targets.yaml" in problem and "link_base_url" in problem

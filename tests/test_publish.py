@@ -315,3 +315,20 @@ def test_dcat_output_reads_in_ckanext_dcat(hub: CatalogBuilder, harvest) -> None
         (parsed,) = json.loads(r.stdout)
         assert parsed["name"] == ids["open"] or parsed["title"] == f"Jeu {ids['open']}"
         assert parsed["resources"] == 4 and set(parsed["tags"]) == {"communes", "test"}
+
+
+def test_ckan_resources_can_be_linked_instead_of_uploaded(hub: CatalogBuilder, harvest, ckan_env, ckan_admin) -> None:
+    ids = three_datasets(hub)
+    ckan_targets(hub, ckan_env, "  resources: link\n  link_base_url: https://donnees.exemple.fr/partage\n")
+    harvest()
+    try:
+        first = run_publish(hub, ids=[ids["open"]])
+        assert first.exit_code == 0 and first.writes["portail"] == 5
+        pkg = ckan_admin.action.package_show(id=ids["open"])
+        urls = sorted(r["url"] for r in pkg["resources"])
+        assert urls == sorted(f"https://donnees.exemple.fr/partage/{ids['open']}/{n}" for n in (
+            f"{ids['open']}.csv", f"{ids['open']}.parquet", f"{ids['open']}-schema.json", "validation-report.json"))
+        assert all(r.get("url_type") in (None, "") for r in pkg["resources"])
+        assert run_publish(hub, ids=[ids["open"]]).writes["portail"] == 0
+    finally:
+        purge(ckan_admin, ids.values())

@@ -209,6 +209,14 @@ class CkanTarget(_Strict):
     api_token: str | None = None
     organization: str | None = None
     grace_days: float = Field(default=7, ge=0)  # a dataset removed from the catalog is deleted on the portal after this
+    resources: Literal["upload", "link"] = "upload"
+    link_base_url: str | None = None  # with resources: link — where the `datapackage` target's folder is served
+
+    @model_validator(mode="after")
+    def _link_needs_base(self) -> "CkanTarget":
+        if self.resources == "link" and not (self.link_base_url or "").startswith(("http://", "https://")):
+            raise ValueError("resources: link needs link_base_url, the http(s) address where the datapackage folder is served")
+        return self
 
     @field_validator("api_token")
     @classmethod

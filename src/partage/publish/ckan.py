@@ -173,14 +173,22 @@ def _to_api(fields: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _resource_fields(export: ExportFile, title: str) -> dict[str, Any]:
-    return {
+def published_name(dataset_id: str, export: ExportFile) -> str:
+    """File name in the datapackage target's folder (the schema gets the dataset's name in front)."""
+    return f"{dataset_id}-{export.path.name}" if export.role == "schema" else export.path.name
+
+
+def _resource_fields(export: ExportFile, link: str | None) -> dict[str, Any]:
+    fields = {
         "partage_role": export.role,
         "name": RESOURCE_NAMES[export.role],
         "description": RESOURCE_DESCRIPTIONS[export.role],
         "format": export.format,
         "hash": export.sha256,
     }
+    if link is not None:
+        fields["url"] = link
+    return fields
 
 
 class CkanPublisher:
@@ -262,14 +270,14 @@ class CkanPublisher:
                     item.changes["state"] = "active"
                 item.resources = [ResourceChange(f.role, "create", export=f) for f in files]
                 if current is not None:
-                    item.resources = self._resource_changes(current, files, ds.title)
+                    item.resources = self._resource_changes(current, files, ds.id)
                 item.detail = ("new dataset" if current is None else "restored (it was deleted on the portal)") + \
                     f", {len(files)} resources" + (" (private: partners only)" if desired["private"] else "")
                 return item
             item.remote_id = current["id"]
             view = _current_view(current)
             item.changes = {k: desired[k] for k in PACKAGE_FIELDS if desired[k] != view[k]}
-            item.resources = self._resource_changes(current, files, ds.title)
+            item.resources = self._resource_changes(current, files, ds.id)
             if not item.changes and not item.resources:
                 item.action, item.detail = "unchanged", f"version {info.version} already published"
             else:
@@ -284,15 +292,25 @@ class CkanPublisher:
             item.error = item.detail = f"{type(e).__name__}: {str(e)[:300]}"
         return item
 
-    def _resource_changes(self, current: dict[str, Any], files: list[ExportFile], title: str) -> list[ResourceChange]:
+    def _link(self, dataset_id: str, export: ExportFile) -> str | None:
+        """In link mode, the URL of the file as the datapackage target serves it; None when uploading."""
+        if self.target.resources != "link":
+            return None
+        from urllib.parse import quote
+
+        base = (self.target.link_base_url or "").rstrip("/")
+        return f"{base}/{quote(dataset_id)}/{quote(published_name(dataset_id, export))}"
+
+    def _resource_changes(self, current: dict[str, Any], files: list[ExportFile], dataset_id: str) -> list[ResourceChange]:
         by_role = {r.get("partage_role"): r for r in current.get("resources", []) if r.get("partage_role")}
         changes = []
         for f in files:
-            want = _resource_fields(f, title)
+            link = self._link(dataset_id, f)
+            want = _resource_fields(f, link)
             have = by_role.pop(f.role, None)
             if have is None:
                 changes.append(ResourceChange(f.role, "create", export=f))
-            elif have.get("hash") != f.sha256 or have.get("url_type") != "upload":
+            elif link is None and (have.get("hash") != f.sha256 or have.get("url_type") != "upload"):
                 changes.append(ResourceChange(f.role, "upload", export=f, resource_id=have["id"]))
             else:
                 diff = [k for k, v in want.items() if (have.get(k) or "") != v]
@@ -341,15 +359,17 @@ class CkanPublisher:
             item.remote_id = pkg["id"]
         elif item.changes:
             self.client.write("package_patch", id=item.remote_id, **_to_api(item.changes))
-        title = item.desired["title"]
         for r in item.resources:
             if r.op == "delete":
                 self.client.write("resource_delete", id=r.resource_id)
                 continue
             assert r.export is not None
-            meta = _resource_fields(r.export, title)
+            link = self._link(item.dataset_id, r.export)
+            meta = _resource_fields(r.export, link)
             upload = {"upload": r.export.path}
-            if r.op == "create":
+            if r.op == "create" and link is not None:
+                self.client.write("resource_create", package_id=item.remote_id, **meta)
+            elif r.op == "create":
                 self.client.write("resource_create", files=upload, package_id=item.remote_id, url="", **meta)
             elif r.op == "upload":
                 self.client.write("resource_patch", files=upload, id=r.resource_id, url="", **meta)

@@ -21,7 +21,7 @@ from rdflib.namespace import DCAT, DCTERMS, FOAF, OWL, RDF, XSD
 
 from ..catalog import CatalogEntry
 from ..warehouse import VersionInfo
-from .ckan import frequency
+from .ckan import frequency, published_name
 from .datapackage import license_descriptor
 from .exports import ExportFile
 
@@ -109,7 +109,7 @@ def _dataset(g: Graph, catalog: URIRef, d: DcatDataset, base: str | None) -> Non
         dist = URIRef(f"{uri}/{f.role}")
         g.add((uri, DCAT.distribution, dist))
         g.add((dist, RDF.type, DCAT.Distribution))
-        name = f"{ds.id}-{f.path.name}" if f.role == "schema" else f.path.name  # the datapackage target's layout
+        name = published_name(ds.id, f)  # the datapackage target's layout
         url = URIRef(base + f"{quote(ds.id)}/{quote(name)}") if base else URIRef(f.path.resolve().as_uri())
         g.add((dist, DCAT.accessURL, url))
         g.add((dist, DCAT.downloadURL, url))

@@ -23,6 +23,7 @@ from ..rawstore import copy_or_link
 from ..warehouse import Publication, VersionInfo, Warehouse, now
 from . import datapackage
 from .exports import ExportFile, exports
+from .ckan import published_name
 from .plan import PlanItem
 
 log = logging.getLogger("partage.publish")
@@ -98,7 +99,7 @@ class DataPackagePublisher(_FileTarget):
                 entry, info, files = self._latest[item.dataset_id]
                 out = self.directory / item.dataset_id
                 for f in files:
-                    name = f"{item.dataset_id}-{f.path.name}" if f.role == "schema" else f.path.name
+                    name = published_name(item.dataset_id, f)
                     tmp = out / f".{name}.tmp"
                     tmp.unlink(missing_ok=True)
                     copy_or_link(f.path, tmp)
