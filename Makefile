@@ -35,6 +35,7 @@ demo: $(STAMP)
 	$(BIN)/partage sql "select count(*) as bornes, count(*) filter (where code_insee_commune like '2%') as en_corse from bornes_irve"
 
 test: $(STAMP)
+	@./scripts/ensure-chromium.sh
 ifeq ($(PARTAGE_NO_CKAN),)
 	@$(MAKE) --no-print-directory ckan
 	set -a; . "$(CKAN_HOME)/ckan.env"; set +a; $(BIN)/python -m pytest

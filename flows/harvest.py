@@ -21,6 +21,8 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from partage import credentials
+from partage.errors import TransientError
+from partage.summaries import artifact_key, dataset_markdown, needs_attention, run_table
 from partage.catalog import CatalogEntry, load_catalog
 from partage.pipeline import (
     DatasetOutcome,
@@ -52,21 +54,113 @@ def _prefect_secret(name: str) -> str:
 credentials.register_backend("prefect-secret", _prefect_secret)
 
 
-@task(name="acquire-source", cache_policy=NO_CACHE, task_run_name="acquire {resource.dataset_id}/{resource.key}")
+WAREHOUSE_LIMIT = "partage-warehouse"  # `prefect gcl create partage-warehouse --limit 1` makes it apply
+
+
+class TransientSourceFailure(TransientError):
+    """Raised by the acquire task so that Prefect retries it later; carries the failed acquisition."""
+
+    def __init__(self, acquired: Acquired):
+        self.acquired = acquired
+        super().__init__(acquired.reason)
+
+
+def _retry_transient_only(task: Any, task_run: Any, state: Any) -> bool:
+    try:
+        state.result()
+    except TransientSourceFailure:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+@task(
+    name="acquire-source",
+    cache_policy=NO_CACHE,
+    task_run_name="acquire {resource.dataset_id}/{resource.key}",
+    retries=int(os.environ.get("PARTAGE_TASK_RETRIES", 2)),
+    retry_delay_seconds=float(os.environ.get("PARTAGE_TASK_RETRY_DELAY", 60)),
+    retry_condition_fn=_retry_transient_only,
+    timeout_seconds=float(os.environ.get("PARTAGE_SOURCE_TIMEOUT", 3600)),
+)
 def acquire_source(resource: SourceResource, record: SourceRecord | None, warehouse_root: str) -> Acquired:
+    """Download or read one source. A transient failure raises, so Prefect tries the task again later."""
     result = acquire(resource, record, Warehouse(warehouse_root).raw)
     get_run_logger().info("%s: %s (%s)", resource.label, result.state, result.reason)
+    if result.state == "failed" and result.transient:
+        raise TransientSourceFailure(result)
     return result
 
 
-@task(name="store-dataset", cache_policy=NO_CACHE, task_run_name="store {entry.dataset.id}")
-def store(entry: CatalogEntry, acquired: list[Acquired], warehouse_root: str, run_id: str, schemas_dir: str) -> DatasetOutcome:
+def _settle(resource: SourceResource, future: Any) -> Acquired:
+    """The task's result, or a failed acquisition saying why (retries exhausted, time-out)."""
+    try:
+        return future.result()
+    except TransientSourceFailure as e:
+        return e.acquired
+    except Exception as e:  # TimeoutError, a crashed task...
+        timeout = os.environ.get("PARTAGE_SOURCE_TIMEOUT", "3600")
+        reason = (f"{resource.label}: took longer than {timeout}s (PARTAGE_SOURCE_TIMEOUT); stopped"
+                  if isinstance(e, TimeoutError) else f"{resource.label}: {type(e).__name__}: {e}")
+        return Acquired(resource, "failed", reason)
+
+
+@task(name="store-dataset", cache_policy=NO_CACHE, task_run_name="store {entry.dataset.id}",
+      timeout_seconds=float(os.environ.get("PARTAGE_STORE_TIMEOUT", 6 * 3600)))
+def store(entry: CatalogEntry, acquired: list[Acquired], warehouse_root: str, run_id: str, schemas_dir: str,
+          limit: bool = False) -> DatasetOutcome:
+    """Validate and store one dataset. With the global limit defined, one such task at a time writes."""
     wh = Warehouse(warehouse_root)
     try:
+        if limit:
+            from prefect.concurrency.sync import concurrency
+
+            with concurrency(WAREHOUSE_LIMIT, occupy=1):
+                return store_dataset(entry, acquired, wh, run_id=run_id, schemas_dir=Path(schemas_dir))
         return store_dataset(entry, acquired, wh, run_id=run_id, schemas_dir=Path(schemas_dir))
     except Exception as e:  # one dataset's crash must not stop the others
         get_run_logger().exception("storing %s failed", entry.id)
         return fail_dataset(entry, acquired, wh, run_id, e)
+
+
+def _limit_defined() -> bool:
+    """Whether the `partage-warehouse` global concurrency limit exists (checked once per run)."""
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            client.read_global_concurrency_limit_by_name(WAREHOUSE_LIMIT)
+        return True
+    except Exception:
+        return False
+
+
+def _report(summary: HarvestSummary) -> None:
+    """Artifacts for the Prefect UI, and events that automations can turn into alerts."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+    from prefect.events import emit_event
+
+    create_table_artifact(key="harvest-summary", table=run_table(summary),
+                          description=f"Harvest {summary.run_id}: " + ", ".join(f"{v} {k}" for k, v in summary.counts().items()))
+    for d in summary.datasets:
+        if needs_attention(d):
+            create_markdown_artifact(key=artifact_key("quality", d.dataset_id), markdown=dataset_markdown(d),
+                                     description=f"{d.dataset_id}: rejected, failed or quarantined data")
+        for s in d.sources:
+            if s.state in ("rejected", "failed"):
+                emit_event(
+                    event=f"partage.source.{s.state}",
+                    resource={"prefect.resource.id": f"partage.source.{s.dataset_id}.{s.source_key}",
+                              "prefect.resource.name": s.label, "partage.dataset": s.dataset_id},
+                    payload={"dataset": s.dataset_id, "source": s.label, "state": s.state, "reason": s.reason,
+                             "first_errors": list(s.first_errors[:5]), "report": s.report_path},
+                )
+        if d.version:
+            emit_event(event="partage.dataset.updated",
+                       resource={"prefect.resource.id": f"partage.dataset.{d.dataset_id}",
+                                 "prefect.resource.name": d.dataset_id},
+                       payload={"version": d.version, "rows": d.rows, "quarantined": d.quarantined})
 
 
 @flow(name="harvest", log_prints=True)
@@ -89,15 +183,18 @@ def harvest(
         started = now()
         wh.record_run(summary.run_id, started)
         logger.info("run %s: %d dataset(s) from %s into %s", summary.run_id, len(entries), cat.root, wh.root)
+        limit = _limit_defined()
+        logger.info("warehouse writes %s", f"limited by the global concurrency limit {WAREHOUSE_LIMIT!r}"
+                    if limit else "serialized by this run (no global concurrency limit defined)")
         pending = []
         for entry in entries:
             resources, failures = plan(entry)
             records = wh.source_records(entry.id)
-            futures = [acquire_source.submit(r, records.get(r.key), str(wh.root)) for r in resources]
+            futures = [(r, acquire_source.submit(r, records.get(r.key), str(wh.root))) for r in resources]
             pending.append((entry, futures, failures))
         for entry, futures, failures in pending:
-            acquired = [f.result() for f in futures] + failures
-            outcome = store(entry, acquired, str(wh.root), summary.run_id, schemas_dir)
+            acquired = [_settle(r, f) for r, f in futures] + failures
+            outcome = store(entry, acquired, str(wh.root), summary.run_id, schemas_dir, limit)
             summary.datasets.append(outcome)
             for s in outcome.sources:
                 logger.info("%s · %s: %s — %s", s.dataset_id, s.label, s.state, s.reason)
@@ -105,6 +202,10 @@ def harvest(
             progress.info("%s", outcome.message, extra={"partage_dataset": outcome})
         counts = summary.counts()
         wh.record_run(summary.run_id, started, {"counts": counts, "exit_code": summary.exit_code})
+    try:
+        _report(summary)
+    except Exception:  # the data is stored; a reporting hiccup must not fail the run
+        logger.exception("could not publish the run's artifacts or events")
     logger.info("done: %s", ", ".join(f"{v} {k}" for k, v in counts.items()))
     return summary
 

@@ -19,6 +19,7 @@ import pytest
 
 # Before Prefect is imported anywhere: quick retries, no telemetry, quiet logs.
 os.environ.setdefault("PARTAGE_RETRY_BACKOFF", "0.01")
+os.environ.setdefault("PARTAGE_TASK_RETRY_DELAY", "0")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 

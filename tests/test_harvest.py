@@ -317,3 +317,36 @@ def test_failure_inside_the_commit_leaves_the_previous_version_visible(
     (src,) = harvest().sources
     assert src.state == "updated"  # the content was never recorded as validated, so it is taken again
     assert query(hub, "SELECT count(*) FROM communes") == [(4,)]
+
+
+def test_transient_failure_is_retried_by_prefect_then_recorded(hub: CatalogBuilder, http_server: FixtureServer, harvest) -> None:
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    url = http_server.serve("/down.csv", COMMUNES_CSV, script=[503] * 50)
+    ok = http_server.serve("/ok.csv", COMMUNES_CSV)
+    hub.dataset("communes", [f"url: {url}", f"url: {ok}"], schema=SCHEMA)
+    summary = harvest()
+    states = {s.label: s for s in summary.sources}
+    assert states[url].state == "failed" and "503" in states[url].reason
+    assert states[ok].state == "updated"
+    # the fetcher's own attempts (4), for the first run of the task and each of its 2 Prefect retries
+    assert len(http_server.requests("/down.csv")) == 12
+
+
+def test_run_artifacts_show_what_happened(hub: CatalogBuilder, http_server: FixtureServer, harvest) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    hub.file("c.csv", COMMUNES_CSV + "1053,Bourg,41000,23.86,2024-06-01\n")
+    hub.dataset("communes-q", ["file: ../data/c.csv", f"url: {http_server.url('/absent.csv')}"], schema=SCHEMA)
+    harvest()
+    with get_client(sync_client=True) as client:
+        table = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["harvest-summary"])),
+                                      limit=1, sort="CREATED_DESC")[0]
+        md = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["quality-communes-q"])),
+                                   limit=1, sort="CREATED_DESC")[0]
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    by_state = {r["state"] for r in rows if r["dataset"] == "communes-q"}
+    assert by_state == {"updated", "failed"}
+    assert "404" in next(r["reason"] for r in rows if r["state"] == "failed")
+    assert "| 5 | code_insee | constraint-error |" in md.data and "quarantine" in md.data

@@ -236,6 +236,30 @@ def publish(
     raise typer.Exit(summary.exit_code)
 
 
+# -- report -------------------------------------------------------------------
+
+
+@app.command()
+def report(
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Where to write the site (default: <warehouse>/report).")] = None,
+    only_open: Annotated[bool, typer.Option("--open-only", help="Leave out partners and internal datasets.")] = False,
+    warehouse: WarehouseOpt = Path("warehouse"),
+) -> None:
+    """Write the quality site (static HTML, French and English) for producers and the data team."""
+    from .report import build_site
+    from .warehouse import Warehouse
+
+    wh = Warehouse(warehouse)
+    if not wh.db_path.exists():
+        _fail(f"no warehouse at {wh.db_path}: run `partage harvest` first", 2)
+    target = out_dir or wh.root / "report"
+    try:
+        pages = build_site(wh, target, only_open=only_open)
+    except PartageError as e:
+        _fail(str(e), 2)
+    out.print(f"[green]✓[/green] {len(pages)} page(s) written; open {target / 'index.html'}")
+
+
 # -- validate -----------------------------------------------------------------
 
 

@@ -49,6 +49,8 @@ class SourceOutcome:
     rows: int | None = None
     quarantined: int | None = None
     errors: int | None = None
+    first_errors: tuple[dict[str, Any], ...] = ()  # a few errors (row, field, type, message) for alerts and artifacts
+    report_path: str | None = None
 
 
 @dataclass
@@ -151,7 +153,7 @@ def store_dataset(
     reports: list[dict[str, Any]] = []
 
     def done(a: Acquired, state: SourceState, reason: str, **extra: Any) -> None:
-        counts = {k: extra.pop(k) for k in ("rows", "quarantined", "errors") if k in extra}
+        counts = {k: extra.pop(k) for k in ("rows", "quarantined", "errors", "first_errors", "report_path") if k in extra}
         outcomes.append(SourceOutcome(ds.id, a.resource.key, a.resource.label, state, reason, a.layer,
                                       a.body_bytes, **counts))
         updates.append(_source_update(a, state, reason, **extra))
@@ -201,6 +203,8 @@ def store_dataset(
             report_json = json.dumps(report_desc, ensure_ascii=False, default=str)
             (staging / "reports").mkdir(parents=True, exist_ok=True)
             (staging / "reports" / f"{key}.json").write_text(report_json, encoding="utf-8")
+            first = tuple({"row": e.get("rowNumber"), "field": e.get("fieldName"), "type": e.get("type"),
+                           "message": e.get("message")} for e in result.report.errors[:10])
             reports.append({"source_key": key, "sha256": a.sha256, "accepted": result.accepted,
                             "valid": result.report.valid, "error_count": result.report.error_count,
                             "report": report_json, "version": None})
@@ -208,11 +212,19 @@ def store_dataset(
             if result.accepted:
                 new_parts[key] = Part(key, data_rel, q_rel if result.quarantine_path else None, a.sha256 or "",
                                       result.rows, result.quarantined, version)
+                report_path = str(warehouse.version_dir(ds.id, version) / "reports" / f"{key}.json")
                 done(a, "updated", f"{why}; {result.reason}", rows=result.rows, quarantined=result.quarantined,
-                     errors=result.report.error_count, accepted_sha256=a.sha256, **validated)
+                     errors=result.report.error_count, first_errors=first, report_path=report_path,
+                     accepted_sha256=a.sha256, **validated)
             else:
                 kept = "; the previous data of this source is kept" if key in previous_parts else ""
-                done(a, "rejected", f"{why}; {result.reason}{kept}", errors=result.report.error_count, **validated)
+                # a rejected file has no version: its report is kept where producers can be pointed to
+                rejected_dir = warehouse.root / ds.id / "rejected"
+                rejected_dir.mkdir(parents=True, exist_ok=True)
+                report_file = rejected_dir / f"{run_id}-{key}.json"
+                report_file.write_text(report_json, encoding="utf-8")
+                done(a, "rejected", f"{why}; {result.reason}{kept}", errors=result.report.error_count,
+                     first_errors=first, report_path=str(report_file), **validated)
 
         current_keys = {a.resource.key for a in acquired}
         removed = [k for k in previous_parts if k not in current_keys]

@@ -43,6 +43,7 @@ class Acquired:
     body_bytes: int = 0
     etag: str | None = None
     last_modified: str | None = None
+    transient: bool = False  # a failure that may pass if tried later (timeouts, 5xx)
 
 
 def source_key(kind: str, location: str) -> str:

@@ -42,7 +42,7 @@ def acquire(res: SourceResource, record: SourceRecord | None, raw: RawStore) -> 
     try:
         out = fetch(res.location, raw, previous=previous, headers=headers, secret_headers=secret, max_bytes=res.max_bytes)
     except TransientFetchError as e:
-        return Acquired(res, "failed", str(e))
+        return Acquired(res, "failed", str(e), transient=True)
     except FetchError as e:
         return Acquired(res, "failed", str(e))
     tries = f" after {out.attempts} attempts" if out.attempts > 1 else ""
