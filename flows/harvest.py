@@ -21,9 +21,8 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from partage import credentials
-from partage.errors import TransientError
-from partage.summaries import artifact_key, dataset_markdown, needs_attention, run_table
 from partage.catalog import CatalogEntry, load_catalog
+from partage.errors import TransientError
 from partage.pipeline import (
     DatasetOutcome,
     HarvestSummary,
@@ -34,6 +33,7 @@ from partage.pipeline import (
     store_dataset,
 )
 from partage.sources import Acquired, SourceResource, acquire
+from partage.summaries import artifact_key, dataset_markdown, needs_attention, run_table
 from partage.warehouse import SourceRecord, Warehouse, now
 
 progress = logging.getLogger("partage.progress")

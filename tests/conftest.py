@@ -102,6 +102,17 @@ class FixtureServer:
                 self.end_headers()
                 self.wfile.write(body)
 
+            def do_POST(self) -> None:  # noqa: N802  (webhooks: record the body, answer 200)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                with server._lock:
+                    server.log.append(Logged("POST", self.path, 200, len(body), dict(self.headers.items())))
+                    server.posted.append((self.path, body))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.posted: list[tuple[str, bytes]] = []
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]

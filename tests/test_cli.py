@@ -12,7 +12,14 @@ from typer.testing import CliRunner
 
 from partage.cli import app
 
-from .conftest import COMMUNES_CSV, COMMUNES_SCHEMA, REPO, CatalogBuilder, FixtureServer, copy_demo
+from .conftest import (
+    COMMUNES_CSV,
+    COMMUNES_SCHEMA,
+    REPO,
+    CatalogBuilder,
+    FixtureServer,
+    copy_demo,
+)
 
 runner = CliRunner()
 

@@ -3,6 +3,7 @@ and the publish run its completion triggers."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -66,13 +67,18 @@ def prefect_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
         log.close()
 
 
-def test_nightly_deployment_runs_on_a_worker(tmp_path: Path, prefect_server: tuple[str, dict[str, str]]) -> None:
+def test_nightly_deployment_runs_on_a_worker(tmp_path: Path, prefect_server: tuple[str, dict[str, str]], http_server) -> None:
+    """Deploy, limit, schedule, alert; a harvest with one failing source; the publish it triggers."""
     api, env = prefect_server
     project = tmp_path / "project"
     for name in ("catalog", "schemas", "demo", "flows"):
         shutil.copytree(REPO / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "prefect.yaml", project / "prefect.yaml")
     (project / "catalog" / "_targets.yaml").write_text("public:\n  datapackage: warehouse/public\n", encoding="utf-8")
+    missing = http_server.url("/disparu.csv")
+    (project / "catalog" / "alerte.yaml").write_text(
+        f"id: alerte\ntitle: Source disparue\nlicense: etalab-2.0\naccess: open\nschedule: '30 6 * * 1'\n"
+        f"sources:\n  - url: {missing}\n", encoding="utf-8")
     env = {**env, "PARTAGE_HOME": str(project)}
     run = lambda *args: subprocess.run([PREFECT, *args], cwd=project, env=env, capture_output=True, text=True, timeout=180)  # noqa: E731
 
@@ -80,13 +86,32 @@ def test_nightly_deployment_runs_on_a_worker(tmp_path: Path, prefect_server: tup
     assert created.returncode == 0, created.stdout + created.stderr
     deployed = run("--no-prompt", "deploy", "--all")
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    limit = run("global-concurrency-limit", "create", "partage-warehouse", "--limit", "1")
+    assert limit.returncode == 0, limit.stdout + limit.stderr
+    partage = lambda *args: subprocess.run([sys.executable, "-m", "partage.cli", *args], cwd=project, env=env,  # noqa: E731
+                                           capture_output=True, text=True, timeout=180)
+
+    # per-dataset schedules, from the catalog
+    sched = partage("schedules", "--apply")
+    assert sched.returncode == 0, sched.stdout + sched.stderr
+
+    # alerts: an automation notifying through a webhook block, here a server on 127.0.0.1
+    hook = http_server.url("/alerte")
+    block = subprocess.run([sys.executable, "-c",
+        "from prefect.blocks.notifications import CustomWebhookNotificationBlock as B\n"
+        f"B(name='partage', url='{hook}', json_data={{'text': '{{{{subject}}}}: {{{{body}}}}'}}, allow_private_urls=True)"
+        ".save('partage-alerts', overwrite=True)"], env=env, capture_output=True, text=True, timeout=120)
+    assert block.returncode == 0, block.stderr[-2000:]
+    alerts = partage("alerts", "--block", "custom-webhook/partage-alerts")
+    assert alerts.returncode == 0, alerts.stdout + alerts.stderr
 
     deployments = {d["name"]: d for d in httpx.post(f"{api}/deployments/filter", json={}).json()}
     assert set(deployments) == {"harvest-nightly", "publish-after-harvest"}
     dep = deployments["harvest-nightly"]
     assert dep["entrypoint"] == "flows/harvest.py:harvest"
-    (sched,) = dep["schedules"]
-    assert sched["schedule"]["cron"] == "0 3 * * *" and sched["schedule"]["timezone"] == "Europe/Paris"
+    scheduled = {(x["schedule"]["cron"], x["schedule"]["timezone"]): sorted(x["parameters"]["ids"]) for x in dep["schedules"]}
+    assert scheduled == {("0 3 * * *", "Europe/Paris"): ["bornes-irve", "lieux-mediation-numerique"],
+                         ("30 6 * * 1", "Europe/Paris"): ["alerte"]}
 
     worker_log = open(tmp_path / "worker.log", "w")
     worker = subprocess.Popen([PREFECT, "worker", "start", "--pool", "partage"], cwd=project, env=env,
@@ -119,3 +144,21 @@ def test_nightly_deployment_runs_on_a_worker(tmp_path: Path, prefect_server: tup
     finally:
         con.close()
     assert (project / "warehouse" / "public" / "bornes-irve" / "datapackage.json").is_file()
+
+    # the run's artifacts say what happened, the failure included
+    arts = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {"key": {"any_": ["harvest-summary"]}}}).json()
+    (table,) = arts
+    rows = json.loads(table["data"]) if isinstance(table["data"], str) else table["data"]
+    failed = [r for r in rows if r["state"] == "failed"]
+    assert [r["dataset"] for r in failed] == ["alerte"] and "404" in failed[0]["reason"]
+    assert {r["state"] for r in rows if r["dataset"] == "bornes-irve"} == {"updated"}
+    md = httpx.post(f"{api}/artifacts/filter", json={"artifacts": {"key": {"any_": ["quality-bornes-irve"]}}}).json()
+    assert md and "constraint-error" in md[0]["data"]
+
+    # and the automation sent the alert to the webhook
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and not http_server.posted:
+        time.sleep(1)
+    assert http_server.posted, "no alert reached the webhook"
+    path, body = http_server.posted[0]
+    assert path == "/alerte" and b"alerte" in body and b"failed" in body

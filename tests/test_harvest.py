@@ -9,7 +9,13 @@ import pytest
 
 from partage.warehouse import Warehouse
 
-from .conftest import COMMUNES_CSV, COMMUNES_SCHEMA, CatalogBuilder, FixtureServer, query
+from .conftest import (
+    COMMUNES_CSV,
+    COMMUNES_SCHEMA,
+    CatalogBuilder,
+    FixtureServer,
+    query,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -260,6 +260,60 @@ def report(
     out.print(f"[green]✓[/green] {len(pages)} page(s) written; open {target / 'index.html'}")
 
 
+# -- operations with a Prefect server -----------------------------------------
+
+
+@app.command()
+def schedules(
+    apply: Annotated[bool, typer.Option("--apply", help="Replace the deployment's schedules on the Prefect server.")] = False,
+    deployment: Annotated[str, typer.Option(help="The harvest deployment, FLOW/NAME.")] = "harvest/harvest-nightly",
+    default_cron: Annotated[str, typer.Option(help="For datasets without `schedule:`.")] = "0 3 * * *",
+    catalog: CatalogOpt = Path("catalog"),
+) -> None:
+    """Turn the catalog's per-dataset `schedule:` keys into schedules of the harvest deployment."""
+    from .catalog import load_catalog
+    from .scheduling import schedule_groups
+
+    try:
+        groups = schedule_groups(load_catalog(catalog), default_cron)
+    except CatalogError as e:
+        _fail("; ".join(e.problems), 2)
+    table = Table(title=f"Schedules of {deployment}", title_justify="left")
+    for col in ("cron", "time zone", "datasets"):
+        table.add_column(col)
+    for g in groups:
+        table.add_row(g.cron, g.timezone, ", ".join(g.ids))
+    out.print(table)
+    if not apply:
+        out.print("[dim]--apply to set them on the Prefect server (PREFECT_API_URL)[/dim]")
+        return
+    if not os.environ.get("PREFECT_API_URL"):
+        _fail("--apply needs a Prefect server: set PREFECT_API_URL (see README, Scheduling with Prefect)", 2)
+    from flows.operations import apply_schedules
+
+    try:
+        apply_schedules(str(catalog), deployment, default_cron)
+    except PartageError as e:
+        _fail(str(e), 1)
+    out.print(f"[green]✓[/green] {len(groups)} schedule(s) set on {deployment}")
+
+
+@app.command()
+def alerts(
+    block: Annotated[str, typer.Option("--block", help="Notification block TYPE/NAME, e.g. slack-webhook/equipe-data.")],
+) -> None:
+    """Create the Prefect automation that notifies through BLOCK on every rejected or failed source."""
+    if not os.environ.get("PREFECT_API_URL"):
+        _fail("alerts need a Prefect server: set PREFECT_API_URL (automations do not run in ephemeral mode)", 2)
+    from flows.operations import install_alerts
+
+    try:
+        automation = install_alerts(block)
+    except PartageError as e:
+        _fail(str(e), 1)
+    out.print(f"[green]✓[/green] automation {automation} notifies through {block} on rejected or failed sources")
+
+
 # -- validate -----------------------------------------------------------------
 
 

@@ -16,14 +16,21 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..catalog import Catalog, CatalogEntry, CkanTarget, DataPackageTarget, DcatTarget, Target
+from ..catalog import (
+    Catalog,
+    CatalogEntry,
+    CkanTarget,
+    DataPackageTarget,
+    DcatTarget,
+    Target,
+)
 from ..credentials import resolve
 from ..errors import PartageError
 from ..rawstore import copy_or_link
 from ..warehouse import Publication, VersionInfo, Warehouse, now
 from . import datapackage
-from .exports import ExportFile, exports
 from .ckan import published_name
+from .exports import ExportFile, exports
 from .plan import PlanItem
 
 log = logging.getLogger("partage.publish")

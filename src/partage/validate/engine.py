@@ -18,7 +18,13 @@ from zoneinfo import ZoneInfo
 
 from ..dialect import Dialect
 from ..schemas import ResolvedSchema
-from .arrow import BatchWriter, CastError, data_schema, make_converter, quarantine_schema
+from .arrow import (
+    BatchWriter,
+    CastError,
+    data_schema,
+    make_converter,
+    quarantine_schema,
+)
 from .report import UNTYPABLE_ERROR_TYPES, Report, describe_error
 
 log = logging.getLogger("partage.validate")
