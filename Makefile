@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast ckan ckan-stop install clean-warehouse help
+.PHONY: demo test test-fast bench ckan ckan-stop install clean-warehouse help
 
 help:
 	@echo "make demo             harvest the demo catalog into warehouse/ (run it twice: the second run is all 'unchanged')"
@@ -14,6 +14,7 @@ help:
 	@echo "make test-fast        the tests that need no Prefect run, subprocess or CKAN (seconds)"
 	@echo "make ckan / ckan-stop start / stop the local CKAN (PostgreSQL, Redis, CKAN on 127.0.0.1; first start ~90 s)"
 	@echo "make install          create .venv and install Partage with its test dependencies"
+	@echo "make bench            harvest benchmarks: cold start, orchestration overhead per source (tables)"
 	@echo "make clean-warehouse  delete warehouse/ data (keeps its README)"
 
 $(STAMP): pyproject.toml scripts/ensure-python.sh
@@ -55,6 +56,9 @@ ckan:
 
 ckan-stop:
 	CKAN_HOME="$(CKAN_HOME)" scripts/ckan-server.sh stop
+
+bench: $(STAMP)
+	$(BIN)/python bench/harvest_overhead.py
 
 clean-warehouse:
 	find warehouse -mindepth 1 ! -name README.md -exec rm -rf {} +

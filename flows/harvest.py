@@ -34,7 +34,7 @@ from partage.pipeline import (
 )
 from partage.sources import Acquired, SourceResource, acquire
 from partage.summaries import artifact_key, dataset_markdown, needs_attention, run_table
-from partage.warehouse import SourceRecord, Warehouse, now
+from partage.warehouse import DatasetState, SourceRecord, Warehouse, now
 
 progress = logging.getLogger("partage.progress")
 
@@ -82,7 +82,6 @@ def _retry_transient_only(task: Any, task_run: Any, state: Any) -> bool:
     retries=int(os.environ.get("PARTAGE_TASK_RETRIES", 2)),
     retry_delay_seconds=float(os.environ.get("PARTAGE_TASK_RETRY_DELAY", 60)),
     retry_condition_fn=_retry_transient_only,
-    timeout_seconds=float(os.environ.get("PARTAGE_SOURCE_TIMEOUT", 3600)),
 )
 def acquire_source(resource: SourceResource, record: SourceRecord | None, warehouse_root: str) -> Acquired:
     """Download or read one source. A transient failure raises, so Prefect tries the task again later."""
@@ -99,17 +98,13 @@ def _settle(resource: SourceResource, future: Any) -> Acquired:
         return future.result()
     except TransientSourceFailure as e:
         return e.acquired
-    except Exception as e:  # TimeoutError, a crashed task...
-        timeout = os.environ.get("PARTAGE_SOURCE_TIMEOUT", "3600")
-        reason = (f"{resource.label}: took longer than {timeout}s (PARTAGE_SOURCE_TIMEOUT); stopped"
-                  if isinstance(e, TimeoutError) else f"{resource.label}: {type(e).__name__}: {e}")
-        return Acquired(resource, "failed", reason)
+    except Exception as e:  # a crashed task
+        return Acquired(resource, "failed", f"{resource.label}: {type(e).__name__}: {e}")
 
 
-@task(name="store-dataset", cache_policy=NO_CACHE, task_run_name="store {entry.dataset.id}",
-      timeout_seconds=float(os.environ.get("PARTAGE_STORE_TIMEOUT", 6 * 3600)))
+@task(name="store-dataset", cache_policy=NO_CACHE, task_run_name="store {entry.dataset.id}")
 def store(entry: CatalogEntry, acquired: list[Acquired], warehouse_root: str, run_id: str, schemas_dir: str,
-          limit: bool = False) -> DatasetOutcome:
+          limit: bool = False, state: DatasetState | None = None) -> DatasetOutcome:
     """Validate and store one dataset. With the global limit defined, one such task at a time writes."""
     wh = Warehouse(warehouse_root)
     try:
@@ -118,7 +113,7 @@ def store(entry: CatalogEntry, acquired: list[Acquired], warehouse_root: str, ru
 
             with concurrency(WAREHOUSE_LIMIT, occupy=1):
                 return store_dataset(entry, acquired, wh, run_id=run_id, schemas_dir=Path(schemas_dir))
-        return store_dataset(entry, acquired, wh, run_id=run_id, schemas_dir=Path(schemas_dir))
+        return store_dataset(entry, acquired, wh, run_id=run_id, schemas_dir=Path(schemas_dir), state=state)
     except Exception as e:  # one dataset's crash must not stop the others
         get_run_logger().exception("storing %s failed", entry.id)
         return fail_dataset(entry, acquired, wh, run_id, e)
@@ -189,12 +184,13 @@ def harvest(
         pending = []
         for entry in entries:
             resources, failures = plan(entry)
-            records = wh.source_records(entry.id)
-            futures = [(r, acquire_source.submit(r, records.get(r.key), str(wh.root))) for r in resources]
-            pending.append((entry, futures, failures))
-        for entry, futures, failures in pending:
+            state = wh.dataset_state(entry.id)
+            futures = [(r, acquire_source.submit(r, state.records.get(r.key), str(wh.root))) for r in resources]
+            pending.append((entry, futures, failures, state))
+        for entry, futures, failures, state in pending:
             acquired = [_settle(r, f) for r, f in futures] + failures
-            outcome = store(entry, acquired, str(wh.root), summary.run_id, schemas_dir, limit)
+            # with a global limit another run may have written meanwhile: then the state is read again
+            outcome = store(entry, acquired, str(wh.root), summary.run_id, schemas_dir, limit, None if limit else state)
             summary.datasets.append(outcome)
             for s in outcome.sources:
                 logger.info("%s · %s: %s — %s", s.dataset_id, s.label, s.state, s.reason)

@@ -6,6 +6,7 @@ the warehouse's.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -65,7 +66,7 @@ def install_alerts(block: str) -> UUID:
             description="Created by `partage alerts`: one notification per rejected or failed source.",
             enabled=True,
             trigger=EventTrigger(match={"prefect.resource.id": "partage.source.*"}, expect=ALERT_EVENTS,
-                                 posture=Posture.Reactive, threshold=1, within=0),
+                                 posture=Posture.Reactive, threshold=1, within=timedelta(0)),
             actions=[SendNotification(
                 block_document_id=doc.id,
                 subject="Partage : {{ event.payload.dataset }} — {{ event.payload.state }}",

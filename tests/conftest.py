@@ -47,6 +47,7 @@ class Route:
     script: list[int] = field(default_factory=list)  # statuses to answer first (e.g. [500]) before the body
     delay: float = 0.0
     redirect: str | None = None
+    trickle: float = 0.0  # seconds between 100-byte pieces of the body
     mtime: float = field(default_factory=time.time)
 
 
@@ -100,7 +101,13 @@ class FixtureServer:
                 self.send_header("Content-Length", str(len(body)))
                 self.send_header("Content-Type", "text/csv")
                 self.end_headers()
-                self.wfile.write(body)
+                if route is not None and route.trickle and status == 200:
+                    for i in range(0, len(body), 100):
+                        self.wfile.write(body[i:i + 100])
+                        self.wfile.flush()
+                        time.sleep(route.trickle)
+                else:
+                    self.wfile.write(body)
 
             def do_POST(self) -> None:  # noqa: N802  (webhooks: record the body, answer 200)
                 length = int(self.headers.get("Content-Length") or 0)

@@ -126,3 +126,13 @@ def test_retry_logs_never_contain_the_token(http_server: FixtureServer, raw: Raw
     with caplog.at_level(logging.DEBUG):
         fetch(url, raw, headers={"Authorization": "Bearer very-secret"}, retry=FAST)
     assert "very-secret" not in caplog.text and "retry" in caplog.text
+
+
+def test_a_trickling_download_is_stopped_at_the_deadline(http_server: FixtureServer, raw: RawStore,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARTAGE_SOURCE_TIMEOUT", "0.5")
+    url = http_server.serve("/lent.csv", "x" * 3000, trickle=0.1)  # 3 s in all, never idle 120 s
+    with pytest.raises(TransientFetchError) as exc:
+        fetch(url, raw, retry=RetryPolicy(attempts=1, backoff=0.01))
+    assert "PARTAGE_SOURCE_TIMEOUT" in str(exc.value)
+    assert not any(p.is_file() for p in raw.root.rglob("*"))

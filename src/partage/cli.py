@@ -114,6 +114,15 @@ def harvest(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs too.")] = False,
 ) -> None:
     """Run the harvest flow: a line per source, then a summary table."""
+    from .local_prefect import EarlyServer
+
+    _quiet_prefect(verbose)
+    server = EarlyServer()
+    server.start()
+    _harvest(ids, catalog, warehouse, server)
+
+
+def _harvest(ids: list[str] | None, catalog: Path, warehouse: Path, server: Any) -> None:
     from .catalog import load_catalog
 
     try:
@@ -123,8 +132,7 @@ def harvest(
         err.print(f"[red]The catalog has {len(e.problems)} problem(s); nothing was harvested:[/red]")
         for p in e.problems:
             err.print(f"  • {escape(p)}")
-        raise typer.Exit(2)
-    _quiet_prefect(verbose)
+        raise typer.Exit(2) from None
     out.print(f"Harvesting {len(entries)} dataset(s) from {cat.root} into {warehouse.resolve()} …")
     handler = _ProgressHandler()
     progress = logging.getLogger("partage.progress")
@@ -132,8 +140,9 @@ def harvest(
     progress.setLevel(logging.INFO)
     progress.propagate = False
     try:
-        from flows.harvest import harvest as harvest_flow
+        from flows.harvest import harvest as harvest_flow  # imports Prefect while the early server boots
 
+        server.wait_ready()
         summary = harvest_flow(catalog=str(catalog), warehouse=str(warehouse), ids=list(ids) if ids else None)
     except WarehouseBusy as e:
         _fail(str(e), 1)
@@ -211,14 +220,24 @@ def publish(
     if unknown:
         _fail(f"unknown target(s) {', '.join(unknown)}; _targets.yaml has: {', '.join(sorted(cat.targets))}", 2)
     _quiet_prefect(verbose)
+    from .local_prefect import EarlyServer
+
+    server = EarlyServer()
+    server.start()
+    _publish(target, ids, dry_run, catalog, warehouse, server)
+
+
+def _publish(target: list[str] | None, ids: list[str] | None, dry_run: bool, catalog: Path, warehouse: Path,
+             server: Any) -> None:
     handler = _PublishHandler()
     progress = logging.getLogger("partage.progress")
     progress.addHandler(handler)
     progress.setLevel(logging.INFO)
     progress.propagate = False
     try:
-        from flows.publish import publish as publish_flow
+        from flows.publish import publish as publish_flow  # imports Prefect while the early server boots
 
+        server.wait_ready()
         summary = publish_flow(catalog=str(catalog), warehouse=str(warehouse), targets=list(target) if target else None,
                                ids=list(ids) if ids else None, dry_run=dry_run)
     except CatalogError as e:

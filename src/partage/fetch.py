@@ -150,9 +150,15 @@ def _request_once(
                     "raise max_bytes in the catalog entry if this size is expected",
                     url=redact(url), status=r.status_code,
                 )
+            limit = float(os.environ.get("PARTAGE_SOURCE_TIMEOUT", 3600))
+            deadline = time.monotonic() + limit
             with raw.writer(redact(url), max_bytes) as sink:
                 for chunk in r.iter_raw(1 << 16) if _identity(r) else r.iter_bytes(1 << 16):
                     sink.write(chunk)
+                    if time.monotonic() > deadline:  # a server trickling bytes never trips the read timeout
+                        raise TransientFetchError(
+                            f"{redact(url)}: download took longer than {limit:.0f}s (PARTAGE_SOURCE_TIMEOUT); "
+                            "stopped, will try again next run", url=redact(url))
             return FetchOutcome(
                 "downloaded", redact(current), r.status_code, 1, r.num_bytes_downloaded,
                 r.headers.get("etag"), r.headers.get("last-modified"), r.headers.get("content-type"), sink.sha256,

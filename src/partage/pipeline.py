@@ -29,7 +29,7 @@ from .rawstore import copy_or_link
 from .schemas import ResolvedSchema, resolve_schema, schema_from_descriptor
 from .sources import Acquired, SourceResource, acquire, expand
 from .validate import infer_schema, validate_and_type
-from .warehouse import Part, Warehouse, new_version_id, now
+from .warehouse import DatasetState, Part, Warehouse, new_version_id, now
 
 log = logging.getLogger("partage.harvest")
 
@@ -140,12 +140,18 @@ def store_dataset(
     *,
     run_id: str,
     schemas_dir: Path | None = None,
+    state: DatasetState | None = None,
 ) -> DatasetOutcome:
-    """Validate what changed, apply the policy, and publish a new version if any part changed."""
+    """Validate what changed, apply the policy, and publish a new version if any part changed.
+
+    ``state`` is the dataset's state read before acquiring (the harvest lock keeps it current);
+    passing it saves opening the database again.
+    """
     ds = entry.dataset
     dataset_row = _dataset_row(entry)
-    records = warehouse.source_records(ds.id)
-    latest = warehouse.latest_version(ds.id)
+    state = state or warehouse.dataset_state(ds.id)
+    records = state.records
+    latest = state.latest
     previous_parts = {p.source_key: p for p in latest[1]} if latest else {}
     latest_version = latest[0] if latest else None
     outcomes: list[SourceOutcome] = []

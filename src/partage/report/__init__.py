@@ -25,7 +25,7 @@ EXAMPLES_PER_GROUP = 3
 
 @dataclass
 class ErrorGroup:
-    field: str
+    field_name: str
     type: str
     count: int
     examples: list[dict[str, Any]] = field(default_factory=list)
