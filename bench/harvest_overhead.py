@@ -38,7 +38,7 @@ def machine() -> str:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-        mem = int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])
+        mem = int(next(x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal")).split()[1])
         mem_s = f"{mem / 1024**2:.1f} GiB"
     except (OSError, StopIteration):
         mem_s = "?"
@@ -126,7 +126,7 @@ def overhead(n: int, runs: int) -> list[tuple[str, float, float, float, float]]:
     for phase in ("first run (all stored)", "second run (all unchanged)"):
         flow_t, engine_t = [], []
         for _ in range(runs):
-            for kind, script, sink in (("flow", FLOW_ONLY, flow_t), ("engine", ENGINE_ONLY, engine_t)):
+            for script, sink in ((FLOW_ONLY, flow_t), (ENGINE_ONLY, engine_t)):
                 with tempfile.TemporaryDirectory(prefix="partage-bench-") as tmp:
                     root = Path(tmp)
                     make_catalog(root, n)

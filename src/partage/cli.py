@@ -12,6 +12,8 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -64,6 +66,27 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code)
 
 
+def _catalog_problems(e: CatalogError, consequence: str) -> None:
+    """Every problem of the catalog, then exit 2 (a configuration error)."""
+    err.print(f"[red]The catalog has {len(e.problems)} problem(s){consequence}:[/red]")
+    for p in e.problems:
+        err.print(f"  • {escape(p)}")
+    raise typer.Exit(2) from None
+
+
+@contextmanager
+def _progress(handler: logging.Handler) -> Iterator[None]:
+    """Route the flows' progress records (logger partage.progress) to the terminal, for this command only."""
+    progress = logging.getLogger("partage.progress")
+    progress.addHandler(handler)
+    progress.setLevel(logging.INFO)
+    progress.propagate = False
+    try:
+        yield
+    finally:
+        progress.removeHandler(handler)
+
+
 # -- catalog ----------------------------------------------------------------
 
 
@@ -75,10 +98,7 @@ def catalog_check(catalog: CatalogOpt = Path("catalog")) -> None:
     try:
         cat = load_catalog(catalog)
     except CatalogError as e:
-        err.print(f"[red]The catalog has {len(e.problems)} problem(s):[/red]")
-        for p in e.problems:
-            err.print(f"  • {escape(p)}")
-        raise typer.Exit(2)
+        _catalog_problems(e, "")
     n_sources = sum(len(e.dataset.sources) for e in cat.entries.values())
     out.print(f"[green]✓[/green] {cat.root}: {len(cat.entries)} dataset(s), {n_sources} source(s), "
               f"{len(cat.targets)} publication target(s): OK")
@@ -129,29 +149,20 @@ def _harvest(ids: list[str] | None, catalog: Path, warehouse: Path, server: Any)
         cat = load_catalog(catalog)
         entries = cat.select(ids)
     except CatalogError as e:
-        err.print(f"[red]The catalog has {len(e.problems)} problem(s); nothing was harvested:[/red]")
-        for p in e.problems:
-            err.print(f"  • {escape(p)}")
-        raise typer.Exit(2) from None
+        _catalog_problems(e, "; nothing was harvested")
     out.print(f"Harvesting {len(entries)} dataset(s) from {cat.root} into {warehouse.resolve()} …")
-    handler = _ProgressHandler()
-    progress = logging.getLogger("partage.progress")
-    progress.addHandler(handler)
-    progress.setLevel(logging.INFO)
-    progress.propagate = False
     try:
-        from flows.harvest import harvest as harvest_flow  # imports Prefect while the early server boots
+        with _progress(_ProgressHandler()):
+            from flows.harvest import harvest as harvest_flow  # imports Prefect while the early server boots
 
-        server.wait_ready()
-        summary = harvest_flow(catalog=str(catalog), warehouse=str(warehouse), ids=list(ids) if ids else None)
+            server.wait_ready()
+            summary = harvest_flow(catalog=str(catalog), warehouse=str(warehouse), ids=list(ids) if ids else None)
     except WarehouseBusy as e:
         _fail(str(e), 1)
     except CatalogError as e:
         _fail(str(e), 2)
     except PartageError as e:
         _fail(str(e), 1)
-    finally:
-        progress.removeHandler(handler)
     table = Table(title=f"Harvest {summary.run_id}", title_justify="left")
     for col in ("dataset", "sources", "updated", "unchanged", "rejected", "failed", "rows", "quarantined", "version"):
         table.add_column(col, justify="right" if col not in ("dataset", "version") else "left")
@@ -210,10 +221,7 @@ def publish(
         cat = load_catalog(catalog)
         cat.select(ids)
     except CatalogError as e:
-        err.print(f"[red]The catalog has {len(e.problems)} problem(s); nothing was published:[/red]")
-        for p in e.problems:
-            err.print(f"  • {escape(p)}")
-        raise typer.Exit(2) from None
+        _catalog_problems(e, "; nothing was published")
     if not cat.targets:
         _fail(f"no publication target: add one to {cat.root / '_targets.yaml'}", 2)
     unknown = [t for t in (target or []) if t not in cat.targets]
@@ -229,23 +237,18 @@ def publish(
 
 def _publish(target: list[str] | None, ids: list[str] | None, dry_run: bool, catalog: Path, warehouse: Path,
              server: Any) -> None:
-    handler = _PublishHandler()
-    progress = logging.getLogger("partage.progress")
-    progress.addHandler(handler)
-    progress.setLevel(logging.INFO)
-    progress.propagate = False
     try:
-        from flows.publish import publish as publish_flow  # imports Prefect while the early server boots
+        with _progress(_PublishHandler()):
+            from flows.publish import publish as publish_flow  # imports Prefect while the early server boots
 
-        server.wait_ready()
-        summary = publish_flow(catalog=str(catalog), warehouse=str(warehouse), targets=list(target) if target else None,
-                               ids=list(ids) if ids else None, dry_run=dry_run)
+            server.wait_ready()
+            summary = publish_flow(catalog=str(catalog), warehouse=str(warehouse),
+                                   targets=list(target) if target else None, ids=list(ids) if ids else None,
+                                   dry_run=dry_run)
     except CatalogError as e:
         _fail(str(e), 2)
     except PartageError as e:
         _fail(str(e), 1)
-    finally:
-        progress.removeHandler(handler)
     if dry_run:
         out.print("[dim]dry run: nothing was changed[/dim]")
     else:
