@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -356,3 +357,28 @@ def test_run_artifacts_show_what_happened(hub: CatalogBuilder, http_server: Fixt
     assert by_state == {"updated", "failed"}
     assert "404" in next(r["reason"] for r in rows if r["state"] == "failed")
     assert "| 5 | code_insee | constraint-error |" in md.data and "quarantine" in md.data
+
+
+def test_every_table_schema_type_is_stored_typed(hub: CatalogBuilder, harvest) -> None:
+    fields = [("s", "string", None), ("i", "integer", None), ("n", "number", None), ("b", "boolean", None),
+              ("d", "date", None), ("df", "date", "%d/%m/%Y"), ("t", "time", None), ("dt", "datetime", None),
+              ("y", "year", None), ("ym", "yearmonth", None), ("du", "duration", None), ("gp", "geopoint", None),
+              ("gpa", "geopoint", "array"), ("gj", "geojson", None), ("o", "object", None), ("a", "array", None),
+              ("any", "any", None)]
+    hub.schema("test/types@1", {"fields": [{"name": n, "type": t, **({"format": f} if f else {})} for n, t, f in fields]})
+    header = ",".join(n for n, _, _ in fields)
+    good = ('x,3,1.5,true,2024-01-02,02/01/2024,10:30:00,2024-01-02T10:00:00+02:00,2024,2024-03,P1DT2H,"2.3,48.8",'
+            '"[2.3, 48.8]","{""type"":""Point"",""coordinates"":[2.3,48.8]}","{""k"":1}","[1,2]",w')
+    too_big = good.replace(",3,", ",99999999999999999999,", 1)
+    hub.file("t.csv", "\n".join([header, good, too_big, ",,,,,,,,,,,,,,,,"]) + "\n")
+    hub.dataset("types", ["file: ../data/t.csv"], schema="test/types@1", policy="warn")
+    (src,) = harvest().sources
+    assert src.state == "updated" and src.rows == 1 and src.quarantined == 2
+    row = query(hub, "SELECT i, n, b, d, df, t, y, ym, du, gp.lon, gpa.lat, json_extract(gj, '$.type'), "
+                     "timezone('UTC', dt) FROM types")[0]
+    assert row[:12] == (3, 1.5, True, dt.date(2024, 1, 2), dt.date(2024, 1, 2), dt.time(10, 30), 2024, "2024-03",
+                        "P1DT2H", 2.3, 48.8, '"Point"')
+    assert str(row[12]).startswith("2024-01-02 08:00:00")
+    errors = [json.loads(r[0]) for r in query(hub, 'SELECT _errors FROM quarantine."types" ORDER BY _row_number')]
+    assert errors[0][0]["type"] == "partage-cast-error" and errors[0][0]["field"] == "i"
+    assert errors[1][0]["type"] == "blank-row"

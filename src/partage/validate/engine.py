@@ -127,11 +127,14 @@ def validate_and_type(
         keep = not errors if policy != "warn" else typable
         values: list[Any] = []
         if keep:
-            try:
-                values = [conv(row[name]) for conv, name in zip(converters, names)]
-            except (CastError, ValueError, TypeError, OverflowError) as e:
-                errors.append({"type": "partage-cast-error", "field": None, "message": str(e)})
-                keep = False
+            for conv, name in zip(converters, names):
+                try:
+                    values.append(conv(row[name]))
+                except (CastError, ValueError, TypeError, OverflowError) as e:
+                    errors.append({"type": "partage-cast-error", "field": name,
+                                   "message": f"field '{name}': {e}; kept in quarantine rather than stored wrong"})
+                    keep = False
+                    break
         if keep:
             data.append(values + [source_key, row.row_number])
         else:

@@ -21,7 +21,9 @@ ROW_ERROR_TYPES = {
     "primary-key", "unique-error", "foreign-key", "row-constraint", "sequential-value",
     "truncated-value", "forbidden-value", "deviated-value", "ascii-value", "duplicate-row",
 }
-UNTYPABLE_ERROR_TYPES = {"type-error", "partage-cast-error"}
+# Rows that cannot be stored as typed data even under the lenient `warn` policy: a cell that cannot be
+# typed (storing NULL would lose the value), or a blank row (it carries no data at all).
+UNTYPABLE_ERROR_TYPES = {"type-error", "partage-cast-error", "blank-row"}
 STORED_ERRORS_LIMIT = 1000
 
 
