@@ -52,3 +52,45 @@ def test_cli_falls_back_to_prefects_own_server(tmp_path: Path) -> None:
                        text=True, timeout=300)
     assert r.returncode == 1, r.stdout + r.stderr  # the demo's rejected partner file
     assert "3 updated, 0 unchanged, 1 rejected, 0 failed" in r.stdout
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.slow
+def test_early_server_does_not_outlive_a_killed_cli(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    root = copy_demo(tmp_path / "repo")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API_URL")}
+    cli = subprocess.Popen([sys.executable, "-m", "partage.cli", "harvest"], cwd=root, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    servers: list[int] = []
+    while time.monotonic() < deadline and not servers:
+        servers = _children(cli.pid)
+        time.sleep(0.05)
+    assert servers, "the CLI started no server"
+    cli.send_signal(signal.SIGKILL)
+    cli.wait()
+    def alive(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(alive(p) for p in servers):
+        time.sleep(0.1)
+    assert not [p for p in servers if alive(p)], "the server outlived the CLI"

@@ -23,6 +23,17 @@ import time
 from pathlib import Path
 
 
+def _die_with_parent() -> None:
+    """Linux: the server gets SIGTERM if the CLI dies, even by SIGKILL, so no server is left behind."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class EarlyServer:
     def __init__(self) -> None:
         self.process: subprocess.Popen[bytes] | None = None
@@ -45,7 +56,7 @@ class EarlyServer:
             [sys.executable, "-m", "uvicorn", "--app-dir", str(app_dir), "--factory",
              "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port),
              "--log-level", "error", "--lifespan", "on"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent,
         )
         self.url = f"http://127.0.0.1:{port}/api"
         # Set now, before Prefect is imported (it reads its settings once, at import), so the CLI's
