@@ -382,3 +382,24 @@ def test_every_table_schema_type_is_stored_typed(hub: CatalogBuilder, harvest) -
     errors = [json.loads(r[0]) for r in query(hub, 'SELECT _errors FROM quarantine."types" ORDER BY _row_number')]
     assert errors[0][0]["type"] == "partage-cast-error" and errors[0][0]["field"] == "i"
     assert errors[1][0]["type"] == "blank-row"
+
+
+def test_awkward_identifiers_are_quoted_everywhere(hub: CatalogBuilder, harvest) -> None:
+    """Column names an SQL parser would trip on, from the schema all the way to the published CSV."""
+    from partage.publish.exports import exports
+
+    names = ["select", 'a"b', "été 2024", "l'année", "x;y"]
+    hub.schema("test/odd@1", {"fields": [{"name": n, "type": "integer", "title": f"titre de {n}"} for n in names]})
+    hub.file("odd.csv", ",".join(f'"{n}"' if '"' not in n else '"a""b"' for n in names) + "\n1,2,3,4,5\n")
+    hub.dataset("select", ["file: ../data/odd.csv"], schema="test/odd@1")
+    (src,) = harvest().sources
+    assert src.state == "updated", src.reason
+    assert query(hub, 'SELECT "select", "a""b", "été 2024", "l\'année", "x;y" FROM "select"') == [(1, 2, 3, 4, 5)]
+    comments = dict(query(hub, "SELECT column_name, comment FROM duckdb_columns() WHERE table_name = 'select'"))
+    assert comments['a"b'] == 'titre de a"b' and comments["l'année"] == "titre de l'année"
+    from partage.warehouse import Warehouse
+
+    wh = Warehouse(hub.warehouse)
+    info = wh.latest_version_info("select")
+    csv = next(f for f in exports(wh, info) if f.role == "data-csv")
+    assert csv.path.read_text(encoding="utf-8").splitlines() == ['select,"a""b",été 2024,l\'année,x;y', "1,2,3,4,5"]
