@@ -156,3 +156,9 @@ def test_ckan_link_mode_needs_a_base_url(hub: CatalogBuilder) -> None:
     (hub.catalog / "_targets.yaml").write_text("p:\n  ckan: https://ckan.example\n  organization: o\n  resources: link\n")
     (problem,) = problems_of(hub)
     assert "_targets.yaml" in problem and "link_base_url" in problem
+
+
+def test_catalog_is_a_reserved_id(hub: CatalogBuilder) -> None:
+    hub.entry("catalog", GOOD.replace("id: bornes", "id: catalog"))
+    (problem,) = problems_of(hub)
+    assert "reserved" in problem

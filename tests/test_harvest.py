@@ -403,3 +403,15 @@ def test_awkward_identifiers_are_quoted_everywhere(hub: CatalogBuilder, harvest)
     info = wh.latest_version_info("select")
     csv = next(f for f in exports(wh, info) if f.role == "data-csv")
     assert csv.path.read_text(encoding="utf-8").splitlines() == ['select,"a""b",été 2024,l\'année,x;y', "1,2,3,4,5"]
+
+
+def test_catalog_view_lists_every_dataset(hub: CatalogBuilder, http_server: FixtureServer, harvest) -> None:
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    hub.file("c.csv", COMMUNES_CSV)
+    hub.dataset("communes", ["file: ../data/c.csv"], schema=SCHEMA, access="partners")
+    hub.dataset("perdu", [f"url: {http_server.url('/perdu.csv')}"])
+    harvest()
+    rows = query(hub, "SELECT id, access, license, rows, source_states, latest_version IS NOT NULL, "
+                      "json_extract(quality, '$.valid') FROM catalog ORDER BY id")
+    assert rows == [("communes", "partners", "etalab-2.0", 3, ["updated"], True, "true"),
+                    ("perdu", "open", "etalab-2.0", None, ["failed"], False, None)]

@@ -181,6 +181,8 @@ class Dataset(_Strict):
                 "must be a slug: lower-case letters, digits, '-' or '_', starting with a letter or digit, "
                 f"at most 63 characters (got {v!r})"
             )
+        if v in ("catalog",):
+            raise ValueError(f"{v!r} is reserved: the warehouse has a view of that name listing every dataset")
         return v
 
     @field_validator("schedule")

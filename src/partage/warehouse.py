@@ -75,6 +75,17 @@ CREATE TABLE IF NOT EXISTS {META}.publications (
 CREATE TABLE IF NOT EXISTS {META}.runs (
     run_id VARCHAR PRIMARY KEY, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, summary JSON
 );
+CREATE OR REPLACE VIEW main.catalog AS
+SELECT d.id, d.title, d.description, d.license, d.access, d.publisher, d.schema_ref AS schema, d.policy,
+       (SELECT list(s.label ORDER BY s.label) FROM {META}.sources s WHERE s.dataset_id = d.id) AS sources,
+       (SELECT list(s.state ORDER BY s.label) FROM {META}.sources s WHERE s.dataset_id = d.id) AS source_states,
+       v.version AS latest_version, v.created_at AS last_update, v.row_count AS rows,
+       v.quarantined_rows AS quarantined, v.summary AS quality,
+       (SELECT max(s.checked_at) FROM {META}.sources s WHERE s.dataset_id = d.id) AS last_check
+FROM {META}.datasets d
+LEFT JOIN (SELECT * FROM {META}.versions
+           QUALIFY row_number() OVER (PARTITION BY dataset_id ORDER BY version DESC) = 1) v ON v.dataset_id = d.id;
+COMMENT ON VIEW main.catalog IS 'Every dataset of the hub: licence, access, sources and their last state, latest version, rows, quality';
 """
 
 
