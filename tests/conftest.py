@@ -110,6 +110,9 @@ class FixtureServer:
                     self.wfile.write(body)
 
             def do_POST(self) -> None:  # noqa: N802  (webhooks: record the body, answer 200)
+                route = server.routes.get(self.path.split("?")[0])
+                if route is not None and route.delay:  # an API that stops answering
+                    time.sleep(route.delay)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 with server._lock:

@@ -332,3 +332,22 @@ def test_ckan_resources_can_be_linked_instead_of_uploaded(hub: CatalogBuilder, h
         assert run_publish(hub, ids=[ids["open"]]).writes["portail"] == 0
     finally:
         purge(ckan_admin, ids.values())
+
+
+def test_a_portal_that_never_answers_times_out(hub: CatalogBuilder, harvest, http_server, monkeypatch) -> None:
+    """A CKAN that accepts the connection and says nothing must not hang the run."""
+    ids = three_datasets(hub)
+    for action in ("package_show", "organization_show"):
+        http_server.serve(f"/api/action/{action}", "{}", delay=5)
+    (hub.catalog / "_targets.yaml").write_text(
+        f"muet:\n  ckan: {http_server.url('')}\n  organization: o\n", encoding="utf-8")
+    harvest()
+    monkeypatch.setenv("PARTAGE_READ_TIMEOUT", "0.5")
+    monkeypatch.setenv("PARTAGE_RETRY_ATTEMPTS", "2")
+    import time
+
+    start = time.monotonic()
+    summary = run_publish(hub, ids=[ids["open"]])
+    assert time.monotonic() - start < 4.5
+    (item,) = summary.items
+    assert item.status == "failed" and "failed after 2 attempts" in item.error and "Timeout" in item.error

@@ -63,6 +63,7 @@ class CkanClient:
         self.reads = 0
         self.attempts = int(os.environ.get("PARTAGE_RETRY_ATTEMPTS", 4))
         self.backoff = float(os.environ.get("PARTAGE_RETRY_BACKOFF", 1.0))
+        self.timeout = (float(os.environ.get("PARTAGE_CONNECT_TIMEOUT", 15)), float(os.environ.get("PARTAGE_READ_TIMEOUT", 120)))
 
     def _call(self, action: str, data: dict[str, Any], files: dict[str, Any] | None = None) -> Any:
         import ckanapi
@@ -71,7 +72,9 @@ class CkanClient:
         for attempt in range(1, self.attempts + 1):
             opened = {k: open(v, "rb") for k, v in (files or {}).items()}
             try:
-                return self.api.call_action(action, data, files=opened or None)
+                # ckanapi sets no timeout: a portal that stops answering would hang the run for ever
+                return self.api.call_action(action, data, files=opened or None,
+                                            requests_kwargs={"timeout": self.timeout})
             except (ckanapi.NotFound, ckanapi.NotAuthorized, ckanapi.ValidationError, ckanapi.SearchError):
                 raise
             except (ckanapi.CKANAPIError, requests.RequestException) as e:
