@@ -91,7 +91,7 @@ def test_real_dataset_is_stored_whole_without_schema(entry: dict, tmp_path: Path
     assert s.state == "updated", s.reason
     assert (s.rows or 0) + (s.quarantined or 0) == entry["data_rows"]
     with wh.connect(read_only=True) as con:
-        types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'reel'").fetchall())
+        types = dict(con.execute("SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'main' AND table_name = 'reel'").fetchall())
         for name, kind in types.items():
             if any(k in name.lower() for k in ("insee", "siren", "siret", "postal", "code_commune")):
                 assert kind == "VARCHAR", (name, kind)

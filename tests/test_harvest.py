@@ -113,7 +113,7 @@ def test_cp1252_semicolon_file_keeps_accents_and_insee_codes_as_strings(hub: Cat
     rows = query(hub, "SELECT code_insee, nom, surface_km2 FROM communes ORDER BY _row_number")
     assert rows[0] == ("01001", "L'Abergement-Clémenciat", 15.95)
     assert rows[1][0] == "2A004"
-    types = dict(query(hub, "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'communes'"))
+    types = dict(query(hub, "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'main' AND table_name = 'communes'"))
     assert types["code_insee"] == "VARCHAR" and types["population"] == "BIGINT" and types["date_maj"] == "DATE"
 
 
@@ -204,7 +204,7 @@ def test_without_schema_identifiers_are_inferred_as_strings(hub: CatalogBuilder,
     hub.file("c.csv", COMMUNES_CSV)
     hub.dataset("communes", ["file: ../data/c.csv"])
     assert harvest().exit_code == 0
-    types = dict(query(hub, "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'communes'"))
+    types = dict(query(hub, "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'main' AND table_name = 'communes'"))
     assert types["code_insee"] == "VARCHAR" and types["population"] == "BIGINT" and types["surface_km2"] == "DOUBLE"
     assert query(hub, "SELECT code_insee FROM communes ORDER BY 1")[0] == ("01001",)
 
@@ -222,8 +222,8 @@ def test_views_comments_and_alias(hub: CatalogBuilder, harvest) -> None:
     hub.dataset("communes-2024", ["file: ../data/c.csv"], schema=SCHEMA)
     harvest()
     assert query(hub, 'SELECT count(*) FROM "communes-2024"') == query(hub, "SELECT count(*) FROM communes_2024") == [(3,)]
-    assert query(hub, "SELECT comment FROM duckdb_views() WHERE view_name = 'communes-2024'")[0][0].startswith("Jeu communes-2024")
-    comments = dict(query(hub, "SELECT column_name, comment FROM duckdb_columns() WHERE table_name = 'communes-2024'"))
+    assert query(hub, "SELECT comment FROM duckdb_views() WHERE schema_name = 'main' AND view_name = 'communes-2024'")[0][0].startswith("Jeu communes-2024")
+    comments = dict(query(hub, "SELECT column_name, comment FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = 'communes-2024'"))
     assert comments["code_insee"] == "Code INSEE — Code officiel géographique"
 
 
@@ -300,7 +300,7 @@ def test_moved_warehouse_views_are_repointed(hub: CatalogBuilder, harvest) -> No
     summary = harvest()
     assert [s.state for s in summary.sources] == ["unchanged"]
     assert query(hub, "SELECT count(*) FROM communes") == [(3,)]
-    assert query(hub, "SELECT comment FROM duckdb_columns() WHERE table_name = 'communes' AND column_name = 'code_insee'")[0][0]
+    assert query(hub, "SELECT comment FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = 'communes' AND column_name = 'code_insee'")[0][0]
 
 
 def test_failure_inside_the_commit_leaves_the_previous_version_visible(
@@ -395,7 +395,7 @@ def test_awkward_identifiers_are_quoted_everywhere(hub: CatalogBuilder, harvest)
     (src,) = harvest().sources
     assert src.state == "updated", src.reason
     assert query(hub, 'SELECT "select", "a""b", "été 2024", "l\'année", "x;y" FROM "select"') == [(1, 2, 3, 4, 5)]
-    comments = dict(query(hub, "SELECT column_name, comment FROM duckdb_columns() WHERE table_name = 'select'"))
+    comments = dict(query(hub, "SELECT column_name, comment FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = 'select'"))
     assert comments['a"b'] == 'titre de a"b' and comments["l'année"] == "titre de l'année"
     from partage.warehouse import Warehouse
 
@@ -415,3 +415,23 @@ def test_catalog_view_lists_every_dataset(hub: CatalogBuilder, http_server: Fixt
                       "json_extract(quality, '$.valid') FROM catalog ORDER BY id")
     assert rows == [("communes", "partners", "etalab-2.0", 3, ["updated"], True, "true"),
                     ("perdu", "open", "etalab-2.0", None, ["failed"], False, None)]
+
+
+def test_history_view_reads_a_dataset_as_of_a_version_or_a_date(hub: CatalogBuilder, harvest) -> None:
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    hub.file("c.csv", COMMUNES_CSV)
+    hub.dataset("communes", ["file: ../data/c.csv"], schema=SCHEMA)
+    v1 = harvest().datasets[0].version
+    hub.file("c.csv", COMMUNES_CSV.replace("73000", "74000") + "01053,Bourg-en-Bresse,41000,23.86,2024-06-01\n")
+    v2 = harvest().datasets[0].version
+    assert v1 < v2
+    counts = dict(query(hub, 'SELECT _version, count(*) FROM history."communes" GROUP BY 1'))
+    assert counts == {v1: 3, v2: 4}
+    as_of_v1 = query(hub, 'SELECT population FROM history."communes" WHERE _version = ? AND code_insee = \'2A004\'', [v1])
+    assert as_of_v1 == [(73000,)]
+    created_v1 = query(hub, "SELECT created_at FROM _partage.versions WHERE version = ?", [v1])[0][0]
+    as_of_date = query(hub, """
+        SELECT count(*) FROM history."communes"
+        WHERE _version = (SELECT max(version) FROM _partage.versions
+                          WHERE dataset_id = 'communes' AND created_at <= ?)""", [created_v1])
+    assert as_of_date == [(3,)]

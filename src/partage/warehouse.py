@@ -36,10 +36,12 @@ from .rawstore import RawStore
 
 META = "_partage"
 QUARANTINE = "quarantine"
+HISTORY = "history"
 
 DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {META};
 CREATE SCHEMA IF NOT EXISTS {QUARANTINE};
+CREATE SCHEMA IF NOT EXISTS {HISTORY};
 CREATE TABLE IF NOT EXISTS {META}.datasets (
     id VARCHAR PRIMARY KEY, title VARCHAR, description VARCHAR, publisher VARCHAR,
     license VARCHAR, access VARCHAR, keywords VARCHAR[], schema_ref VARCHAR, policy VARCHAR,
@@ -441,6 +443,26 @@ class Warehouse:
             con.execute(f"COMMENT ON VIEW {QUARANTINE}.{ds} IS {literal('Invalid rows of ' + dataset_id + ', as received, with their errors')}")
         else:
             con.execute(f"DROP VIEW IF EXISTS {QUARANTINE}.{ds}")
+        Warehouse._point_history(con, dataset_id, version_dir.parent)
+
+    @staticmethod
+    def _point_history(con: duckdb.DuckDBPyConnection, dataset_id: str, dataset_dir: Path) -> None:
+        """history."<id>": every stored version's rows, with the version in `_version`."""
+        versions = con.execute(
+            f"SELECT version, parts FROM {META}.versions WHERE dataset_id = ? ORDER BY version", [dataset_id]
+        ).fetchall()
+        selects = []
+        for version, parts_json in versions:
+            files = [str(dataset_dir / version / p["data"]) for p in json.loads(parts_json)]
+            if files:
+                listed = "[" + ", ".join(literal(f) for f in files) + "]"
+                selects.append(f"SELECT *, {literal(version)} AS _version FROM read_parquet({listed}, union_by_name = true)")
+        if not selects:
+            return
+        ds = ident(dataset_id)
+        con.execute(f"CREATE OR REPLACE VIEW {HISTORY}.{ds} AS " + " UNION ALL BY NAME ".join(selects))
+        con.execute(f"COMMENT ON VIEW {HISTORY}.{ds} IS "
+                    + literal(f"Every stored version of {dataset_id}; _version says which (see _partage.versions)"))
 
     def repoint_moved_views(self) -> list[str]:
         """After the warehouse directory moved, point every view at the files where they now are.
