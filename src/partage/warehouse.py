@@ -267,9 +267,6 @@ class Warehouse:
     def source_records(self, dataset_id: str) -> dict[str, SourceRecord]:
         return self.dataset_state(dataset_id).records
 
-    def latest_version(self, dataset_id: str) -> tuple[str, list[Part]] | None:
-        return self.dataset_state(dataset_id).latest
-
     def dataset_state(self, dataset_id: str) -> DatasetState:
         """Everything a harvest needs to know about a dataset, in one short connection
         (opening the file costs ~20 ms; a catalog of hundreds of datasets notices)."""

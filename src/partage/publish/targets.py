@@ -197,7 +197,3 @@ def open_publisher(name: str, target: Target, catalog: Catalog, warehouse: Wareh
         return DataPackagePublisher(name, project / target.datapackage, warehouse)
     raise TargetError(f"target {name}: unknown kind")
 
-
-def describe(item: PlanItem) -> dict[str, Any]:
-    return {"target": item.target, "dataset": item.dataset_id, "action": item.action, "detail": item.detail,
-            "status": item.status, "error": item.error}
