@@ -109,6 +109,13 @@ class Dialect(_Strict):
         return v
 
 
+class Retention(_Strict):
+    """How many old versions `partage gc` keeps. The latest version is always kept."""
+
+    keep: int | None = Field(default=None, ge=1)  # the last N versions
+    days: float | None = Field(default=None, gt=0)  # versions younger than D days
+
+
 class Source(_Strict):
     """One entry of ``sources:``. Exactly one kind key says where data comes from."""
 
@@ -170,6 +177,7 @@ class Dataset(_Strict):
     dialect: Dialect = Field(default_factory=Dialect)
     sources: list[Source] = Field(min_length=1)
     max_bytes: int | None = Field(default=None, gt=0)
+    retention: Retention | None = None  # none: every version is kept
 
     model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
 

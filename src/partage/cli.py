@@ -258,6 +258,40 @@ def _publish(target: list[str] | None, ids: list[str] | None, dry_run: bool, cat
     raise typer.Exit(summary.exit_code)
 
 
+# -- gc -----------------------------------------------------------------------
+
+
+@app.command()
+def gc(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would go; delete nothing.")] = False,
+    catalog: CatalogOpt = Path("catalog"),
+    warehouse: WarehouseOpt = Path("warehouse"),
+) -> None:
+    """Apply each dataset's `retention:` and remove what crashes left behind (never the latest version)."""
+    from .catalog import load_catalog
+    from .gc import collect_garbage
+    from .warehouse import Warehouse
+
+    wh = Warehouse(warehouse)
+    if not wh.db_path.exists():
+        _fail(f"no warehouse at {wh.db_path}: nothing to collect", 2)
+    try:
+        cat = load_catalog(catalog)
+    except CatalogError as e:
+        _catalog_problems(e, "; nothing was collected")
+    try:
+        r = collect_garbage(wh, cat, dry_run=dry_run)
+    except WarehouseBusy as e:
+        _fail(str(e), 1)
+    verb = "would remove" if dry_run else "removed"
+    out.print(f"{verb}: {len(r.versions)} old version(s), {len(r.orphans)} orphan(s), {len(r.raw_files)} raw file(s); "
+              f"{r.bytes_freed / 1024**2:.1f} MiB")
+    for ds_id, v in r.versions:
+        out.print(f"  version {escape(ds_id)}/{v} (retention)")
+    for p in r.orphans:
+        out.print(f"  orphan {escape(str(p))}")
+
+
 # -- report -------------------------------------------------------------------
 
 

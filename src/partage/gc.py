@@ -1,0 +1,129 @@
+"""`partage gc`: apply each dataset's retention, and remove what crashes leave behind.
+
+What goes, and why it is safe:
+
+* versions beyond the entry's ``retention`` (keep the last ``keep`` versions and/or those younger than
+  ``days``) — never the latest one. Parts shared with newer versions are hard links, so the newer
+  versions keep their data. The version row goes in the same transaction that rebuilds the history view.
+* orphans: staging directories and version directories no transaction ever recorded (a crash between
+  the rename and the commit), temporary raw downloads, exports of versions that no longer exist,
+  raw files no source and no kept version refers to.
+
+It takes the harvest lock, so it never runs while a harvest writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .catalog import Catalog
+from .warehouse import META, Warehouse, now
+
+
+VERSION_NAME = re.compile(r"^\d{8}T\d{9,}Z$")  # what warehouse.new_version_id makes
+
+
+@dataclass
+class GcReport:
+    versions: list[tuple[str, str]] = field(default_factory=list)  # (dataset, version) removed by retention
+    orphans: list[Path] = field(default_factory=list)
+    raw_files: list[Path] = field(default_factory=list)
+    bytes_freed: int = 0
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def collect_garbage(warehouse: Warehouse, catalog: Catalog | None, *, dry_run: bool = False) -> GcReport:
+    report = GcReport()
+    with warehouse.harvest_lock():
+        with warehouse.connect() as con:
+            rows = con.execute(
+                f"SELECT dataset_id, version, created_at, parts FROM {META}.versions ORDER BY dataset_id, version").fetchall()
+            referenced_raw = {r[0] for r in con.execute(
+                f"SELECT sha256 FROM {META}.sources UNION SELECT accepted_sha256 FROM {META}.sources "
+                f"UNION SELECT validated_sha256 FROM {META}.sources").fetchall() if r[0]}
+        versions: dict[str, list[tuple[str, dt.datetime]]] = {}
+        raw_of: dict[tuple[str, str], set[str]] = {}
+        for ds_id, version, created, parts in rows:
+            versions.setdefault(ds_id, []).append((version, created))
+            raw_of[(ds_id, version)] = {p["sha256"] for p in json.loads(parts)}
+
+        # 1. retention
+        for ds_id, vs in versions.items():
+            entry = catalog.entries.get(ds_id) if catalog else None
+            retention = entry.dataset.retention if entry else None
+            if retention is None:
+                continue
+            keep = set()
+            ordered = sorted(vs, reverse=True)
+            keep.add(ordered[0][0])  # never the latest
+            if retention.keep is not None:
+                keep.update(v for v, _ in ordered[: retention.keep])
+            if retention.days is not None:
+                keep.update(v for v, c in ordered if now() - c <= dt.timedelta(days=retention.days))
+            if retention.keep is None and retention.days is None:
+                keep.update(v for v, _ in ordered)
+            for v, _ in ordered:
+                if v not in keep:
+                    report.versions.append((ds_id, v))
+
+        if report.versions and not dry_run:
+            with warehouse.connect() as con:
+                con.execute("BEGIN")
+                for ds_id, v in report.versions:
+                    con.execute(f"DELETE FROM {META}.versions WHERE dataset_id = ? AND version = ?", [ds_id, v])
+                for ds_id in {d for d, _ in report.versions}:
+                    Warehouse._point_history(con, ds_id, warehouse.root / ds_id)
+                con.execute("COMMIT")
+        gone = set(report.versions)
+        for ds_id, v in report.versions:
+            d = warehouse.version_dir(ds_id, v)
+            if d.exists():
+                report.bytes_freed += _size(d)
+                if not dry_run:
+                    shutil.rmtree(d)
+
+        # 2. orphans: only names Partage itself creates are touched (staging dirs, version ids)
+        known = {(d, v) for d, vs in versions.items() for v, _ in vs} - gone
+        for ds_dir in sorted(p for p in warehouse.root.iterdir() if p.is_dir() and p.name not in ("raw", "exports")):
+            for child in ds_dir.iterdir():
+                if child.is_dir() and (child.name.startswith(".staging-")
+                                       or (VERSION_NAME.match(child.name) and (ds_dir.name, child.name) not in known)):
+                    report.orphans.append(child)
+        exports_root = warehouse.root / "exports"
+        if exports_root.is_dir():
+            for ds_dir in exports_root.iterdir():
+                for vdir in ds_dir.iterdir() if ds_dir.is_dir() else []:
+                    if (ds_dir.name, vdir.name) not in known:
+                        report.orphans.append(vdir)
+        tmp = warehouse.raw.tmp
+        if tmp.is_dir():
+            report.orphans += sorted(tmp.iterdir())
+        for orphan in report.orphans:
+            report.bytes_freed += _size(orphan)
+            if not dry_run:
+                shutil.rmtree(orphan) if orphan.is_dir() else orphan.unlink(missing_ok=True)
+
+        # 3. raw files nobody refers to (neither a source's last state nor a kept version's parts)
+        for key, shas in raw_of.items():
+            if key not in gone:
+                referenced_raw |= shas
+        if warehouse.raw.root.is_dir():
+            for f in warehouse.raw.root.glob("??/*"):
+                if f.is_file() and f.name not in referenced_raw:
+                    report.raw_files.append(f)
+                    report.bytes_freed += f.stat().st_size
+                    if not dry_run:
+                        f.unlink()
+    return report
+
+

@@ -1,0 +1,82 @@
+"""`partage gc`: retention and leftovers, never the latest version, never what is not ours."""
+
+from __future__ import annotations
+
+import pytest
+from typer.testing import CliRunner
+
+from partage.cli import app
+from partage.warehouse import Warehouse
+
+from .conftest import COMMUNES_CSV, COMMUNES_SCHEMA, CatalogBuilder, query
+
+pytestmark = pytest.mark.slow
+SCHEMA = "test/communes@1.0"
+runner = CliRunner()
+
+
+def three_versions(hub: CatalogBuilder, harvest, retention: str) -> list[str]:
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    hub.dataset("communes", ["file: ../data/c.csv"], schema=SCHEMA, extra=retention)
+    out = []
+    for extra_rows in range(3):
+        hub.file("c.csv", COMMUNES_CSV + "".join(f"0100{i + 2},Commune {i},1,1,2024-01-01\n" for i in range(extra_rows)))
+        out.append(harvest().datasets[0].version)
+    return out
+
+
+def gc(hub: CatalogBuilder, *args: str):
+    return runner.invoke(app, ["gc", "--catalog", str(hub.catalog), "--warehouse", str(hub.warehouse), *args])
+
+
+def test_retention_keeps_the_last_versions(hub: CatalogBuilder, harvest) -> None:
+    v1, v2, v3 = three_versions(hub, harvest, "retention: {keep: 2}\n")
+    wh = Warehouse(hub.warehouse)
+    dry = gc(hub, "--dry-run")
+    assert dry.exit_code == 0 and f"communes/{v1}" in dry.output and wh.version_dir("communes", v1).exists()
+    r = gc(hub)
+    assert r.exit_code == 0, r.output
+    assert not wh.version_dir("communes", v1).exists() and wh.version_dir("communes", v3).exists()
+    assert [v for (v,) in query(hub, "SELECT version FROM _partage.versions ORDER BY 1")] == [v2, v3]
+    assert dict(query(hub, 'SELECT _version, count(*) FROM history."communes" GROUP BY 1')) == {v2: 4, v3: 5}
+    assert query(hub, "SELECT count(*) FROM communes") == [(5,)]
+
+
+def test_without_retention_every_version_stays(hub: CatalogBuilder, harvest) -> None:
+    three_versions(hub, harvest, "")
+    gc(hub)
+    assert query(hub, "SELECT count(*) FROM _partage.versions") == [(3,)]
+
+
+def test_leftovers_of_crashes_go_and_nothing_else(hub: CatalogBuilder, harvest) -> None:
+    v1, v2, v3 = three_versions(hub, harvest, "")
+    wh = Warehouse(hub.warehouse)
+    staging = hub.warehouse / "communes" / ".staging-20260101T000000000Z-abc123"
+    never_committed = hub.warehouse / "communes" / "20260101T000000000Z"
+    for d in (staging, never_committed):
+        (d / "data").mkdir(parents=True)
+        (d / "data" / "x.parquet").write_bytes(b"half")
+    (wh.raw.tmp).mkdir(parents=True, exist_ok=True)
+    (wh.raw.tmp / "dead.part").write_bytes(b"partial download")
+    stray = wh.raw.root / "ab" / ("ab" + "0" * 62)
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_bytes(b"nobody refers to me")
+    users_own = hub.warehouse / "public" / "notes.txt"
+    users_own.parent.mkdir(parents=True)
+    users_own.write_text("not Partage's")
+    r = gc(hub)
+    assert r.exit_code == 0, r.output
+    assert not staging.exists() and not never_committed.exists() and not stray.exists()
+    assert not (wh.raw.tmp / "dead.part").exists()
+    assert users_own.exists() and all(wh.version_dir("communes", v).exists() for v in (v1, v2, v3))
+    assert query(hub, "SELECT count(*) FROM communes") == [(5,)]
+    (state,) = query(hub, "SELECT sha256 FROM _partage.sources")
+    assert wh.raw.path_for(state[0]).exists()
+
+
+def test_gc_waits_for_no_harvest(hub: CatalogBuilder, harvest) -> None:
+    three_versions(hub, harvest, "retention: {keep: 1}\n")
+    with Warehouse(hub.warehouse).harvest_lock():
+        r = gc(hub)
+    assert r.exit_code == 1 and "another harvest is running" in r.output
+    assert query(hub, "SELECT count(*) FROM _partage.versions") == [(3,)]
