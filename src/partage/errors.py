@@ -57,10 +57,6 @@ class TerminalFetchError(FetchError, TerminalError):
     """HTTP 4xx, size limit, forbidden redirect, missing file."""
 
 
-class ValidationFailure(TerminalError):
-    """A file could not be validated at all (unreadable, not tabular, bad schema)."""
-
-
 class WarehouseError(PartageError):
     """The warehouse could not be read or written."""
 

@@ -185,9 +185,12 @@ def store_dataset(
                 done(a, "failed", a.reason)
                 continue
             record = records.get(key)
+            assert a.sha256 is not None  # every acquisition that did not fail names its raw file
+            raw_path = warehouse.raw.path_for(a.sha256)
+            dialect = None
             if schema is None:  # no schema in the catalog: infer from the data, whole columns
-                dialect0 = detect(warehouse.raw.path_for(a.sha256), ds.dialect, a.resource.location)  # type: ignore[arg-type]
-                schema = schema_from_descriptor(infer_schema(warehouse.raw.path_for(a.sha256), dialect0), "(inferred)")  # type: ignore[arg-type]
+                dialect = detect(raw_path, ds.dialect, a.resource.location)
+                schema = schema_from_descriptor(infer_schema(raw_path, dialect), "(inferred)")
             fp = fingerprint(entry, schema.sha256)
             if record is not None and record.validated_sha256 == a.sha256 and record.fingerprint == fp:
                 note = ""
@@ -196,8 +199,7 @@ def store_dataset(
                 done(a, "unchanged", a.reason + note)
                 continue
             why = a.reason if a.state == "changed" else a.reason + "; revalidated because the schema, policy or dialect changed"
-            raw_path = warehouse.raw.path_for(a.sha256)  # type: ignore[arg-type]
-            dialect = detect(raw_path, ds.dialect, a.resource.location)
+            dialect = dialect or detect(raw_path, ds.dialect, a.resource.location)
             data_rel, q_rel = f"data/{key}.parquet", f"quarantine/{key}.parquet"
             result = validate_and_type(
                 raw_path, schema, dialect, policy=ds.policy, source_key=key,
