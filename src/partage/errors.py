@@ -63,3 +63,11 @@ class WarehouseError(PartageError):
 
 class WarehouseBusy(WarehouseError, TransientError):
     """Another process holds the warehouse (a running harvest, or a DuckDB writer)."""
+
+
+class TokenStoreError(TerminalError):
+    """The API token store could not be read or changed. Never carries a token."""
+
+
+class ApiQueryError(TerminalError):
+    """A request to the tabular API asks for something that cannot be answered as asked (bad filter, column, value)."""
