@@ -27,8 +27,9 @@ from .. import __version__
 from ..errors import ApiQueryError, PartageError, TokenStoreError
 from ..warehouse import Warehouse, ident
 from . import exports, openapi, query
-from .catalog_cache import CatalogCache, Column, Dataset, Snapshot, Version, quoted_files
-from .engine import Engine, QueryTimeout
+from .catalog_cache import CatalogCache, Column, Dataset, Snapshot, Version, indexed_columns
+from .engine import Engine, QueryTimeout, parquet_source
+from .lru import LRU
 from .tokens import READABLE, TokenStore
 
 log = logging.getLogger("partage.api")
@@ -42,6 +43,9 @@ class Settings:
     export_timeout: float = 600.0
     refresh: float = 1.0
     threads: int | None = None
+    cache_rows: int = 20_000_000
+    preload_wait: float = 60.0
+    response_cache_mb: float = 64.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -53,6 +57,9 @@ class Settings:
             export_timeout=float(env.get("PARTAGE_API_EXPORT_TIMEOUT", 600)),
             refresh=float(env.get("PARTAGE_API_REFRESH", 1)),
             threads=int(env["PARTAGE_API_THREADS"]) if env.get("PARTAGE_API_THREADS") else None,
+            cache_rows=int(env.get("PARTAGE_API_CACHE_ROWS", 20_000_000)),
+            preload_wait=float(env.get("PARTAGE_API_PRELOAD_WAIT", 60)),
+            response_cache_mb=float(env.get("PARTAGE_API_RESPONSE_CACHE_MB", 64)),
         )
 
 
@@ -75,8 +82,28 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
     wh = Warehouse(warehouse)
     settings = settings or Settings.from_env()
     store = tokens or TokenStore(str(wh.root / ".tokens.json"))
-    cache = CatalogCache(wh, refresh=settings.refresh)
-    engine = Engine(threads=settings.threads)
+    engine = Engine(threads=settings.threads, cache_rows=settings.cache_rows)
+    responses = LRU(int(settings.response_cache_mb * 1024 * 1024))  # (dataset, version, query) -> body
+    counts = LRU(4 * 1024 * 1024)  # (dataset, version, where, params) -> total
+
+    def prepare(datasets: dict[str, Dataset]) -> None:
+        """Before a new snapshot is served, copy its new latest versions into memory (for up to
+        preload_wait seconds): the first requests on a new version are then as fast as the others."""
+        engine.retain({(ds.id, v.version) for ds in datasets.values() for v in ds.versions})
+        keys = []
+        for ds in datasets.values():
+            v = ds.latest
+            if v is not None and v.files:
+                try:
+                    cols = cache.columns(ds, v)
+                except duckdb.Error:
+                    continue
+                keys.append(engine.source((ds.id, v.version), v.files, v.row_count,
+                                          indexed_columns(cols, cache.schema(ds.id, v.version))))
+        if keys:
+            engine.wait_loaded(settings.preload_wait)
+
+    cache = CatalogCache(wh, refresh=settings.refresh, prepare=prepare)
     app = FastAPI(title="Partage tabular API", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.cache, app.state.engine, app.state.tokens, app.state.settings = cache, engine, store, settings
@@ -240,46 +267,71 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
                            columns=[c.name for c in cols]) from None
         return ds, lvl, v, q, page, cols
 
-    def run(ds: Dataset, v: Version, sql: str, params: list[Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
-        try:
-            return engine.fetch(sql, params, settings.query_timeout)
-        except QueryTimeout as e:
-            raise ApiError(503, f"{e}; add filters or ask for fewer rows "
-                                f"(limit PARTAGE_API_QUERY_TIMEOUT={settings.query_timeout:g} s)") from None
-        except duckdb.IOException:
-            raise gone(ds, v) from None
-        except (duckdb.ConversionException, duckdb.InvalidInputException, duckdb.OutOfRangeException) as e:
-            raise ApiError(400, f"a value cannot be compared with its column: {e}") from None
+    def run(ds: Dataset, v: Version, q: query.RowQuery, cols: tuple[Column, ...], *,
+            limit: int | None = None, offset: int = 0, count: bool = False) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run on the version's in-memory table if it is ready, else on its Parquet files."""
+        key = (ds.id, v.version)
+        source = engine.source(key, v.files, v.row_count, indexed_columns(cols, cache.schema(ds.id, v.version)))
+        for attempt in (1, 2):
+            sql, params = q.count_sql(source) if count else q.sql(source, limit=limit, offset=offset)
+            try:
+                return engine.fetch(sql, params, settings.query_timeout)
+            except QueryTimeout as e:
+                raise ApiError(503, f"{e}; add filters or ask for fewer rows "
+                                    f"(limit PARTAGE_API_QUERY_TIMEOUT={settings.query_timeout:g} s)") from None
+            except duckdb.CatalogException:
+                if attempt == 2:
+                    raise
+                engine.forget(key)  # its table was evicted under us: read the files
+                source = parquet_source(v.files)
+            except duckdb.IOException:
+                raise gone(ds, v) from None
+            except (duckdb.ConversionException, duckdb.InvalidInputException, duckdb.OutOfRangeException) as e:
+                raise ApiError(400, f"a value cannot be compared with its column: {e}") from None
+        raise AssertionError("unreachable")
 
     @app.get("/datasets/{dataset_id}/rows")
     def get_rows(dataset_id: str, request: Request) -> Response:
-        ds, lvl, v, q, page, _ = _prepare(request, dataset_id)
-        source = f"read_parquet({quoted_files(v)}, union_by_name = true)" if v.files else None
-        if source is None:
+        ds, lvl, v, q, page, cols = _prepare(request, dataset_id)
+        cache_key = (ds.id, v.version, request.url.query)
+        body = responses.get(cache_key)
+        if body is None:
+            body = orjson.dumps(rows_page(ds, v, q, page, cols, request), default=str)
+            responses.put(cache_key, body, len(body))
+        return Response(body, media_type="application/json", headers=headers_for(ds, lvl, v))
+
+    def rows_page(ds: Dataset, v: Version, q: query.RowQuery, page: query.Page, cols: tuple[Column, ...],
+                  request: Request) -> dict[str, Any]:
+        if not v.files:
             names, rows, total = [c.name for c in q.columns], [], 0
         else:
-            sql, params = q.sql(source, limit=page.page_size, offset=(page.page - 1) * page.page_size)
-            names, rows = run(ds, v, sql, params)
+            # One row more than the page says whether there is a next page without counting.
+            names, rows = run(ds, v, q, cols, limit=page.page_size + 1, offset=(page.page - 1) * page.page_size)
+            more = len(rows) > page.page_size
+            rows = rows[:page.page_size]
             if not q.where:
                 total = v.row_count
-            elif page.page == 1 and len(rows) < page.page_size:
+            elif page.page == 1 and not more:
                 total = len(rows)
             else:
-                total = run(ds, v, *q.count_sql(source))[1][0][0]
+                count_key = (ds.id, v.version, tuple(q.where), tuple(map(str, q.params)))
+                total = counts.get(count_key)
+                if total is None:
+                    total = run(ds, v, q, cols, count=True)[1][0][0]
+                    counts.put(count_key, total, 64)
         pinned = [(k, val) for k, val in request.query_params.multi_items() if k not in ("page", "as_of", "version")]
         pinned.append(("version", v.version))
 
         def link(p: int) -> str:
             return f"/datasets/{ds.id}/rows?" + urlencode([*pinned, ("page", str(p))])
 
-        body = {
+        return {
             "data": [dict(zip(names, r, strict=True)) for r in rows],
             "meta": {"dataset": ds.id, "version": v.version, "page": page.page, "page_size": page.page_size,
                      "total": total},
             "links": {"next": link(page.page + 1) if page.page * page.page_size < total else None,
                       "prev": link(page.page - 1) if page.page > 1 else None, "dataset": f"/datasets/{ds.id}"},
         }
-        return _json(body, headers=headers_for(ds, lvl, v))
 
     @app.get("/datasets/{dataset_id}/export.{fmt}")
     def export(dataset_id: str, fmt: str, request: Request) -> Response:
@@ -298,7 +350,7 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
                 q.columns.append(next(c for c in cols if c.name == geometry))
         if not v.files:
             raise ApiError(404, f"dataset {ds.id!r} version {v.version} has no rows stored")
-        source = f"read_parquet({quoted_files(v)}, union_by_name = true)"
+        source = parquet_source(v.files)
         select = exports.csv_select(q.columns) if fmt == "csv" else [ident(c.name) for c in q.columns]
         sql, params = q.sql(source, select=select)
         try:

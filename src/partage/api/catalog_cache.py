@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,9 @@ from typing import Any
 import duckdb
 
 from ..errors import WarehouseBusy, WarehouseError
-from ..warehouse import META, Warehouse, ident, literal
+from ..warehouse import META, Warehouse, literal
+
+log = logging.getLogger("partage.api")
 
 
 @dataclass(frozen=True)
@@ -82,14 +86,19 @@ class Snapshot:
 
 
 class CatalogCache:
-    def __init__(self, warehouse: Warehouse, refresh: float = 1.0):
+    """The first snapshot is read on first use; later ones by a background thread, which also
+    lets ``prepare`` (the engine's preloading of new versions) run before a snapshot is served."""
+
+    def __init__(self, warehouse: Warehouse, refresh: float = 1.0,
+                 prepare: Callable[[dict[str, Dataset]], None] | None = None):
         self.warehouse = warehouse
         self.refresh = refresh
+        self.prepare = prepare
         self._snapshot: Snapshot | None = None
         self._stamp: tuple[int, int] | None = None
-        self._checked = 0.0
         self._lock = threading.Lock()
         self._generation = 0
+        self._stop = threading.Event()
         self._columns: dict[tuple[str, str], tuple[Column, ...]] = {}
         self._schemas: dict[tuple[str, str], dict[str, Any]] = {}
         self._columns_con = duckdb.connect(":memory:")
@@ -97,37 +106,51 @@ class CatalogCache:
 
     def snapshot(self) -> Snapshot:
         snap = self._snapshot
-        now = time.monotonic()
-        if snap is not None and now - self._checked < self.refresh:
+        if snap is not None:
             return snap
-        # One thread refreshes; the others go on with the snapshot they have.
-        if not self._lock.acquire(blocking=snap is None):
-            return snap  # type: ignore[return-value]
+        with self._lock:
+            if self._snapshot is None:
+                stamp = self._stat()
+                if stamp is None:
+                    raise WarehouseError(f"no warehouse at {self.warehouse.db_path}; run `partage harvest` first "
+                                         "or pass --warehouse")
+                self._publish(self._load(wait=30.0), stamp)
+                threading.Thread(target=self._refresher, name="partage-catalog-refresh", daemon=True).start()
+            return self._snapshot  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self._stop.set()
+
+    def _stat(self) -> tuple[int, int] | None:
         try:
-            self._checked = time.monotonic()
+            st = self.warehouse.db_path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def _publish(self, datasets: dict[str, Dataset], stamp: tuple[int, int]) -> None:
+        if self.prepare is not None:
+            self.prepare(datasets)
+        self._generation += 1
+        self._snapshot = Snapshot(datasets, self._generation)
+        self._stamp = stamp
+
+    def _refresher(self) -> None:
+        while not self._stop.wait(self.refresh):
+            stamp = self._stat()
+            if stamp is None or stamp == self._stamp:
+                continue
             try:
-                st = self.warehouse.db_path.stat()
-            except FileNotFoundError:
-                if snap is None:
-                    raise WarehouseError(
-                        f"no warehouse at {self.warehouse.db_path}; run `partage harvest` first or pass --warehouse"
-                    ) from None
-                return snap
-            stamp = (st.st_mtime_ns, st.st_size)
-            if snap is not None and stamp == self._stamp:
-                return snap
-            try:
-                datasets = self._load(wait=0.0 if snap is not None else 30.0)
+                datasets = self._load(wait=0.0)
             except WarehouseBusy:
-                if snap is None:
-                    raise
-                return snap
-            self._generation += 1
-            self._snapshot = Snapshot(datasets, self._generation)
-            self._stamp = stamp
-            return self._snapshot
-        finally:
-            self._lock.release()
+                continue  # a harvest holds the file: keep serving what we have, look again soon
+            except Exception:  # noqa: BLE001 - the thread must survive anything; the old snapshot stays
+                log.exception("could not refresh the catalog from %s", self.warehouse.db_path)
+                continue
+            try:
+                self._publish(datasets, stamp)
+            except Exception:  # noqa: BLE001
+                log.exception("could not prepare the new versions")
 
     def _load(self, wait: float) -> dict[str, Dataset]:
         with self.warehouse.connect(read_only=True, wait=wait) as con:
@@ -194,8 +217,15 @@ class CatalogCache:
         return cols
 
 
-def quoted_files(version: Version) -> str:
-    return "[" + ", ".join(literal(f) for f in version.files) + "]"
-
-
-__all__ = ["CatalogCache", "Column", "Dataset", "Snapshot", "Version", "ident", "quoted_files"]
+def indexed_columns(columns: tuple[Column, ...], schema: dict[str, Any]) -> list[str]:
+    """Columns worth an index in memory: the primary key, and codes (a ``pattern``: INSEE, SIREN…)
+    that data services look rows up by."""
+    pk = schema.get("primaryKey") or []
+    pk = [pk] if isinstance(pk, str) else list(pk)
+    names = {c.name for c in columns}
+    out = [c for c in pk if c in names]
+    for c in columns:
+        if c.field and (c.field.get("constraints") or {}).get("pattern") and c.name not in out \
+                and c.sql_type.upper() == "VARCHAR":
+            out.append(c.name)
+    return out[:6]

@@ -1,22 +1,37 @@
-"""Where row queries run: in-memory DuckDB over the Parquet files of one version.
+"""Where row queries run: an in-memory DuckDB over the Parquet files of each version.
 
-One in-memory database (so the Parquet metadata cache is shared) and one cursor
-per thread; nothing here opens ``partage.duckdb``. Each query has a deadline: a
-watchdog thread interrupts the cursor past it (DuckDB stops at its next check and
-raises ``InterruptException``), which the API answers with a clear 503.
+Nothing here opens ``partage.duckdb``. Reading Parquet costs ~4 ms a query even
+for a tiny file (opening, footer, planning), so the versions being served are
+copied into in-memory tables by a background thread, within a row budget
+(``PARTAGE_API_CACHE_ROWS``), least recently used first out; primary-key
+columns and code-like columns (a ``pattern`` constraint) get an ART index for
+point lookups. Until a version's table is ready, or when it does not fit the
+budget, its queries read the Parquet files directly: same rows, slower.
+Versions are immutable, so a table never needs refreshing.
+
+One cursor per thread. Each query has a deadline: a watchdog thread interrupts
+the cursor past it (DuckDB stops at its next check and raises
+``InterruptException``), which the API answers with a clear 503.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import logging
+import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+
+from ..warehouse import ident, literal
+
+log = logging.getLogger("partage.api")
 
 
 class QueryTimeout(Exception):
@@ -67,13 +82,88 @@ class Watchdog:
 
 
 class Engine:
-    def __init__(self, threads: int | None = None):
+    def __init__(self, threads: int | None = None, cache_rows: int = 20_000_000):
         config: dict[str, Any] = {"threads": threads} if threads else {}
         self._db = duckdb.connect(":memory:", config=config)
         # Parquet footers are read once per file, not once per query (the files never change).
         self._db.execute("SET parquet_metadata_cache = true")
         self._local = threading.local()
         self._watchdog = Watchdog()
+        self.cache_rows = cache_rows
+        self._tables: OrderedDict[tuple[str, str], tuple[str, int]] = OrderedDict()  # key -> (table, rows)
+        self._pending: set[tuple[str, str]] = set()
+        self._tables_lock = threading.Lock()
+        self._names = itertools.count()
+        self._queue: queue.Queue[tuple[tuple[str, str], Sequence[str], int, Sequence[str]]] = queue.Queue()
+        threading.Thread(target=self._loader, name="partage-version-loader", daemon=True).start()
+
+    # -- the in-memory copies of versions ----------------------------------------------
+
+    def source(self, key: tuple[str, str], files: Sequence[str], rows: int, indexed: Sequence[str] = ()) -> str:
+        """What to read a version from: its in-memory table if ready, else its Parquet files
+        (and ask for the table to be made)."""
+        with self._tables_lock:
+            hit = self._tables.get(key)
+            if hit is not None:
+                self._tables.move_to_end(key)
+                return hit[0]
+            if key not in self._pending and 0 < rows <= self.cache_rows:
+                self._pending.add(key)
+                self._queue.put((key, tuple(files), rows, tuple(indexed)))
+        return parquet_source(files)
+
+    def retain(self, keys: set[tuple[str, str]]) -> None:
+        """Drop the tables of versions no longer stored (removed by retention)."""
+        with self._tables_lock:
+            gone = [k for k in self._tables if k not in keys]
+            names = [self._tables.pop(k)[0] for k in gone]
+        for name in names:
+            self._queue.put((("", name), (), -1, ()))  # the loader thread drops it
+
+    def forget(self, key: tuple[str, str]) -> None:
+        """A table was dropped under a query: do not offer it again."""
+        with self._tables_lock:
+            self._tables.pop(key, None)
+
+    def wait_loaded(self, timeout: float = 60.0) -> None:
+        """Block until the loader has nothing left to do (tests, benchmarks)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._tables_lock:
+                if not self._pending and self._queue.empty():
+                    return
+            time.sleep(0.02)
+
+    def _loader(self) -> None:
+        cur = self._db.cursor()
+        while True:
+            key, files, rows, indexed = self._queue.get()
+            if rows < 0:
+                cur.execute(f"DROP TABLE IF EXISTS {ident(key[1])}")
+                continue
+            name = f"v{next(self._names)}"
+            try:
+                t = time.perf_counter()
+                cur.execute(f"CREATE TABLE {name} AS SELECT * FROM {parquet_source(files)}")
+                for col in indexed:
+                    cur.execute(f"CREATE INDEX {ident(name + '_' + col)} ON {name} ({ident(col)})")
+                log.info("version %s/%s in memory (%d rows, %d index(es)) in %.2f s", key[0], key[1], rows,
+                         len(indexed), time.perf_counter() - t)
+            except duckdb.Error as e:  # removed by retention meanwhile, unreadable...: stay on Parquet
+                log.warning("version %s/%s stays on Parquet: %s", key[0], key[1], e)
+                cur.execute(f"DROP TABLE IF EXISTS {name}")
+                with self._tables_lock:
+                    self._pending.discard(key)
+                continue
+            drop = []
+            with self._tables_lock:
+                self._pending.discard(key)
+                self._tables[key] = (name, rows)
+                while sum(r for _, r in self._tables.values()) > self.cache_rows and len(self._tables) > 1:
+                    _, (old, _) = self._tables.popitem(last=False)
+                    drop.append(old)
+            for old in drop:
+                cur.execute(f"DROP TABLE IF EXISTS {old}")
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cur = getattr(self._local, "cursor", None)
@@ -131,3 +221,7 @@ class Engine:
 
     def close(self) -> None:
         self._db.close()
+
+
+def parquet_source(files: Sequence[str]) -> str:
+    return "read_parquet([" + ", ".join(literal(f) for f in files) + "], union_by_name = true)"
