@@ -159,8 +159,9 @@ def build(params: list[tuple[str, str]], columns: tuple[Column, ...], *, max_pag
         elif op == "isnotnull":
             query.where.append(f"{q} IS NOT NULL")
         elif op == "contains":
-            query.where.append(f"contains(lower(CAST({q} AS VARCHAR)), lower(?))")
-            query.params.append(raw)
+            text = q if _is_text(col) else f"CAST({q} AS VARCHAR)"
+            query.where.append(f"{text} ILIKE ? ESCAPE '\\'")
+            query.params.append("%" + raw.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
         elif op == "in":
             values = raw.split(",")
             if len(values) > MAX_IN_VALUES:
