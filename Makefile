@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench ckan ckan-stop install clean-warehouse help
+.PHONY: demo test test-fast bench bench-api serve ckan ckan-stop install clean-warehouse help
 
 help:
 	@echo "make demo             harvest the demo catalog into warehouse/ (run it twice: the second run is all 'unchanged')"
@@ -15,6 +15,8 @@ help:
 	@echo "make ckan / ckan-stop start / stop the local CKAN (PostgreSQL, Redis, CKAN on 127.0.0.1; first start ~90 s)"
 	@echo "make install          create .venv and install Partage with its test dependencies"
 	@echo "make bench            harvest benchmarks: cold start, orchestration overhead per source (tables)"
+	@echo "make bench-api        load benchmark of partage serve: 1M rows, 30 s of filtered pages, idle and while harvesting"
+	@echo "make serve            the tabular API on http://127.0.0.1:8000 over warehouse/ (docs at /docs)"
 	@echo "make clean-warehouse  delete warehouse/ data (keeps its README)"
 
 $(STAMP): pyproject.toml scripts/ensure-python.sh
@@ -59,6 +61,14 @@ ckan-stop:
 
 bench: $(STAMP)
 	$(BIN)/python bench/harvest_overhead.py
+
+# wrk (Debian) is the load generator; without it the benchmark falls back to a Python client.
+bench-api: $(STAMP)
+	@command -v wrk >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null) || true
+	$(BIN)/python bench/api.py
+
+serve: $(STAMP)
+	$(BIN)/partage serve
 
 clean-warehouse:
 	find warehouse -mindepth 1 ! -name README.md -exec rm -rf {} +
