@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .catalog import Catalog
+from .faults import checkpoint
 from .warehouse import META, Warehouse, now
 
 
@@ -112,6 +113,7 @@ def collect_garbage(warehouse: Warehouse, catalog: Catalog | None, *, dry_run: b
             report.bytes_freed += _size(orphan)
             if not dry_run:
                 shutil.rmtree(orphan) if orphan.is_dir() else orphan.unlink(missing_ok=True)
+                checkpoint("gc-removing")
 
         # 3. raw files nobody refers to (neither a source's last state nor a kept version's parts)
         for key, shas in raw_of.items():

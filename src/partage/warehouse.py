@@ -32,16 +32,21 @@ from typing import Any
 import duckdb
 
 from .errors import WarehouseBusy, WarehouseError
+from .faults import checkpoint
 from .rawstore import RawStore
 
 META = "_partage"
 QUARANTINE = "quarantine"
 HISTORY = "history"
+DUPLICATES = "duplicates"
+DUPLICATES_FILE = "duplicates.parquet"  # in a version dir: rows left out by the consolidation rule
+SOURCE_VERSION = "_source_version"  # per row: the version in which its source's data arrived
 
 DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {META};
 CREATE SCHEMA IF NOT EXISTS {QUARANTINE};
 CREATE SCHEMA IF NOT EXISTS {HISTORY};
+CREATE SCHEMA IF NOT EXISTS {DUPLICATES};
 CREATE TABLE IF NOT EXISTS {META}.datasets (
     id VARCHAR PRIMARY KEY, title VARCHAR, description VARCHAR, publisher VARCHAR,
     license VARCHAR, access VARCHAR, keywords VARCHAR[], schema_ref VARCHAR, policy VARCHAR,
@@ -390,12 +395,14 @@ class Warehouse:
         """
         final = self.version_dir(dataset["id"], version)
         _fsync_tree(staged)
-        rows = sum(p.rows for p in parts)
+        rows = int(summary.get("rows", sum(p.rows for p in parts)))  # net of rows the consolidation rule left out
         quarantined = sum(p.quarantined for p in parts)
         # Open the database first: if it is busy we fail before the version directory exists.
         with self.connect() as con:
+            checkpoint("before-rename")
             os.replace(staged, final)
             _fsync_dir(final.parent)
+            checkpoint("renamed")
             con.execute("BEGIN")
             try:
                 con.execute(
@@ -403,12 +410,15 @@ class Warehouse:
                     [dataset["id"], version, now(), run_id, str(final), rows, quarantined, schema_ref,
                      schema_sha256, json.dumps([p.to_dict() for p in parts]), json.dumps(summary)],
                 )
+                checkpoint("in-transaction")
                 for r in reports:
                     r.setdefault("version", version)
                 self.record_sources(run_id, dataset, updates, reports, con)
                 self._point_views(con, dataset["id"], dataset["title"], dataset.get("description") or "",
-                                  final, parts, columns)
+                                  final, parts, columns, summary)
+                checkpoint("views-repointed")
                 con.execute("COMMIT")
+                checkpoint("committed")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
@@ -417,19 +427,23 @@ class Warehouse:
 
     @staticmethod
     def _point_views(con: duckdb.DuckDBPyConnection, dataset_id: str, title: str, description: str,
-                     version_dir: Path, parts: list[Part], columns: list[dict[str, Any]]) -> None:
+                     version_dir: Path, parts: list[Part], columns: list[dict[str, Any]],
+                     summary: dict[str, Any] | None = None) -> None:
         """(Re)create the dataset's views on a version's files, with their comments. Inside the caller's transaction."""
         ds = ident(dataset_id)
-        data_files = [str(version_dir / p.data) for p in parts]
         q_files = [str(version_dir / p.quarantine) for p in parts if p.quarantine]
-        files = "[" + ", ".join(literal(f) for f in data_files) + "]"
-        con.execute(f"CREATE OR REPLACE VIEW main.{ds} AS SELECT * FROM read_parquet({files}, union_by_name = true)")
+        relation = version_relation(version_dir, parts, summary)
+        con.execute(f"CREATE OR REPLACE VIEW main.{ds} AS SELECT * FROM {relation}")
         comment = title + (f" — {description}" if description else "")
         con.execute(f"COMMENT ON VIEW main.{ds} IS {literal(comment)}")
         for col in columns:
             text = " — ".join(x for x in (col.get("title"), col.get("description")) if x)
             if text:
                 con.execute(f"COMMENT ON COLUMN main.{ds}.{ident(col['name'])} IS {literal(text)}")
+        con.execute(f"COMMENT ON COLUMN main.{ds}._source IS 'Partage: key of the source this row came from'")
+        con.execute(f"COMMENT ON COLUMN main.{ds}._row_number IS 'Partage: row number in the source file'")
+        con.execute(f"COMMENT ON COLUMN main.{ds}.{SOURCE_VERSION} IS "
+                    "'Partage: the version in which this row''s source data arrived (see _partage.versions)'")
         alias = sql_alias(dataset_id)
         if alias != dataset_id:  # `bornes_irve` for analysts who would rather not quote `"bornes-irve"`
             con.execute(f"CREATE OR REPLACE VIEW main.{ident(alias)} AS SELECT * FROM main.{ds}")
@@ -440,20 +454,30 @@ class Warehouse:
             con.execute(f"COMMENT ON VIEW {QUARANTINE}.{ds} IS {literal('Invalid rows of ' + dataset_id + ', as received, with their errors')}")
         else:
             con.execute(f"DROP VIEW IF EXISTS {QUARANTINE}.{ds}")
+        dup_file = version_dir / DUPLICATES_FILE
+        if (summary or {}).get("duplicates", {}).get("rows") and dup_file.is_file():
+            con.execute(f"CREATE OR REPLACE VIEW {DUPLICATES}.{ds} AS SELECT r.*, d._kept_source, d._kept_row_number "
+                        f"FROM {parts_relation(version_dir, parts)} AS r JOIN read_parquet({literal(str(dup_file))}) AS d "
+                        "ON r._source = d._source AND r._row_number = d._row_number")
+            con.execute(f"COMMENT ON VIEW {DUPLICATES}.{ds} IS " + literal(
+                f"Rows of {dataset_id} whose primary key another source also has, with the row kept "
+                f"(_kept_source, _kept_row_number); rule: {summary['duplicates']['rule']}"))  # type: ignore[index]
+        else:
+            con.execute(f"DROP VIEW IF EXISTS {DUPLICATES}.{ds}")
         Warehouse._point_history(con, dataset_id, version_dir.parent)
 
     @staticmethod
     def _point_history(con: duckdb.DuckDBPyConnection, dataset_id: str, dataset_dir: Path) -> None:
         """history."<id>": every stored version's rows, with the version in `_version`."""
         versions = con.execute(
-            f"SELECT version, parts FROM {META}.versions WHERE dataset_id = ? ORDER BY version", [dataset_id]
+            f"SELECT version, parts, summary FROM {META}.versions WHERE dataset_id = ? ORDER BY version", [dataset_id]
         ).fetchall()
         selects = []
-        for version, parts_json in versions:
-            files = [str(dataset_dir / version / p["data"]) for p in json.loads(parts_json)]
-            if files:
-                listed = "[" + ", ".join(literal(f) for f in files) + "]"
-                selects.append(f"SELECT *, {literal(version)} AS _version FROM read_parquet({listed}, union_by_name = true)")
+        for version, parts_json, summary_json in versions:
+            parts = [Part(**p) for p in json.loads(parts_json)]
+            if parts:
+                relation = version_relation(dataset_dir / version, parts, json.loads(summary_json or "{}"))
+                selects.append(f"SELECT *, {literal(version)} AS _version FROM {relation}")
         if not selects:
             return
         ds = ident(dataset_id)
@@ -470,12 +494,12 @@ class Warehouse:
         """
         with self.connect() as con:
             latest = con.execute(
-                f"""SELECT v.dataset_id, v.version, v.path, v.parts, d.title, d.description
+                f"""SELECT v.dataset_id, v.version, v.path, v.parts, d.title, d.description, v.summary
                     FROM {META}.versions v JOIN {META}.datasets d ON d.id = v.dataset_id
                     QUALIFY row_number() OVER (PARTITION BY v.dataset_id ORDER BY v.version DESC) = 1"""
             ).fetchall()
             moved = []
-            for dataset_id, version, path, parts_json, title, description in latest:
+            for dataset_id, version, path, parts_json, title, description, summary_json in latest:
                 here = self.version_dir(dataset_id, version)
                 if path == str(here) or not here.is_dir():
                     continue
@@ -483,12 +507,43 @@ class Warehouse:
                 columns = json.loads(schema_file.read_text(encoding="utf-8")).get("fields", []) if schema_file.is_file() else []
                 con.execute("BEGIN")
                 self._point_views(con, dataset_id, title or dataset_id, description or "", here,
-                                  [Part(**p) for p in json.loads(parts_json)], columns)
+                                  [Part(**p) for p in json.loads(parts_json)], columns, json.loads(summary_json or "{}"))
                 con.execute(f"UPDATE {META}.versions SET path = ? WHERE dataset_id = ? AND version = ?",
                             [str(here), dataset_id, version])
                 con.execute("COMMIT")
                 moved.append(dataset_id)
         return moved
+
+
+def parts_relation(version_dir: Path, parts: list[Part]) -> str:
+    """Every row of a version's parts, with ``_source_version`` (the version in which each part was produced)."""
+    by_version: dict[str, list[str]] = {}
+    for p in parts:
+        by_version.setdefault(p.since_version, []).append(str(version_dir / p.data))
+    selects = [
+        f"SELECT *, {literal(v)} AS {SOURCE_VERSION} FROM read_parquet([{', '.join(literal(f) for f in files)}], "
+        "union_by_name = true)"
+        for v, files in sorted(by_version.items())
+    ]
+    return "(" + " UNION ALL BY NAME ".join(selects) + ")"
+
+
+def version_relation(version_dir: Path, parts: list[Part], summary: dict[str, Any] | None = None) -> str:
+    """The SQL relation of a version's rows, as its views show them.
+
+    Parts of unchanged sources are carried over from older versions, so each
+    row says in ``_source_version`` where it arrived. Rows the consolidation
+    rule left out (``duplicates.parquet``) are removed with an anti-join: parts
+    are shared between versions and never rewritten. Exports and the API read
+    through this same relation, so every reader sees the same rows.
+    """
+    body = parts_relation(version_dir, parts)
+    dup = (summary or {}).get("duplicates") or {}
+    dup_file = version_dir / DUPLICATES_FILE
+    if dup.get("dropped") and dup_file.is_file():
+        return (f"(SELECT r.* FROM {body} AS r ANTI JOIN read_parquet({literal(str(dup_file))}) AS d "
+                "ON r._source = d._source AND r._row_number = d._row_number)")
+    return body
 
 
 def _fsync_dir(path: Path) -> None:
