@@ -27,7 +27,6 @@ from .dialect import detect
 from .errors import PartageError
 from .faults import checkpoint
 from .publish import datapackage
-from .rawstore import copy_or_link
 from .schemas import ResolvedSchema, resolve_schema, schema_from_descriptor
 from .sources import Acquired, SourceResource, acquire, expand
 from .validate import infer_schema, validate_and_type
@@ -254,10 +253,9 @@ def store_dataset(
                 parts.append(new_parts[key])
             elif key in previous_parts and latest_version is not None:
                 old = previous_parts[key]
-                old_dir = warehouse.version_dir(ds.id, latest_version)
-                copy_or_link(old_dir / old.data, staging / old.data)
+                warehouse.carry_over(ds.id, latest_version, old.data, staging / old.data)
                 if old.quarantine:
-                    copy_or_link(old_dir / old.quarantine, staging / old.quarantine)
+                    warehouse.carry_over(ds.id, latest_version, old.quarantine, staging / old.quarantine)
                 parts.append(old)
         if not parts:
             warehouse.record_sources(run_id, dataset_row, updates, reports)

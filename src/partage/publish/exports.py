@@ -71,7 +71,7 @@ def exports(warehouse: Warehouse, info: VersionInfo) -> list[ExportFile]:
     """The four files a catalog entry offers, written once per version."""
     base = warehouse.root / "exports" / info.dataset_id / info.version
     # the rows the views show (consolidation rule applied), without the per-row version column
-    source = f"(SELECT * EXCLUDE ({SOURCE_VERSION}) FROM {version_relation(info.path, info.parts, info.summary)})"
+    source = f"(SELECT * EXCLUDE ({SOURCE_VERSION}) FROM {version_relation(info.location or info.path, info.parts, info.summary)})"
     order = f"ORDER BY {ident(SOURCE_COLUMN)}, {ident(ROW_COLUMN)}"
     fields = info.schema.get("fields", [])
 
@@ -82,6 +82,7 @@ def exports(warehouse: Warehouse, info: VersionInfo) -> list[ExportFile]:
         import duckdb
 
         con = duckdb.connect()  # in-memory: the warehouse file is not held while exporting
+        warehouse.register(con)
         try:
             if not parquet.exists():
                 _atomic(parquet, lambda t: con.execute(
