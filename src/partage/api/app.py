@@ -28,7 +28,7 @@ from ..errors import ApiQueryError, PartageError, TokenStoreError
 from ..warehouse import Warehouse, ident
 from . import exports, openapi, query
 from .catalog_cache import CatalogCache, Column, Dataset, Snapshot, Version, indexed_columns
-from .engine import Engine, QueryTimeout, parquet_source
+from .engine import Engine, QueryTimeout
 from .lru import LRU
 from .tokens import READABLE, TokenStore
 
@@ -82,7 +82,7 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
     wh = Warehouse(warehouse)
     settings = settings or Settings.from_env()
     store = tokens or TokenStore(str(wh.root / ".tokens.json"))
-    engine = Engine(threads=settings.threads, cache_rows=settings.cache_rows)
+    engine = Engine(threads=settings.threads, cache_rows=settings.cache_rows, register=wh.register)
     responses = LRU(int(settings.response_cache_mb * 1024 * 1024))  # (dataset, version, query) -> body
     counts = LRU(4 * 1024 * 1024)  # (dataset, version, where, params) -> total
 
@@ -93,12 +93,12 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
         keys = []
         for ds in datasets.values():
             v = ds.latest
-            if v is not None and v.files:
+            if v is not None and v.has_data:
                 try:
                     cols = cache.columns(ds, v)
                 except duckdb.Error:
                     continue
-                keys.append(engine.source((ds.id, v.version), v.files, v.row_count,
+                keys.append(engine.source((ds.id, v.version), v.relation, v.row_count,
                                           indexed_columns(cols, cache.schema(ds.id, v.version))))
         if keys:
             engine.wait_loaded(settings.preload_wait)
@@ -271,7 +271,7 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
             limit: int | None = None, offset: int = 0, count: bool = False) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run on the version's in-memory table if it is ready, else on its Parquet files."""
         key = (ds.id, v.version)
-        source = engine.source(key, v.files, v.row_count, indexed_columns(cols, cache.schema(ds.id, v.version)))
+        source = engine.source(key, v.relation, v.row_count, indexed_columns(cols, cache.schema(ds.id, v.version)))
         for attempt in (1, 2):
             sql, params = q.count_sql(source) if count else q.sql(source, limit=limit, offset=offset)
             try:
@@ -283,7 +283,7 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
                 if attempt == 2:
                     raise
                 engine.forget(key)  # its table was evicted under us: read the files
-                source = parquet_source(v.files)
+                source = v.relation
             except duckdb.IOException:
                 raise gone(ds, v) from None
             except (duckdb.ConversionException, duckdb.InvalidInputException, duckdb.OutOfRangeException) as e:
@@ -302,7 +302,7 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
 
     def rows_page(ds: Dataset, v: Version, q: query.RowQuery, page: query.Page, cols: tuple[Column, ...],
                   request: Request) -> dict[str, Any]:
-        if not v.files:
+        if not v.has_data:
             names, rows, total = [c.name for c in q.columns], [], 0
         else:
             # One row more than the page says whether there is a next page without counting.
@@ -348,9 +348,9 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
                 raise ApiError(400, f"dataset {ds.id!r} has no geopoint column, so no GeoJSON; use export.csv")
             if geometry not in {c.name for c in q.columns}:
                 q.columns.append(next(c for c in cols if c.name == geometry))
-        if not v.files:
+        if not v.has_data:
             raise ApiError(404, f"dataset {ds.id!r} version {v.version} has no rows stored")
-        source = parquet_source(v.files)
+        source = v.relation
         select = exports.csv_select(q.columns) if fmt == "csv" else [ident(c.name) for c in q.columns]
         sql, params = q.sql(source, select=select)
         try:

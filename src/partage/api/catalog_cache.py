@@ -23,7 +23,7 @@ from typing import Any
 import duckdb
 
 from ..errors import WarehouseBusy, WarehouseError
-from ..warehouse import META, Warehouse, literal
+from ..warehouse import META, Part, Warehouse, version_relation
 
 log = logging.getLogger("partage.api")
 
@@ -43,7 +43,8 @@ class Version:
     quarantined: int
     schema_ref: str | None
     schema_sha256: str | None
-    files: tuple[str, ...]  # absolute paths of the data parts
+    relation: str  # the SQL relation of its rows, the one the warehouse's views use (duplicates left out)
+    has_data: bool
     summary: dict[str, Any]
 
 
@@ -102,6 +103,7 @@ class CatalogCache:
         self._columns: dict[tuple[str, str], tuple[Column, ...]] = {}
         self._schemas: dict[tuple[str, str], dict[str, Any]] = {}
         self._columns_con = duckdb.connect(":memory:")
+        warehouse.register(self._columns_con)
         self._columns_lock = threading.Lock()
 
     def snapshot(self) -> Snapshot:
@@ -166,12 +168,13 @@ class CatalogCache:
                 f"SELECT dataset_id, state, count(*), max(checked_at) FROM {META}.sources GROUP BY ALL"
             ).fetchall()
         versions: dict[str, list[Version]] = {}
-        for d_id, version, created, rows, quarantined, schema_ref, sha, parts, summary in v_rows:
-            vdir = self.warehouse.version_dir(d_id, version)  # not the stored path: the warehouse may have moved
-            files = tuple(str(vdir / p["data"]) for p in json.loads(parts) if p.get("data"))
+        for d_id, version, created, rows, quarantined, schema_ref, sha, parts_json, summary_json in v_rows:
+            parts = [Part(**p) for p in json.loads(parts_json or "[]")]
+            summary = json.loads(summary_json) if summary_json else {}
+            # Not the stored path: the warehouse may have moved since.
+            relation = version_relation(self.warehouse.location(d_id, version), parts, summary) if parts else ""
             versions.setdefault(d_id, []).append(
-                Version(version, created, rows or 0, quarantined or 0, schema_ref, sha, files,
-                        json.loads(summary) if summary else {}))
+                Version(version, created, rows or 0, quarantined or 0, schema_ref, sha, relation, bool(parts), summary))
         states: dict[str, dict[str, int]] = {}
         checks: dict[str, dt.datetime] = {}
         for d_id, state, n, checked in s_rows:
@@ -205,13 +208,11 @@ class CatalogCache:
         if cols is not None:
             return cols
         fields = {f.get("name"): f for f in self.schema(dataset.id, version.version).get("fields", [])}
-        if not version.files:
+        if not version.has_data:
             cols = tuple(Column(name, "VARCHAR", f) for name, f in fields.items() if name)
         else:
-            listed = "[" + ", ".join(literal(f) for f in version.files) + "]"
             with self._columns_lock:
-                described = self._columns_con.execute(
-                    f"DESCRIBE SELECT * FROM read_parquet({listed}, union_by_name = true)").fetchall()
+                described = self._columns_con.execute(f"DESCRIBE SELECT * FROM {version.relation}").fetchall()
             cols = tuple(Column(r[0], str(r[1]), fields.get(r[0])) for r in described)
         self._columns[key] = cols
         return cols

@@ -23,13 +23,13 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from ..warehouse import ident, literal
+from ..warehouse import ident
 
 log = logging.getLogger("partage.api")
 
@@ -82,9 +82,12 @@ class Watchdog:
 
 
 class Engine:
-    def __init__(self, threads: int | None = None, cache_rows: int = 20_000_000):
+    def __init__(self, threads: int | None = None, cache_rows: int = 20_000_000,
+                 register: Callable[[duckdb.DuckDBPyConnection], None] | None = None):
         config: dict[str, Any] = {"threads": threads} if threads else {}
         self._db = duckdb.connect(":memory:", config=config)
+        if register is not None:  # an object-store warehouse: its fsspec filesystem
+            register(self._db)
         # Parquet footers are read once per file, not once per query (the files never change).
         self._db.execute("SET GLOBAL parquet_metadata_cache = true")
         # Late materialization turns `WHERE code = ? LIMIT 21` into a rowid semi-join that cannot use
@@ -97,14 +100,14 @@ class Engine:
         self._pending: set[tuple[str, str]] = set()
         self._tables_lock = threading.Lock()
         self._names = itertools.count()
-        self._queue: queue.Queue[tuple[tuple[str, str], Sequence[str], int, Sequence[str]]] = queue.Queue()
+        self._queue: queue.Queue[tuple[tuple[str, str], str, int, tuple[str, ...]]] = queue.Queue()
         threading.Thread(target=self._loader, name="partage-version-loader", daemon=True).start()
 
     # -- the in-memory copies of versions ----------------------------------------------
 
-    def source(self, key: tuple[str, str], files: Sequence[str], rows: int, indexed: Sequence[str] = ()) -> str:
-        """What to read a version from: its in-memory table if ready, else its Parquet files
-        (and ask for the table to be made)."""
+    def source(self, key: tuple[str, str], relation: str, rows: int, indexed: tuple[str, ...] | list[str] = ()) -> str:
+        """What to read a version from: its in-memory table if ready, else its relation over the
+        Parquet files (and ask for the table to be made)."""
         with self._tables_lock:
             hit = self._tables.get(key)
             if hit is not None:
@@ -112,8 +115,8 @@ class Engine:
                 return hit[0]
             if key not in self._pending and 0 < rows <= self.cache_rows:
                 self._pending.add(key)
-                self._queue.put((key, tuple(files), rows, tuple(indexed)))
-        return parquet_source(files)
+                self._queue.put((key, relation, rows, tuple(indexed)))
+        return relation
 
     def retain(self, keys: set[tuple[str, str]]) -> None:
         """Drop the tables of versions no longer stored (removed by retention)."""
@@ -121,7 +124,7 @@ class Engine:
             gone = [k for k in self._tables if k not in keys]
             names = [self._tables.pop(k)[0] for k in gone]
         for name in names:
-            self._queue.put((("", name), (), -1, ()))  # the loader thread drops it
+                self._queue.put((("", name), "", -1, ()))  # the loader thread drops it
 
     def forget(self, key: tuple[str, str]) -> None:
         """A table was dropped under a query: do not offer it again."""
@@ -140,14 +143,14 @@ class Engine:
     def _loader(self) -> None:
         cur = self._db.cursor()
         while True:
-            key, files, rows, indexed = self._queue.get()
+            key, relation, rows, indexed = self._queue.get()
             if rows < 0:
                 cur.execute(f"DROP TABLE IF EXISTS {ident(key[1])}")
                 continue
             name = f"v{next(self._names)}"
             try:
                 t = time.perf_counter()
-                cur.execute(f"CREATE TABLE {name} AS SELECT * FROM {parquet_source(files)}")
+                cur.execute(f"CREATE TABLE {name} AS SELECT * FROM {relation}")
                 for col in indexed:
                     cur.execute(f"CREATE INDEX {ident(name + '_' + col)} ON {name} ({ident(col)})")
                 log.info("version %s/%s in memory (%d rows, %d index(es)) in %.2f s", key[0], key[1], rows,
@@ -225,6 +228,3 @@ class Engine:
     def close(self) -> None:
         self._db.close()
 
-
-def parquet_source(files: Sequence[str]) -> str:
-    return "read_parquet([" + ", ".join(literal(f) for f in files) + "], union_by_name = true)"
