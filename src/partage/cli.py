@@ -650,6 +650,8 @@ def serve(
         application = create_app(wh, tokens=_token_store(wh, tokens))
     except PartageError as e:
         _fail(str(e), 2)
+    except ValueError as e:  # a PARTAGE_API_* variable that is not a number
+        _fail(f"a PARTAGE_API_* setting is not a number ({e}); see docs/serving.md for the allowed values", 2)
     err.print(f"Serving {escape(str(wh.resolve()))} on http://{host}:{port} (docs: /docs)")
     uvicorn.run(application, host=host, port=port, access_log=access_log, log_level="info",
                 timeout_graceful_shutdown=5)

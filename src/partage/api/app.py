@@ -400,4 +400,9 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
                                        swagger_favicon_url="/static-docs/favicon.png")
         return get_swagger_ui_html(openapi_url="/openapi.json", title="Partage tabular API")
 
+    def _shutdown() -> None:
+        cache.close()
+        engine.close()
+
+    app.router.on_shutdown.append(_shutdown)
     return app

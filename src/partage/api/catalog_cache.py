@@ -122,6 +122,8 @@ class CatalogCache:
 
     def close(self) -> None:
         self._stop.set()
+        with self._columns_lock:
+            self._columns_con.close()
 
     def _stat(self) -> tuple[int, int] | None:
         try:
