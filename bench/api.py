@@ -262,6 +262,21 @@ def run_python(base: str, duration: int, connections: int) -> dict[str, float]:
             "p99": q[98] * 1000, "errors": errors[0]}
 
 
+def sequential(base: str, rows: int) -> list[tuple[str, float, float]]:
+    """Latency of each kind of query alone (no concurrency): where the time goes."""
+    out = []
+    pool = queries(15 * len(TEMPLATES), rows, seed=99)
+    for k, template in enumerate(TEMPLATES):
+        lat = []
+        for url in pool[k::len(TEMPLATES)]:
+            t = time.perf_counter()
+            with urllib.request.urlopen(base + url, timeout=30) as resp:
+                resp.read()
+            lat.append((time.perf_counter() - t) * 1000)
+        out.append((template, statistics.median(lat), max(lat)))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
@@ -296,6 +311,7 @@ def main() -> None:
             with urllib.request.urlopen(base + q, timeout=30) as resp:
                 assert resp.status == 200, q
         time.sleep(3)  # the version loader copies bornes-big into memory
+        per_kind = sequential(base, args.rows)
         use_wrk = shutil.which("wrk") and not args.python_client
         load = (lambda: run_wrk(base, args.duration, args.connections, tmp)) if use_wrk else (
             lambda: run_python(base, args.duration, args.connections))
@@ -322,6 +338,11 @@ def main() -> None:
         print(f"\nTargets (>= 500 req/s, p99 <= 100 ms, 0 errors): {'met' if ok else 'NOT met'}")
         for line in harvests:
             print(f"  {line}")
+        print("\n### One request at a time, by kind of query (ms, median of 15 distinct URLs, before the load)\n")
+        print("| query | median ms | max ms |")
+        print("|---|---:|---:|")
+        for template, med, worst in per_kind:
+            print(f"| `{template.split('?', 1)[1]}` | {med:.1f} | {worst:.1f} |")
     finally:
         if server is not None:
             server.terminate()
