@@ -134,7 +134,7 @@ def petit_csv(generation: int) -> str:
 def build(root: Path, rows: int) -> None:
     import duckdb
 
-    from partage.warehouse import Part, Warehouse
+    from partage.warehouse import Warehouse
 
     (root / "catalog").mkdir(parents=True)
     (root / "data").mkdir()
@@ -216,11 +216,13 @@ def run_wrk(base: str, duration: int, connections: int, workdir: Path) -> dict[s
             return float("nan")
         return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
 
-    total = int(re.search(r"(\d+) requests in", out).group(1))
+    if r.returncode != 0 or "Requests/sec" not in out:
+        raise SystemExit(f"wrk failed ({r.returncode}):\n{out}\n{r.stderr}")
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     non2xx = int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     socket_errors = sum(int(x) for x in sock.groups()) if sock else 0
-    return {"requests": total, "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+    return {"requests": total, "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
             "p50": ms("50%"), "p90": ms("90%"), "p99": ms("99%"), "errors": non2xx + socket_errors}
 
 

@@ -303,7 +303,8 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
     def rows_page(ds: Dataset, v: Version, q: query.RowQuery, page: query.Page, cols: tuple[Column, ...],
                   request: Request) -> dict[str, Any]:
         if not v.has_data:
-            names, rows, total = [c.name for c in q.columns], [], 0
+            names, total = [c.name for c in q.columns], 0
+            rows: list[tuple[Any, ...]] = []
         else:
             # One row more than the page says whether there is a next page without counting.
             names, rows = run(ds, v, q, cols, limit=page.page_size + 1, offset=(page.page - 1) * page.page_size)

@@ -203,7 +203,7 @@ class Engine:
         cur = self._db.cursor()
         key = self._watchdog.arm(cur, timeout)
         try:
-            reader = cur.execute(sql, params).to_arrow_reader(rows_per_batch)
+            reader: pa.RecordBatchReader = cur.execute(sql, params).to_arrow_reader(rows_per_batch)
         except BaseException as e:
             finished = self._watchdog.disarm(key)
             cur.close()

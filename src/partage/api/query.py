@@ -88,10 +88,10 @@ def convert(column: Column, raw: str) -> Any:
         if t in ("BIGINT", "INTEGER", "HUGEINT", "SMALLINT", "TINYINT", "UBIGINT", "UINTEGER"):
             return int(raw.strip())
         if t in ("DOUBLE", "FLOAT", "REAL") or t.startswith("DECIMAL"):
-            value = float(raw.strip().replace(",", ".") if raw.count(",") == 1 and "." not in raw else raw.strip())
-            if value != value:  # NaN matches nothing and sorts oddly: refuse it
+            number = float(raw.strip().replace(",", ".") if raw.count(",") == 1 and "." not in raw else raw.strip())
+            if number != number:  # NaN matches nothing and sorts oddly: refuse it
                 raise ValueError
-            return value
+            return number
         if t == "BOOLEAN":
             low = raw.strip().lower()
             if low in ("true", "1", "oui", "vrai", "yes"):

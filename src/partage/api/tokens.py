@@ -61,9 +61,10 @@ def _parse(text: str, where: str) -> list[TokenEntry]:
             f"token store {where} is not valid ({e}); it must be JSON like "
             '{"tokens": [{"name": ..., "level": "partners", "sha256": ...}]}; fix or remove it'
         ) from None
-    for e in entries:
-        if e.level not in LEVELS:
-            raise TokenStoreError(f"token {e.name!r} in {where} has level {e.level!r}; allowed: {', '.join(LEVELS)}")
+    for entry in entries:
+        if entry.level not in LEVELS:
+            raise TokenStoreError(
+                f"token {entry.name!r} in {where} has level {entry.level!r}; allowed: {', '.join(LEVELS)}")
     return entries
 
 
