@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from .catalog_cache import Column, Dataset
+from .exports import is_geopoint
 from .query import OPERATORS, RESERVED
 
 NULLABLE = ["null"]
@@ -182,7 +183,8 @@ def build(datasets: list[tuple[Dataset, tuple[Column, ...] | None]], *, title: s
             "responses": {"200": _rows_response({"$ref": f"#/components/schemas/{name}"}),
                           **_errors(400, 404, 410, 503)}}}
         export_params = [p for p in params if p["name"] not in ("page", "page_size")]
-        for fmt in ("csv", "parquet", "geojson"):
+        formats = ("csv", "parquet", "geojson") if any(is_geopoint(c) for c in columns) else ("csv", "parquet")
+        for fmt in formats:
             paths[f"{base}/export.{fmt}"] = {"get": {
                 "summary": f"{ds.title} as {fmt}", "operationId": f"export_{fmt}_{ds.id}", "tags": [ds.id],
                 "parameters": export_params, "responses": _export_responses()}}
