@@ -49,14 +49,17 @@ class Route:
     redirect: str | None = None
     trickle: float = 0.0  # seconds between 100-byte pieces of the body
     mtime: float = field(default_factory=time.time)
+    content_type: str = "text/csv"
 
 
 class FixtureServer:
     """Serves in-memory files with ETag/Last-Modified and conditional GET; logs every request."""
 
     def __init__(self) -> None:
-        self.routes: dict[str, Route] = {}
+        self.routes: dict[str, Route] = {}  # by path, or by path?query to answer one query only
         self.log: list[Logged] = []
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most GETs answered at once (per-host concurrency limits)
         self._lock = threading.Lock()
         server = self
 
@@ -67,7 +70,17 @@ class FixtureServer:
                 pass
 
             def do_GET(self) -> None:  # noqa: N802
-                route = server.routes.get(self.path.split("?")[0])
+                with server._lock:
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    self._get()
+                finally:
+                    with server._lock:
+                        server.in_flight -= 1
+
+            def _get(self) -> None:
+                route = server.routes.get(self.path) or server.routes.get(self.path.split("?")[0])
                 headers = {k: v for k, v in self.headers.items()}
                 status, body, extra = 404, b"not found", {}
                 if route is not None:
@@ -99,7 +112,7 @@ class FixtureServer:
                 for k, v in extra.items():
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(len(body)))
-                self.send_header("Content-Type", "text/csv")
+                self.send_header("Content-Type", route.content_type if route is not None else "text/plain")
                 self.end_headers()
                 if route is not None and route.trickle and status == 200:
                     for i in range(0, len(body), 100):
