@@ -80,7 +80,7 @@ class FixtureServer:
                         server.in_flight -= 1
 
             def _get(self) -> None:
-                route = server.routes.get(self.path) or server.routes.get(self.path.split("?")[0])
+                route = server.match(self.path)
                 headers = {k: v for k, v in self.headers.items()}
                 status, body, extra = 404, b"not found", {}
                 if route is not None:
@@ -141,6 +141,22 @@ class FixtureServer:
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
+
+    def match(self, target: str) -> Route | None:
+        """The route for a request: one whose path matches and whose query parameters (if it has
+        any) are all in the request's, the most specific first; else the route of the bare path."""
+        from urllib.parse import parse_qsl, urlsplit
+
+        path, query = urlsplit(target).path, set(parse_qsl(urlsplit(target).query, keep_blank_values=True))
+        best: tuple[int, Route] | None = None
+        for key, route in list(self.routes.items()):
+            if "?" not in key:
+                continue
+            kpath, kquery = key.split("?", 1)
+            wanted = set(parse_qsl(kquery, keep_blank_values=True))
+            if kpath == path and wanted <= query and (best is None or len(wanted) > best[0]):
+                best = (len(wanted), route)
+        return best[1] if best else self.routes.get(path)
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
         return f"http://{host}:{self.port}{path}"

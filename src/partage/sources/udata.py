@@ -31,6 +31,8 @@ def _pages(first: str, params: dict[str, str], headers: dict[str, str]) -> list[
     query: dict[str, str] | None = params
     while url:
         page, doc = get_json(url, params=query, headers=headers, what="the udata portal")
+        if isinstance(page, list):  # older udata answers a bare list, without paging
+            page = {"data": page}
         data = page.get("data") if isinstance(page, dict) else None
         if not isinstance(data, list):
             raise PortalError(f"{redact(doc.url)}: no 'data' list in the answer; is it a udata API v1 address?")

@@ -41,6 +41,8 @@ def acquire(res: SourceResource, record: SourceRecord | None, raw: RawStore) -> 
     except CredentialError as e:
         return Acquired(res, "failed", str(e))
     have_raw = record is not None and raw.has(record.sha256)
+    if record is not None and record.location and res.canonical and record.location != res.canonical:
+        have_raw = False  # the portal moved the file: validators and dates of the old URL say nothing of the new one
     previous = Validators(record.etag, record.last_modified) if have_raw and record else None
     if previous is not None and not (previous.etag or previous.last_modified):
         previous = None
