@@ -80,7 +80,7 @@ def list_resources(src: Source) -> list[Listed]:
     packages: list[dict[str, Any]] = []
     if src.dataset:
         pkg, _ = _call(api, url, "package_show", {"id": src.dataset}, retry)
-        packages.append(pkg)
+        packages += pkg if isinstance(pkg, list) else [pkg]  # DKAN answers a list of one
     else:
         fq = []
         if src.organization:
@@ -109,7 +109,7 @@ def list_resources(src: Source) -> list[Listed]:
         if not isinstance(pkg, dict):
             continue
         for res in pkg.get("resources") or []:
-            if not isinstance(res, dict) or not res.get("url") or res.get("state", "active") != "active":
+            if not isinstance(res, dict) or not res.get("url") or str(res.get("state") or "active").lower() != "active":
                 continue
             size = res.get("size")
             item = Listed(

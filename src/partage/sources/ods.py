@@ -109,6 +109,22 @@ def _search_v20(base: str, src: Source, headers: dict[str, str]) -> list[dict[st
     return items
 
 
+def _attachments(base: str, version: str, ds_id: str, ds: dict[str, Any], modified: str | None,
+                 formats: list[str]) -> list[Listed]:
+    from .portal import format_matches
+
+    root = "/api/explore/v2.1/catalog/datasets/" if version == "v2.1" else "/api/v2/catalog/datasets/"
+    out = []
+    for att in ds.get("attachments") or []:
+        if not isinstance(att, dict) or not att.get("id"):
+            continue
+        url = f"{base}{root}{quote(ds_id, safe='')}/attachments/{quote(str(att['id']), safe='')}"
+        item = Listed(url, f"{ds_id}/{att['id']}", att.get("mimetype"), modified, None)
+        if format_matches(item, formats):
+            out.append(item)
+    return out
+
+
 def list_resources(src: Source) -> list[Listed]:
     base = src.location.rstrip("/")
     for suffix in ("/api/explore/v2.1", "/api/v2"):
@@ -117,8 +133,6 @@ def list_resources(src: Source) -> list[Listed]:
     if "Authorization" in headers and headers["Authorization"].startswith("Bearer "):
         headers["Authorization"] = "Apikey " + headers["Authorization"][len("Bearer "):]  # Opendatasoft's scheme
     fmt = next((f.lower() for f in src.formats if f.lower() in EXPORTS), "csv")
-    if src.formats and not any(f.lower() in EXPORTS for f in src.formats):
-        raise PortalError(f"ods: {redact(base)}: formats {src.formats} — Opendatasoft exports are csv, parquet, geojson or json")
     if src.dataset:
         version, one = _one(base, src.dataset, headers)
         found = [(version, one)]
@@ -130,11 +144,13 @@ def list_resources(src: Source) -> list[Listed]:
         ds_id, metas = _metas(item)
         if not ds_id:
             continue
-        if isinstance(item.get("dataset"), dict) and item["dataset"].get("has_records") is False:
+        ds = item["dataset"] if isinstance(item.get("dataset"), dict) else item
+        modified = metas.get("data_processed") or metas.get("modified")
+        if ds.get("has_records") is False:  # a dataset of files: its attachments are the resources
+            listed += _attachments(base, version, ds_id, ds, str(modified) if modified else None, src.formats)
             continue
         path = (f"/api/explore/v2.1/catalog/datasets/{quote(ds_id, safe='')}/exports/{EXPORTS[fmt]}" if version == "v2.1"
                 else f"/api/v2/catalog/datasets/{quote(ds_id, safe='')}/exports/{EXPORTS[fmt]}")
         url = f"{base}{path}?{urlencode(_export_options(version, fmt))}"
-        modified = metas.get("data_processed") or metas.get("modified")
         listed.append(Listed(url, f"{ds_id}.{fmt}", fmt, str(modified) if modified else None, None))
     return listed
