@@ -25,8 +25,9 @@ def _auth_headers(res: SourceResource) -> tuple[dict[str, str], frozenset[str]]:
     import base64
 
     headers: dict[str, str] = {}
-    if res.auth.bearer:
-        headers["Authorization"] = f"Bearer {resolve(res.auth.bearer)}"
+    if res.auth.bearer:  # CKAN takes its API token bare, and refuses it behind "Bearer"
+        token = resolve(res.auth.bearer)
+        headers["Authorization"] = token if res.kind == "ckan" else f"Bearer {token}"
     if res.auth.basic:
         pair = f"{res.auth.basic.username}:{resolve(res.auth.basic.password)}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
