@@ -246,6 +246,17 @@ def test_resource_that_disappears_is_gone_with_a_date_and_stays_in_history(
     assert gone[:2] == ("gone", True) and "no longer listed" in gone[2]
     assert query(hub, "SELECT count(*) FROM communes")[0][0] == 3
     assert query(hub, "SELECT count(*) FROM history.communes WHERE nom = 'Bourg-en-Bresse'")[0][0] == 1
+    from typer.testing import CliRunner
+
+    from partage.cli import app
+
+    shown = CliRunner().invoke(app, ["status", "communes", "--sources", "--warehouse", str(hub.warehouse)],
+                               env={"COLUMNS": "250"})
+    assert shown.exit_code == 0
+    import datetime as dt
+
+    assert f"gone since {dt.datetime.now(dt.UTC):%Y-%m-%d}" in shown.output and "etag" in shown.output
+    assert "rb" in shown.output and "no longer listed" in shown.output
     # it comes back: the same key, no longer gone
     serve_ckan(http_server, [ckan_package("a", [ra, rb])])
     third = harvest()
