@@ -168,7 +168,7 @@ def _harvest(ids: list[str] | None, catalog: Path, warehouse: Path, server: Any)
     for col in ("dataset", "sources", *shown, "rows", "quarantined", "version"):
         table.add_column(col, justify="right" if col not in ("dataset", "version") else "left")
     for d in summary.datasets:
-        states = [s.state for s in d.sources]
+        states: list[str] = [s.state for s in d.sources]
         table.add_row(
             d.dataset_id, str(len(states)),
             *[f"[{STATE_STYLE[k]}]{states.count(k)}[/]" if states.count(k) else "0" for k in shown],

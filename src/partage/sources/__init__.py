@@ -81,6 +81,13 @@ def expand(entry: CatalogEntry, records: dict[str, SourceRecord] | None = None) 
         max_bytes = src.max_bytes or ds.max_bytes
         if src.kind == "url":
             resources.append(url_kind.resource(ds.id, src, max_bytes))
+        elif src.kind == "file" and (src.file or "").startswith("s3://"):
+            from . import s3
+
+            found, failure = s3.resources(entry, src, max_bytes)
+            resources += found
+            if failure:
+                failures.append(failure)
         elif src.kind == "file":
             found, failure = file_kind.resources(entry, src, max_bytes)
             resources += found
@@ -133,6 +140,10 @@ def acquire(resource: SourceResource, record: SourceRecord | None, raw: RawStore
             return url_kind.acquire(resource, record, raw)
         if resource.kind == "file":
             return file_kind.acquire(resource, record, raw)
+        if resource.kind == "s3":
+            from . import s3
+
+            return s3.acquire(resource, record, raw)
         return Acquired(resource, "failed", f"source kind '{resource.kind}' cannot be acquired")
     except Exception as e:  # the contract: a source never raises
         return Acquired(resource, "failed", f"{resource.label}: unexpected error {type(e).__name__}: {e}")

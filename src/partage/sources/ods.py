@@ -38,10 +38,11 @@ def _export_options(version: str, fmt: str) -> dict[str, str]:
 
 def _metas(item: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
     """(dataset_id, default metas) from a v2.1 result or a v2.0 {dataset: …} entry."""
-    ds = item.get("dataset") if isinstance(item.get("dataset"), dict) else item
-    metas = ds.get("metas") or {}
-    default = metas.get("default") if isinstance(metas.get("default"), dict) else metas
-    return ds.get("dataset_id"), default
+    ds: dict[str, Any] = item["dataset"] if isinstance(item.get("dataset"), dict) else item
+    metas: dict[str, Any] = ds.get("metas") if isinstance(ds.get("metas"), dict) else {}  # type: ignore[assignment]
+    default: dict[str, Any] = metas["default"] if isinstance(metas.get("default"), dict) else metas
+    ds_id = ds.get("dataset_id")
+    return (str(ds_id) if ds_id else None), default
 
 
 def _one(base: str, dataset: str, headers: dict[str, str]) -> tuple[str, dict[str, Any]]:

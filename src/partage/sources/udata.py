@@ -77,7 +77,7 @@ def list_resources(src: Source) -> list[Listed]:
             if src.schema_ and ((res.get("schema") or {}).get("name") if isinstance(res.get("schema"), dict) else None) != src.schema_:
                 continue
             size = res.get("filesize")
-            internal = res.get("internal") if isinstance(res.get("internal"), dict) else {}
+            internal: dict[str, Any] = res["internal"] if isinstance(res.get("internal"), dict) else {}
             modified = res.get("last_modified") or internal.get("last_modified_internal")
             item = Listed(str(res["url"]).strip(), res.get("id"), res.get("format") or res.get("mime"),
                           str(modified) if modified else None, size if isinstance(size, int) else None)
