@@ -14,7 +14,7 @@ help:
 	@echo "make test-fast        the tests that need no Prefect run, subprocess or CKAN (seconds)"
 	@echo "make ckan / ckan-stop start / stop the local CKAN (PostgreSQL, Redis, CKAN on 127.0.0.1; first start ~90 s)"
 	@echo "make install          create .venv and install Partage with its test dependencies"
-	@echo "make bench            harvest benchmarks: cold start, orchestration overhead per source (tables)"
+	@echo "make bench            harvest benchmarks: cold start, orchestration overhead per source, requests per portal resource (tables)"
 	@echo "make clean-warehouse  delete warehouse/ data (keeps its README)"
 
 $(STAMP): pyproject.toml scripts/ensure-python.sh
@@ -59,6 +59,7 @@ ckan-stop:
 
 bench: $(STAMP)
 	$(BIN)/python bench/harvest_overhead.py
+	$(BIN)/python bench/portal_requests.py
 
 clean-warehouse:
 	find warehouse -mindepth 1 ! -name README.md -exec rm -rf {} +
