@@ -373,3 +373,19 @@ def test_partner_url_with_basic_and_header_auth_from_env(hub: CatalogBuilder, ht
     dump = json.dumps(query(hub, "SELECT * FROM _partage.sources"), default=str) + json.dumps(
         query(hub, "SELECT * FROM _partage.source_events"), default=str)
     assert "s3cr3t" not in dump and "k3y-value" not in dump
+
+
+@pytest.mark.parametrize("source, message", [
+    ("url: https://x.org/a.csv\n    organization: metropole", "organization: not used by a 'url' source"),
+    ("dcat: https://x.org/catalog.ttl\n    dataset: abc", "dataset: not used by a 'dcat' source"),
+    ("ckan: https://x.org\n    schema: etalab/schema-irve-statique", "schema: not used by a 'ckan' source"),
+    ("ckan: data.example.org", "ckan must be the portal's http(s) address"),
+    ("file: s3://bucket/x/*.csv\n    auth: {bearer: env:T}", "auth does not apply to 'file' sources"),
+])
+def test_catalog_refuses_filters_a_kind_does_not_use(hub: CatalogBuilder, source: str, message: str) -> None:
+    from partage.errors import CatalogError
+
+    hub.dataset("x", [source])
+    with pytest.raises(CatalogError) as e:
+        load_catalog(hub.catalog)
+    assert message in str(e.value) and "x.yaml" in str(e.value)
