@@ -59,7 +59,7 @@ class FixtureServer:
         self.routes: dict[str, Route] = {}  # by path, or by path?query to answer one query only
         self.log: list[Logged] = []
         self.in_flight = 0
-        self.max_in_flight = 0  # the most GETs answered at once (per-host concurrency limits)
+        self.max_in_flight = 0  # the most GETs of delayed routes in progress at once (per-host limits)
         self._lock = threading.Lock()
         server = self
 
@@ -70,22 +70,17 @@ class FixtureServer:
                 pass
 
             def do_GET(self) -> None:  # noqa: N802
-                with server._lock:
-                    server.in_flight += 1
-                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
-                try:
-                    self._get()
-                finally:
-                    with server._lock:
-                        server.in_flight -= 1
-
-            def _get(self) -> None:
                 route = server.match(self.path)
                 headers = {k: v for k, v in self.headers.items()}
                 status, body, extra = 404, b"not found", {}
                 if route is not None:
-                    if route.delay:
+                    if route.delay:  # requests waiting here at once are requests the client sent at once
+                        with server._lock:
+                            server.in_flight += 1
+                            server.max_in_flight = max(server.max_in_flight, server.in_flight)
                         time.sleep(route.delay)
+                        with server._lock:
+                            server.in_flight -= 1
                     with server._lock:
                         scripted = route.script.pop(0) if route.script else None
                     if scripted is not None:
