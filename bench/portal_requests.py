@@ -88,7 +88,7 @@ def main() -> None:
             hub = CatalogBuilder(Path(tmp))
             hub.schema("test/communes@1.0", COMMUNES_SCHEMA)
             for kind, source in serve_portals(server, n).items():
-                hub.dataset(kind, [source], schema="test/communes@1.0")
+                hub.dataset(kind, [source], schema="test/communes@1.0", extra="duplicates: keep\n")
                 for run in ("first", "second (unchanged)"):
                     before = len(server.log)
                     states, secs = harvest_once(hub, kind)

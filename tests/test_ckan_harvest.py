@@ -60,8 +60,8 @@ def test_real_ckan_harvest_then_one_edited_resource_makes_exactly_one_new_versio
     url = os.environ["CKAN_URL"]
     hub.schema(SCHEMA, COMMUNES_SCHEMA)
     hub.dataset("communes", [f"ckan: {url}\n    organization: {org}\n    formats: [CSV]\n    auth: {{bearer: env:CKAN_API_TOKEN}}"],
-                schema=SCHEMA, access="partners")
-    hub.dataset("public", [f"ckan: {url}\n    organization: {org}\n    formats: [CSV]"], schema=SCHEMA)
+                schema=SCHEMA, access="partners", extra="duplicates: keep  # the same communes in every file\n")
+    hub.dataset("public", [f"ckan: {url}\n    organization: {org}\n    formats: [CSV]"], schema=SCHEMA, extra="duplicates: keep  # the same communes in every file\n")
 
     first = harvest()
     assert first.exit_code == 0, [s.reason for s in first.sources]

@@ -213,7 +213,7 @@ def test_ckan_harvest_then_unchanged_reharvest_downloads_no_body(hub: CatalogBui
     http_server.serve("/files/b.csv", COMMUNES_CSV.replace("Ajaccio", "Aiacciu"))
     base = serve_ckan(http_server, [ckan_package("a", [ckan_resource(http_server, "ra", "/files/a.csv")]),
                                     ckan_package("b", [ckan_resource(http_server, "rb", "/files/b.csv")])])
-    hub.dataset("communes", [f"ckan: {base}\n    formats: [CSV]"], schema=SCHEMA)
+    hub.dataset("communes", [f"ckan: {base}\n    formats: [CSV]"], schema=SCHEMA, extra="duplicates: keep  # the same communes in every file\n")
     first = harvest()
     assert first.exit_code == 0 and [s.state for s in first.sources] == ["updated", "updated"]
     assert query(hub, "SELECT count(*), count(DISTINCT _source) FROM communes")[0] == (6, 2)

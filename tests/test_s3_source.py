@@ -37,7 +37,7 @@ def test_s3_prefix_harvest_then_unchanged_objects_download_nothing(hub: CatalogB
     s3.put_object(Bucket="partenaires", Key="enedis/2024-01.csv", Body=COMMUNES_CSV.encode("cp1252").replace(b",", b";"))
     s3.put_object(Bucket="partenaires", Key="enedis/2024-02.csv", Body=COMMUNES_CSV.replace("Ajaccio", "Aiacciu").encode())
     s3.put_object(Bucket="partenaires", Key="enedis/notes.txt", Body=b"not data")
-    hub.dataset("enedis", ["file: s3://partenaires/enedis/*.csv"], schema=SCHEMA, access="partners")
+    hub.dataset("enedis", ["file: s3://partenaires/enedis/*.csv"], schema=SCHEMA, access="partners", extra="duplicates: keep  # the same communes in every file\n")
     first = harvest()
     assert sorted(s.state for s in first.sources) == ["updated", "updated"], [s.reason for s in first.sources]
     assert query(hub, "SELECT count(*) FROM enedis")[0][0] == 6
