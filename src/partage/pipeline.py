@@ -155,8 +155,10 @@ def _gone(entry: CatalogEntry, acquired: list[Acquired], records: dict[str, Sour
         if rec.origin == key:
             out.append({"source_key": key, "delete": True})
             continue
+        where = ("no longer listed by its portal" if rec.origin else
+                 "no longer in the folder or bucket" if rec.kind in ("file", "s3") else "no longer in the catalog entry")
         out.append({"source_key": key, "kind": rec.kind or "url", "label": rec.label or key, "state": "gone",
-                    "layer": None, "reason": "no longer listed by its source; its data stays in the earlier versions",
+                    "layer": None, "reason": f"{where}; its data stays in the earlier versions",
                     "body_bytes": 0, "gone_since": now()})
     return out
 
