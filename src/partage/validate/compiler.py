@@ -324,7 +324,12 @@ def compile_schema(descriptor: dict[str, Any], timezone: str = "Europe/Paris") -
         pk = [pk]
     if descriptor.get("foreignKeys"):
         raise Unsupported("foreignKeys")
-    plans = [compile_field(i, f, missing, timezone) for i, f in enumerate(fields)]
+    from frictionless import FrictionlessException
+
+    try:
+        plans = [compile_field(i, f, missing, timezone) for i, f in enumerate(fields)]
+    except FrictionlessException as e:
+        raise Unsupported(f"a schema frictionless-py reports as invalid ({e})") from None
     names = [p.name for p in plans]
     if len(set(names)) != len(names):
         raise Unsupported("duplicate field names in the schema")

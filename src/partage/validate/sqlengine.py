@@ -41,6 +41,8 @@ _CHUNK = 1 << 22
 NOT_NULL_STR = "\x01"  # DuckDB's nullstr: a byte no text cell holds, so '' stays ''
 MEMORY_LIMIT = "600MB"
 BATCH_ROWS = 65_536
+GROUP_FIELDS = 24
+MAX_LINE = 16 << 20  # longer records (a 100 MB line) go to frictionless-py
 
 
 @dataclass
@@ -165,7 +167,7 @@ class SqlValidation:
                 f"CREATE TABLE raw AS SELECT * FROM read_csv({sql_str(str(source))}, header=true, auto_detect=false, "
                 f"columns={columns}, delim={sql_str(d.delimiter)}, quote={sql_str(q)}, escape={sql_str(q)}, "
                 f"nullstr={sql_str(NOT_NULL_STR)}, strict_mode=true, null_padding=false, encoding={sql_str(duck_enc)}, "
-                f"max_line_size={1 << 30}, parallel=false)"
+                f"max_line_size={MAX_LINE}, parallel=false)"
             )
         except duckdb.Error as e:
             first = str(e).splitlines()[0][:160]
@@ -211,9 +213,9 @@ class SqlValidation:
                 rows["errs"].append(errs)
                 rows["cast_err"].append(cast_err)
             self.oracle_values += len(values)
+            codes = [",".join(e + (["cast"] if c else [])) or None for e, c in zip(rows["errs"], rows["cast_err"])]
             table = pa.table({"v": pa.array(rows["v"], pa.string()), "canon": pa.array(rows["canon"], pa.string()),
-                              "errs": pa.array(rows["errs"], pa.list_(pa.string())),
-                              "cast_err": pa.array(rows["cast_err"], pa.bool_())})
+                              "errs": pa.array(codes, pa.string())})
             con.register(f"_o{p.index}", table)
             con.execute(f"CREATE TABLE o{p.index} AS SELECT * FROM _o{p.index}")
             con.unregister(f"_o{p.index}")
@@ -253,7 +255,10 @@ class SqlValidation:
         return f"CASE WHEN {miss} THEN NULL WHEN coalesce({fast}, false) THEN {cast} ELSE {canon} END"
 
     def _cell_errors(self, p: FieldPlan) -> str:
-        """SQL list of this cell's error codes: 'type', a constraint name, or 'cast' (stored nowhere but quarantine)."""
+        """SQL text of this cell's error codes, comma-joined ('type', constraint names, 'cast'), NULL when valid.
+
+        Text rather than a list: with a hundred columns, per-cell lists cost DuckDB hundreds of MB.
+        """
         col = f"raw.{p.raw}"
         miss = self._missing(p, col)
         fast = self._on(p.fast, col)
@@ -262,55 +267,62 @@ class SqlValidation:
             f"CASE WHEN coalesce({self._on(pred.replace('__T__', t), col)}, false) THEN {sql_str(name)} END"
             for name, pred in sorted(p.checks, key=lambda c: CONSTRAINT_ORDER.index(c[0]))
         )
-        fast_errs = f"CASE WHEN {t} IS NULL THEN ['type'] ELSE list_filter([{checks}], lambda x: x IS NOT NULL) END" if checks \
-            else f"CASE WHEN {t} IS NULL THEN ['type'] ELSE []::VARCHAR[] END"
-        required = "['required']" if p.required else "[]::VARCHAR[]"
+        fast_errs = f"CASE WHEN {t} IS NULL THEN 'type' ELSE nullif(concat_ws(',', {checks}), '') END" if checks \
+            else f"CASE WHEN {t} IS NULL THEN 'type' END"
+        required = "'required'" if p.required else "NULL"
         if self._has_oracle(p):
-            o = f"o{p.index}"
-            other = f"list_concat({o}.errs, CASE WHEN {o}.cast_err THEN ['cast'] ELSE []::VARCHAR[] END)"
-            return f"CASE WHEN {miss} THEN {required} WHEN coalesce({fast}, false) THEN {fast_errs} ELSE {other} END"
+            return f"CASE WHEN {miss} THEN {required} WHEN coalesce({fast}, false) THEN {fast_errs} ELSE o{p.index}.errs END"
         return f"CASE WHEN {miss} THEN {required} ELSE {fast_errs} END"
-
-    def _row_errors_sql(self) -> str:
-        parts = [f"list_transform({self._cell_errors(p)}, lambda x: '{p.index}:' || x)" for p in self.plan.fields]
-        blank = " AND ".join(self._missing(p, f"raw.{p.raw}") for p in self.plan.fields)
-        cells = "list_concat(" + ", ".join(parts) + ")" if len(parts) > 1 else parts[0]
-        return f"CASE WHEN {blank} THEN ['-1:blank-row'] ELSE {cells} END"
 
     def _collect_errors(self) -> None:
         con = self.con
         assert con is not None
-        con.execute(
-            f"CREATE TABLE cell_errs AS SELECT rid, errs FROM (SELECT raw.rowid AS rid, {self._row_errors_sql()} AS errs "
-            f"FROM {self._joined()}) WHERE len(errs) > 0"
-        )
+        plans = self.plan.fields
+        blank = " AND ".join(self._missing(p, f"raw.{p.raw}") for p in plans)
+        con.execute("CREATE TABLE long (rid BIGINT, fi INTEGER, pos INTEGER, code VARCHAR)")
+        # fields in groups: one SELECT over a hundred columns' checks exhausts DuckDB's memory
+        for start in range(0, len(plans), GROUP_FIELDS):
+            group = plans[start:start + GROUP_FIELDS]
+            cols = ", ".join(f"{self._cell_errors(p)} AS e{p.index}" for p in group)
+            any_err = " OR ".join(f"e{p.index} IS NOT NULL" for p in group)
+            joined = "raw" + "".join(f" LEFT JOIN o{p.index} ON o{p.index}.v = raw.{p.raw}" for p in group
+                                     if self._has_oracle(p))
+            con.execute(f"CREATE OR REPLACE TABLE wide AS SELECT * FROM (SELECT raw.rowid AS rid, {cols} FROM {joined}) "
+                        f"WHERE {any_err}")
+            con.execute(
+                "INSERT INTO long SELECT rid, fi, unnest(range(len(string_split(codes, ',')))), "
+                "unnest(string_split(codes, ',')) FROM (SELECT rid, CAST(substr(name, 2) AS INTEGER) AS fi, codes FROM "
+                "(UNPIVOT wide ON COLUMNS('^e[0-9]+$') INTO NAME name VALUE codes))"
+            )
+        # a blank row has that one error, whatever its cells say (frictionless replaces them)
+        con.execute(f"CREATE TABLE blank AS SELECT raw.rowid AS rid FROM raw WHERE {blank}")
+        con.execute("DELETE FROM long WHERE rid IN (SELECT rid FROM blank)")
+        con.execute("INSERT INTO long SELECT rid, -1, 0, 'blank-row' FROM blank")
         # unique constraints and the primary key: on typed values, like frictionless' in-memory sets
-        integrity: list[str] = []
-        for p in self.plan.fields:
+        n = len(plans)
+        for p in plans:
             if p.unique:
                 t = self._typed(p)
-                integrity.append(
-                    f"SELECT rid, 'unique:{p.index}:' || prev AS e FROM (SELECT raw.rowid AS rid, {t} AS t, "
-                    f"lag(raw.rowid) OVER (PARTITION BY {t} ORDER BY raw.rowid) AS prev FROM {self._joined()}) "
+                con.execute(
+                    f"INSERT INTO long SELECT rid, {n + p.index}, 0, 'unique:{p.index}:' || prev FROM (SELECT raw.rowid AS rid, "
+                    f"{t} AS t, lag(raw.rowid) OVER (PARTITION BY {t} ORDER BY raw.rowid) AS prev FROM {self._joined()}) "
                     "WHERE t IS NOT NULL AND prev IS NOT NULL"
                 )
         if self.plan.primary_key:
-            pks = [p for p in self.plan.fields if p.name in self.plan.primary_key]
-            pks.sort(key=lambda p: self.plan.primary_key.index(p.name))
+            pks = sorted((p for p in plans if p.name in self.plan.primary_key),
+                         key=lambda p: self.plan.primary_key.index(p.name))
             typed = [self._typed(p) for p in pks]
             allnull = " AND ".join(f"k{i} IS NULL" for i in range(len(typed)))
-            cols = ", ".join(f"{t} AS k{i}" for i, t in enumerate(typed))
+            kcols = ", ".join(f"{t} AS k{i}" for i, t in enumerate(typed))
             part = ", ".join(typed)
-            integrity.append(
-                f"SELECT rid, CASE WHEN {allnull} THEN 'pk:none' ELSE 'pk:' || prev END AS e FROM ("
-                f"SELECT raw.rowid AS rid, {cols}, lag(raw.rowid) OVER (PARTITION BY {part} ORDER BY raw.rowid) AS prev "
+            con.execute(
+                f"INSERT INTO long SELECT rid, {2 * n}, 0, CASE WHEN {allnull} THEN 'pk:none' ELSE 'pk:' || prev END FROM ("
+                f"SELECT raw.rowid AS rid, {kcols}, lag(raw.rowid) OVER (PARTITION BY {part} ORDER BY raw.rowid) AS prev "
                 f"FROM {self._joined()}) WHERE ({allnull}) OR prev IS NOT NULL"
             )
-        union = " UNION ALL ".join(integrity) if integrity else "SELECT NULL::BIGINT AS rid, NULL::VARCHAR AS e WHERE false"
-        con.execute(f"CREATE TABLE int_errs AS {union}")
         con.execute(
-            "CREATE TABLE errs AS SELECT rid, list_concat(coalesce(c.errs, []::VARCHAR[]), coalesce(i.es, []::VARCHAR[])) AS errs "
-            "FROM cell_errs c FULL JOIN (SELECT rid, list(e ORDER BY e) AS es FROM int_errs GROUP BY rid) i USING (rid)"
+            "CREATE TABLE errs AS SELECT rid, list(CASE WHEN fi >= 0 AND fi < " + str(n) + " THEN fi || ':' || code "
+            "WHEN fi = -1 THEN '-1:blank-row' ELSE code END ORDER BY fi, pos) AS errs FROM long GROUP BY rid"
         )
 
     # -- report ----------------------------------------------------------------
@@ -414,7 +426,7 @@ class SqlValidation:
         con = self.con
         assert con is not None
         path.parent.mkdir(parents=True, exist_ok=True)
-        reader = con.execute(sql).fetch_record_batch(BATCH_ROWS)
+        reader = con.sql(sql).to_arrow_reader(BATCH_ROWS)
         n = 0
         with pq.ParquetWriter(path, schema, compression="zstd") as w:
             for batch in reader:
@@ -428,7 +440,7 @@ class SqlValidation:
         assert con is not None
         plans = self.plan.fields
         out.quarantine_path.parent.mkdir(parents=True, exist_ok=True)
-        reader = con.execute(sql).fetch_record_batch(BATCH_ROWS)
+        reader = con.sql(sql).to_arrow_reader(BATCH_ROWS)
         n = 0
         with pq.ParquetWriter(out.quarantine_path, out.quarantine_schema, compression="zstd") as w:
             for batch in reader:
