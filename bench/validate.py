@@ -161,7 +161,7 @@ def run_child(method: str, path: Path) -> dict:
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{method} on {path.name} failed:\n{stderr[-3000:]}")
-    result = json.loads(stdout.strip().splitlines()[-1])
+    result = json.loads([x for x in stdout.splitlines() if x.startswith("{")][-1])
     result["wall"] = wall
     result["peak_mb"] = usage.ru_maxrss / 1024
     for p in OUT.glob(f"{method}-{path.stem}*.parquet"):

@@ -165,7 +165,7 @@ def compile_field(index: int, desc: dict[str, Any], schema_missing: list[str], t
         if len(dec) != 1:
             raise Unsupported(f"decimalChar '{dec}' of field '{plan.name}' (more than one character)")
         # up to 15 significant digits: the double is then exact enough for every comparison frictionless makes on Decimals
-        plan.fast = f"regexp_full_match({v}, {sql_str('-?[0-9]{1,15}(' + re.escape(dec) + '[0-9]{1,15})?')}) AND length(regexp_replace({v}, '[^0-9]', '', 'g')) <= 15"
+        plan.fast = f"length({v}) <= 15 AND regexp_full_match({v}, {sql_str('-?[0-9]{1,15}(' + re.escape(dec) + '[0-9]{1,15})?')})"
         if group and group in "0123456789-":
             plan.fast = "false"
         plan.cast = f"CAST(replace({v}, {sql_str(dec)}, '.') AS DOUBLE)" if dec != "." else f"CAST({v} AS DOUBLE)"
@@ -220,20 +220,18 @@ def compile_field(index: int, desc: dict[str, Any], schema_missing: list[str], t
             fast_ok = False
     elif kind == "geopoint":
         plan.target = "STRUCT(lon DOUBLE, lat DOUBLE)"
-        num = r"-?[0-9]{1,3}(\.[0-9]{1,12})?"
-        if fmt == "default":
-            plan.fast = f"regexp_full_match({v}, {sql_str(num + ', ?' + num)})"
-            parts = f"string_split({v}, ',')"
-        elif fmt == "array":
-            array_re = r"\[ ?" + num + ", ?" + num + r" ?\]"
-            plan.fast = f"regexp_full_match({v}, {sql_str(array_re)})"
-            parts = f"string_split(trim({v}, '[] '), ',')"
-        else:
-            parts = ""
-        if parts:
-            lon, lat = f"CAST(trim({parts}[1]) AS DOUBLE)", f"CAST(trim({parts}[2]) AS DOUBLE)"
-            plan.cast = (f"CASE WHEN abs({lon}) <= 180 AND abs({lat}) <= 90 "
-                         f"THEN {{'lon': {lon}, 'lat': {lat}}}::STRUCT(lon DOUBLE, lat DOUBLE) END")
+        # in-range numbers only (frictionless' range check is a type error): out-of-range values go to the oracle
+        frac = r"(\.[0-9]{1,12})?"
+        lon = r"-?(180(\.0{1,12})?|(1[0-7][0-9]|[0-9]{1,2})" + frac + ")"
+        lat = r"-?(90(\.0{1,12})?|[0-8]?[0-9]" + frac + ")"
+        if fmt in ("default", "array"):
+            if fmt == "default":
+                shape, grab = lon + ", ?" + lat, r"^([^,]+), ?([^,]+)$"
+            else:
+                shape, grab = r"\[ ?" + lon + ", ?" + lat + r" ?\]", r"^\[ ?([^,]+?) ?, ?([^\]]+?) ?\]$"
+            plan.fast = f"regexp_full_match({v}, {sql_str(shape)})"
+            plan.cast = (f"CAST(regexp_extract({v}, {sql_str(grab)}, ['lon', 'lat']) "
+                         "AS STRUCT(lon DOUBLE, lat DOUBLE))")
         plan.from_canon = ("CASE WHEN canon IS NOT NULL THEN {'lon': CAST(split_part(canon, ',', 1) AS DOUBLE), "
                            "'lat': CAST(split_part(canon, ',', 2) AS DOUBLE)}::STRUCT(lon DOUBLE, lat DOUBLE) END")
         if any(k in constraints for k in ("minimum", "maximum", "enum")):

@@ -156,10 +156,12 @@ class SqlValidation:
         feeds, ends_with_lf, lone_cr = _line_feeds(source)
         if lone_cr:
             raise Unsupported("carriage-return line ends or carriage returns inside cells")
-        con = self.con = duckdb.connect(str(self.tmp / "v.duckdb"))
+        # in memory, spilling to the temp dir past memory_limit: faster than a database file, same bound on RSS
+        con = self.con = duckdb.connect()
         con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
         con.execute(f"SET temp_directory = {sql_str(str(self.tmp / 'spill'))}")
         con.execute("SET TimeZone = 'UTC'")
+        con.execute("SET enable_progress_bar = false")
         columns = "{" + ", ".join(f"{sql_str(f'c{i}')}: 'VARCHAR'" for i in range(len(names))) + "}"
         q = d.quote_char or '"'
         try:
@@ -188,12 +190,16 @@ class SqlValidation:
             if "pattern" in p.notes and not _pattern_works(con, p.descriptor["constraints"]["pattern"]):
                 p.fast = "false"
                 p.checks = [c for c in p.checks if c[0] != "pattern"]
-            if p.fast == "true":
-                continue
-            miss = self._missing(p, p.raw)
-            fast = self._on(p.fast, p.raw)
-            values = [r[0] for r in con.execute(
-                f"SELECT DISTINCT {p.raw} FROM raw WHERE NOT ({miss}) AND NOT coalesce({fast}, false)").fetchall()]
+        todo = [p for p in self.plan.fields if p.fast != "true"]
+        if not todo:
+            return
+        # one scan collects, for every field, the distinct values SQL does not decide
+        lists = ", ".join(
+            f"list(DISTINCT {p.raw}) FILTER (WHERE NOT ({self._missing(p, p.raw)}) "
+            f"AND NOT coalesce({self._on(p.fast, p.raw)}, false))" for p in todo)
+        found = con.execute(f"SELECT {lists} FROM raw").fetchall()[0]
+        for p, values in zip(todo, found):
+            values = values or []
             judge = oracle(p.descriptor, self.plan.missing)
             pattern = p.descriptor.get("constraints", {}).get("pattern")
             rows = {"v": [], "canon": [], "errs": [], "cast_err": []}
@@ -244,57 +250,75 @@ class SqlValidation:
                 sql += f" LEFT JOIN o{p.index} ON o{p.index}.v = raw.{p.raw}"
         return sql
 
-    def _typed(self, p: FieldPlan) -> str:
+    def _inner(self, p: FieldPlan) -> str:
+        """Per-field columns computed once per cell: the text, missing, fast, the oracle's verdict."""
         col = f"raw.{p.raw}"
-        miss = self._missing(p, col)
-        fast = self._on(p.fast, col)
-        cast = self._on(p.cast, col)
-        if not self._has_oracle(p):
-            return f"CASE WHEN {miss} THEN NULL ELSE {cast} END"
-        canon = p.from_canon.replace("canon", f"o{p.index}.canon")
-        return f"CASE WHEN {miss} THEN NULL WHEN coalesce({fast}, false) THEN {cast} ELSE {canon} END"
+        i = p.index
+        cols = [f"{col} AS v{i}", f"{self._missing(p, col)} AS m{i}"]
+        if self._has_oracle(p):
+            canon = p.from_canon.replace("canon", f"o{i}.canon")
+            cols += [f"coalesce({self._on(p.fast, col)}, false) AS f{i}", f"{canon} AS to{i}", f"o{i}.errs AS oe{i}"]
+        return ", ".join(cols)
 
-    def _cell_errors(self, p: FieldPlan) -> str:
-        """SQL text of this cell's error codes, comma-joined ('type', constraint names, 'cast'), NULL when valid.
+    def _middle(self, p: FieldPlan) -> str:
+        """The cast of a fast value, evaluated only where the value is fast (a cast can raise otherwise)."""
+        i = p.index
+        cast = self._on(p.cast, f"v{i}")
+        keep = f"v{i}, m{i}" + (f", f{i}, to{i}, oe{i}" if self._has_oracle(p) else "")
+        if self._has_oracle(p):
+            return f"{keep}, CASE WHEN f{i} THEN {cast} END AS tf{i}"
+        return f"{keep}, {cast} AS tf{i}"
 
-        Text rather than a list: with a hundred columns, per-cell lists cost DuckDB hundreds of MB.
-        """
-        col = f"raw.{p.raw}"
-        miss = self._missing(p, col)
-        fast = self._on(p.fast, col)
-        t = f"({self._on(p.cast, col)})"
+    def _outer(self, p: FieldPlan) -> str:
+        """The typed value t<i> and the error codes e<i> (comma-joined: 'type', constraint names, 'cast')."""
+        i = p.index
         checks = ", ".join(
-            f"CASE WHEN coalesce({self._on(pred.replace('__T__', t), col)}, false) THEN {sql_str(name)} END"
+            f"CASE WHEN coalesce({pred.replace('__T__', f'tf{i}').replace('__V__', f'v{i}')}, false) THEN {sql_str(name)} END"
             for name, pred in sorted(p.checks, key=lambda c: CONSTRAINT_ORDER.index(c[0]))
         )
-        fast_errs = f"CASE WHEN {t} IS NULL THEN 'type' ELSE nullif(concat_ws(',', {checks}), '') END" if checks \
-            else f"CASE WHEN {t} IS NULL THEN 'type' END"
+        fast_errs = f"CASE WHEN tf{i} IS NULL THEN 'type' ELSE nullif(concat_ws(',', {checks}), '') END" if checks \
+            else f"CASE WHEN tf{i} IS NULL THEN 'type' END"
         required = "'required'" if p.required else "NULL"
         if self._has_oracle(p):
-            return f"CASE WHEN {miss} THEN {required} WHEN coalesce({fast}, false) THEN {fast_errs} ELSE o{p.index}.errs END"
-        return f"CASE WHEN {miss} THEN {required} ELSE {fast_errs} END"
+            typed = f"CASE WHEN m{i} THEN NULL WHEN f{i} THEN tf{i} ELSE to{i} END"
+            errs = f"CASE WHEN m{i} THEN {required} WHEN f{i} THEN {fast_errs} ELSE oe{i} END"
+        else:
+            typed = f"CASE WHEN m{i} THEN NULL ELSE tf{i} END"
+            errs = f"CASE WHEN m{i} THEN {required} ELSE {fast_errs} END"
+        return f"{typed} AS t{i}, {errs} AS e{i}"
 
     def _collect_errors(self) -> None:
+        """One scan computes every typed value and error code into `typed` (in groups of fields, joined by position)."""
         con = self.con
         assert con is not None
         plans = self.plan.fields
-        blank = " AND ".join(self._missing(p, f"raw.{p.raw}") for p in plans)
         con.execute("CREATE TABLE long (rid BIGINT, fi INTEGER, pos INTEGER, code VARCHAR)")
+        groups = []
         # fields in groups: one SELECT over a hundred columns' checks exhausts DuckDB's memory
-        for start in range(0, len(plans), GROUP_FIELDS):
+        for g, start in enumerate(range(0, len(plans), GROUP_FIELDS)):
             group = plans[start:start + GROUP_FIELDS]
-            cols = ", ".join(f"{self._cell_errors(p)} AS e{p.index}" for p in group)
-            any_err = " OR ".join(f"e{p.index} IS NOT NULL" for p in group)
             joined = "raw" + "".join(f" LEFT JOIN o{p.index} ON o{p.index}.v = raw.{p.raw}" for p in group
                                      if self._has_oracle(p))
-            con.execute(f"CREATE OR REPLACE TABLE wide AS SELECT * FROM (SELECT raw.rowid AS rid, {cols} FROM {joined}) "
-                        f"WHERE {any_err}")
-            con.execute(
-                "INSERT INTO long SELECT rid, fi, unnest(range(len(string_split(codes, ',')))), "
-                "unnest(string_split(codes, ',')) FROM (SELECT rid, CAST(substr(name, 2) AS INTEGER) AS fi, codes FROM "
-                "(UNPIVOT wide ON COLUMNS('^e[0-9]+$') INTO NAME name VALUE codes))"
-            )
+            inner = ", ".join(self._inner(p) for p in group)
+            middle = ", ".join(self._middle(p) for p in group)
+            outer = ", ".join(self._outer(p) for p in group)
+            con.execute(f"CREATE TABLE typed{g} AS SELECT rid, {outer} FROM (SELECT rid, {middle} FROM "
+                        f"(SELECT raw.rowid AS rid, {inner} FROM {joined}))")
+            groups.append(f"typed{g}")
+        if len(groups) == 1:
+            con.execute("CREATE VIEW typed AS SELECT * FROM typed0")
+        else:
+            con.execute(f"CREATE VIEW typed AS SELECT * FROM {' JOIN '.join(groups[:1] + [g + ' USING (rid)' for g in groups[1:]])}")
+        any_err = " OR ".join(f"e{p.index} IS NOT NULL" for p in plans)
+        ecols = ", ".join(f"e{p.index}" for p in plans)
+        con.execute(f"CREATE TABLE wide AS SELECT rid, {ecols} FROM typed WHERE {any_err}")
+        con.execute(
+            "INSERT INTO long SELECT rid, fi, unnest(range(len(string_split(codes, ',')))), "
+            "unnest(string_split(codes, ',')) FROM (SELECT rid, CAST(substr(name, 2) AS INTEGER) AS fi, codes FROM "
+            "(UNPIVOT wide ON COLUMNS('^e[0-9]+$') INTO NAME name VALUE codes))"
+        )
         # a blank row has that one error, whatever its cells say (frictionless replaces them)
+        blank = " AND ".join(self._missing(p, f"raw.{p.raw}") for p in plans)
         con.execute(f"CREATE TABLE blank AS SELECT raw.rowid AS rid FROM raw WHERE {blank}")
         con.execute("DELETE FROM long WHERE rid IN (SELECT rid FROM blank)")
         con.execute("INSERT INTO long SELECT rid, -1, 0, 'blank-row' FROM blank")
@@ -302,23 +326,23 @@ class SqlValidation:
         n = len(plans)
         for p in plans:
             if p.unique:
-                t = self._typed(p)
+                t = f"t{p.index}"
                 con.execute(
-                    f"INSERT INTO long SELECT rid, {n + p.index}, 0, 'unique:{p.index}:' || prev FROM (SELECT raw.rowid AS rid, "
-                    f"{t} AS t, lag(raw.rowid) OVER (PARTITION BY {t} ORDER BY raw.rowid) AS prev FROM {self._joined()}) "
+                    f"INSERT INTO long SELECT rid, {n + p.index}, 0, 'unique:{p.index}:' || prev FROM (SELECT rid, "
+                    f"{t} AS t, lag(rid) OVER (PARTITION BY {t} ORDER BY rid) AS prev FROM typed) "
                     "WHERE t IS NOT NULL AND prev IS NOT NULL"
                 )
         if self.plan.primary_key:
             pks = sorted((p for p in plans if p.name in self.plan.primary_key),
                          key=lambda p: self.plan.primary_key.index(p.name))
-            typed = [self._typed(p) for p in pks]
+            typed = [f"t{p.index}" for p in pks]
             allnull = " AND ".join(f"k{i} IS NULL" for i in range(len(typed)))
             kcols = ", ".join(f"{t} AS k{i}" for i, t in enumerate(typed))
             part = ", ".join(typed)
             con.execute(
                 f"INSERT INTO long SELECT rid, {2 * n}, 0, CASE WHEN {allnull} THEN 'pk:none' ELSE 'pk:' || prev END FROM ("
-                f"SELECT raw.rowid AS rid, {kcols}, lag(raw.rowid) OVER (PARTITION BY {part} ORDER BY raw.rowid) AS prev "
-                f"FROM {self._joined()}) WHERE ({allnull}) OR prev IS NOT NULL"
+                f"SELECT rid, {kcols}, lag(rid) OVER (PARTITION BY {part} ORDER BY rid) AS prev "
+                f"FROM typed) WHERE ({allnull}) OR prev IS NOT NULL"
             )
         con.execute(
             "CREATE TABLE errs AS SELECT rid, list(CASE WHEN fi >= 0 AND fi < " + str(n) + " THEN fi || ':' || code "
@@ -409,12 +433,13 @@ class SqlValidation:
         else:
             bad = "SELECT rid FROM errs"
         con.execute(f"CREATE TABLE bad AS {bad}")
-        typed = ", ".join(f"{self._typed(p)} AS {ident(p.name)}" for p in plans)
-        order = ""
-        if self.plan.primary_key:
-            order = " ORDER BY " + ", ".join(ident(k) for k in self.plan.primary_key) + ", _row_number"
-        data_sql = (f"SELECT {typed}, {sql_str(out.source_key)} AS _source, raw.rowid + 2 AS _row_number "
-                    f"FROM {self._joined()} WHERE raw.rowid NOT IN (SELECT rid FROM bad){order}")
+        # every column nullable, as in validate/arrow.py (DuckDB marks a column 'required' when it saw no NULL)
+        typed = ", ".join(f"CASE WHEN random() < 2 THEN t{p.index} END AS {ident(p.name)}" for p in plans)
+        # sorted by the primary key (issue #5: range reads on the key); by row otherwise
+        order = " ORDER BY " + ", ".join([ident(k) for k in self.plan.primary_key] + ["_row_number"])
+        data_sql = (f"SELECT {typed}, CASE WHEN random() < 2 THEN {sql_str(out.source_key)} END AS _source, "
+                    "CASE WHEN random() < 2 THEN rid + 2 END AS _row_number "
+                    f"FROM typed WHERE rid NOT IN (SELECT rid FROM bad){order}")
         stored = self._copy(data_sql, out.data_path, out.data_schema)
         q_sql = (f"SELECT {', '.join(f'r.{p.raw} AS {ident(p.name)}' for p in plans)}, {sql_str(out.source_key)} AS _source, "
                  f"r.rowid + 2 AS _row_number, e.errs AS _codes FROM raw r JOIN errs e ON e.rid = r.rowid "
@@ -426,14 +451,12 @@ class SqlValidation:
         con = self.con
         assert con is not None
         path.parent.mkdir(parents=True, exist_ok=True)
-        reader = con.sql(sql).to_arrow_reader(BATCH_ROWS)
-        n = 0
-        with pq.ParquetWriter(path, schema, compression="zstd") as w:
-            for batch in reader:
-                table = pa.Table.from_batches([batch]).rename_columns(schema.names).cast(schema)
-                w.write_table(table)
-                n += batch.num_rows
-        return n
+        # DuckDB writes the Parquet itself (parallel); the column types are those of validate/arrow.py's schema
+        con.execute(f"COPY ({sql}) TO {sql_str(str(path))} (FORMAT parquet, COMPRESSION zstd)")
+        written = pq.read_schema(path)
+        if not written.equals(schema):
+            raise pa.ArrowTypeError(f"typed Parquet schema {written} differs from the expected {schema}")
+        return pq.ParquetFile(path).metadata.num_rows
 
     def _copy_quarantine(self, sql: str, out: Output) -> int:
         con = self.con
