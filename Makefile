@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench ckan ckan-stop install clean-warehouse help
+.PHONY: demo test test-fast bench bench-validate ckan ckan-stop install clean-warehouse help
 
 help:
 	@echo "make demo             harvest the demo catalog into warehouse/ (run it twice: the second run is all 'unchanged')"
@@ -15,6 +15,7 @@ help:
 	@echo "make ckan / ckan-stop start / stop the local CKAN (PostgreSQL, Redis, CKAN on 127.0.0.1; first start ~90 s)"
 	@echo "make install          create .venv and install Partage with its test dependencies"
 	@echo "make bench            harvest benchmarks: cold start, orchestration overhead per source (tables)"
+	@echo "make bench-validate   validation benchmark: frictionless-py vs DuckDB load floor vs Partage, 1M and 5M rows (minutes)"
 	@echo "make clean-warehouse  delete warehouse/ data (keeps its README)"
 
 $(STAMP): pyproject.toml scripts/ensure-python.sh
@@ -59,6 +60,9 @@ ckan-stop:
 
 bench: $(STAMP)
 	$(BIN)/python bench/harvest_overhead.py
+
+bench-validate: $(STAMP)
+	$(BIN)/python bench/validate.py
 
 clean-warehouse:
 	find warehouse -mindepth 1 ! -name README.md -exec rm -rf {} +

@@ -177,6 +177,18 @@ def test_bad_input_gives_a_report_never_a_crash(tmp_path: Path, content: bytes, 
     assert "frictionless-py" in caplog.text  # the fallback names itself and the feature
 
 
+def test_pattern_matches_the_whole_value_as_the_spec_says(tmp_path: Path) -> None:
+    """Deviation 1 of docs/validation.md: frictionless' re.match("^a|b$") accepts "abc"; the spec does not."""
+    schema = {"fields": [{"name": "code", "type": "string", "constraints": {"pattern": "a|b"}}]}
+    path = write(tmp_path / "p.csv", [["code"], ["a"], ["b"], ["abc"], ["xb"], ["é|b"]])
+    dialect = detect(path)
+    ours = [key(e) for e in validate(path, schema, dialect).errors]
+    theirs = [key(e) for e in validate(path, schema, dialect, engine="frictionless").errors]
+    assert ours == [(4, "code", "constraint-error:pattern"), (5, "code", "constraint-error:pattern"),
+                    (6, "code", "constraint-error:pattern")]
+    assert (4, "code", "constraint-error:pattern") not in theirs  # frictionless accepts "abc"
+
+
 def test_line_breaks_inside_cells_keep_frictionless_row_numbers(tmp_path: Path) -> None:
     rows = [HEADER, good_row(1), good_row(2), good_row(3)]
     rows[1][1] = "75056\n"  # the spec's pattern refuses the line break: frictionless' re.match("^P$") accepts it
