@@ -121,6 +121,9 @@ def test_french_file_cp1252_semicolon_decimal_comma(tmp_path: Path) -> None:
     sql, ref = compare(path, schema)
     assert engine_of(sql) == "duckdb"
     assert {key(e) for e in sql.errors} == {(3, "montant", "type-error"), (4, "n", "type-error")}
+    first = sql.errors[0]
+    assert first["message"].startswith('Type error in the cell "1.5" in row "3"')
+    assert first["messageFr"].startswith("La cellule « 1.5 » (ligne 3, champ « montant »")
 
 
 def test_typed_parquet_keeps_codes_as_strings_and_is_sorted_by_primary_key(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from .arrow import (
     quarantine_schema,
 )
 from .compiler import Unsupported
-from .report import UNTYPABLE_ERROR_TYPES, Report, describe_error
+from .report import UNTYPABLE_ERROR_TYPES, Report, add_french, describe_error
 from .sqlengine import Outcome, Output, SqlValidation
 
 log = logging.getLogger("partage.validate")
@@ -110,9 +110,11 @@ def validate(path: Path, schema: ResolvedSchema | dict[str, Any], dialect: Diale
     if engine == "auto":
         outcome = _sql(path, descriptor, dialect, timezone, None)
         if outcome is not None:
+            add_french(outcome.report.descriptor)
             return outcome.report
     report = _run(path, descriptor, dialect)
     report.descriptor["partage_engine"] = {"engine": "frictionless"}
+    add_french(report.descriptor)
     return report
 
 
@@ -210,6 +212,7 @@ def _frictionless_and_type(
 def _decide(report: Report, policy: Policy, stored: int, quarantined: int, data_path: Path,
             quarantine_path: Path) -> TypedResult:
     """Apply the policy to what was written; a rejected file leaves nothing behind."""
+    add_french(report.descriptor)
 
     def rejected(reason: str) -> TypedResult:
         for p in (data_path, quarantine_path):
