@@ -273,3 +273,68 @@ def test_corpus_examples_mostly_run_in_sql(caplog: pytest.LogCaptureFixture) -> 
         except Exception:  # noqa: BLE001 - invalid schemas are covered above
             continue
     assert engines["duckdb"] > 2 * engines["frictionless"], engines
+
+
+DATASETS = [  # real published files, each against the schema it claims (or its closest version)
+    ("aires-livraison-antibes/antibes_aires_livraison--mr.csv", "aires-livraison/schema.json"),
+    ("aires-livraison-antibes/antibes_aires_livraison.csv", "aires-livraison/schema.json"),
+    ("aires-livraison-hauts-de-seine/aires-de-livraison.csv", "aires-livraison/schema.json"),
+    ("bnlc-covoiturage/bnlc-.csv", "lieux-covoiturage/schema.json"),
+    ("covoiturage-corse-latin1/csv_latin1.csv", "lieux-covoiturage/schema.json"),
+    ("covoiturage-corse-latin1/csv_utf8.csv", "lieux-covoiturage/schema.json"),
+    ("decp-dpa-aggregation/decp-dpa.csv", "decp-dpa/schema.json"),
+    ("irve-consolidation-2019/bornes-IRVE.csv", "irve-statique/versions/1.0.3/schema.json"),
+    ("registre-entrees-archives/Avignon.csv", "registre-entrees-archives/schema.json"),
+    ("registre-entrees-archives/StEtienne.csv", "registre-entrees-archives/schema.json"),
+]
+
+
+@pytest.mark.corpus
+@pytest.mark.skipif(not (SHARED_DATA / "datasets").is_dir(), reason=f"{SHARED_DATA} not present (the shared corpus)")
+@pytest.mark.parametrize("data, schema", DATASETS, ids=[d for d, _ in DATASETS])
+def test_real_datasets_same_errors_as_frictionless(data: str, schema: str) -> None:
+    from frictionless import FrictionlessException, Schema
+
+    path, schema_path = SHARED_DATA / "datasets" / data, SHARED_DATA / "schemas" / schema
+    if not path.is_file() or not schema_path.is_file():
+        pytest.skip(f"{path} or {schema_path} missing from the corpus")
+    descriptor = json.loads(schema_path.read_text(encoding="utf-8-sig"))
+    try:
+        Schema.from_descriptor(descriptor)
+    except FrictionlessException as e:
+        pytest.skip(f"the schema itself is invalid for frictionless ({e}); resolve_schema rejects it")
+    compare(path, descriptor)
+
+
+FIXTURES = SHARED_DATA / "validation" / "frictionless-py"
+
+
+def _fixture_cases() -> list[tuple[Path, Any]]:
+    """frictionless-py's own test files: each CSV with the schema frictionless infers, and data packages' resources."""
+    if not FIXTURES.is_dir():
+        return []
+    cases: list[tuple[Path, Any]] = [(p, None) for p in sorted(FIXTURES.rglob("*.csv"))]
+    for package in sorted(FIXTURES.rglob("datapackage.json")):
+        for res in json.loads(package.read_text(encoding="utf-8")).get("resources", []):
+            if isinstance(res.get("path"), str) and isinstance(res.get("schema"), dict) and res["path"].endswith(".csv"):
+                cases.append((package.parent / res["path"], res["schema"]))
+    return cases
+
+
+@pytest.mark.corpus
+@pytest.mark.skipif(not FIXTURES.is_dir(), reason=f"{FIXTURES} not present (the shared corpus)")
+@pytest.mark.parametrize("data, schema", _fixture_cases(),
+                         ids=lambda x: x.relative_to(FIXTURES).as_posix() if isinstance(x, Path) else "")
+def test_frictionless_fixtures_same_errors(data: Path, schema: Any) -> None:
+    from frictionless import FrictionlessException, Schema
+
+    if not data.is_file():
+        pytest.skip(f"{data} is not in the corpus")
+    try:
+        descriptor = schema if schema is not None else Schema.describe(str(data)).to_descriptor()
+        Schema.from_descriptor(descriptor)
+    except FrictionlessException as e:
+        pytest.skip(f"frictionless cannot read a schema for it ({e})")
+    except Exception as e:  # noqa: BLE001 - frictionless' inference crashes on some of its own edge files
+        pytest.skip(f"frictionless cannot infer a schema for it ({type(e).__name__}: {e})")
+    compare(data, descriptor)
