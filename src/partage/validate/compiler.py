@@ -161,13 +161,10 @@ def compile_field(index: int, desc: dict[str, Any], schema_missing: list[str], t
     elif kind == "number":
         plan.target = "DOUBLE"
         dec = desc.get("decimalChar", ".")
-        group = desc.get("groupChar")
         if len(dec) != 1:
             raise Unsupported(f"decimalChar '{dec}' of field '{plan.name}' (more than one character)")
         # up to 15 significant digits: the double is then exact enough for every comparison frictionless makes on Decimals
         plan.fast = f"length({v}) <= 15 AND regexp_full_match({v}, {sql_str('-?[0-9]{1,15}(' + re.escape(dec) + '[0-9]{1,15})?')})"
-        if group and group in "0123456789-":
-            plan.fast = "false"
         plan.cast = f"CAST(replace({v}, {sql_str(dec)}, '.') AS DOUBLE)" if dec != "." else f"CAST({v} AS DOUBLE)"
         plan.from_canon = "TRY_CAST(canon AS DOUBLE)"
         bound_checks("__T__", _num_literal)
@@ -207,7 +204,9 @@ def compile_field(index: int, desc: dict[str, Any], schema_missing: list[str], t
         elif fmt != "any" and (regex := _strptime_regex(fmt)):
             plan.fast = f"regexp_full_match({v}, {sql_str(regex)})"
             plan.cast = f"timezone({tzsql}, try_strptime({v}, {sql_str(_duck_format(fmt))}))"
-        plan.from_canon = "TRY_CAST(canon AS TIMESTAMPTZ)"
+        # a value without offset is read in the entry's time zone, as the fast path and validate/arrow.py do
+        plan.from_canon = (f"CASE WHEN regexp_matches(canon, '[+-][0-9][0-9]:[0-9][0-9](:[0-9][0-9](\\.[0-9]+)?)?$') "
+                           f"THEN TRY_CAST(canon AS TIMESTAMPTZ) ELSE timezone({tzsql}, TRY_CAST(canon AS TIMESTAMP)) END")
         if any(k in constraints for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum")):
             fast_ok = False
     elif kind == "year":
@@ -245,12 +244,9 @@ def compile_field(index: int, desc: dict[str, Any], schema_missing: list[str], t
     unknown = set(constraints) - set(CONSTRAINT_ORDER) - {"unique"}
     if unknown:
         raise Unsupported(f"constraint(s) {sorted(unknown)} of field '{plan.name}'")
-    if not fast_ok or not bare and kind in ("integer", "number"):
+    if not fast_ok or (not bare and kind in ("integer", "number")) or (kind == "number" and desc.get("groupChar")):
+        # frictionless strips non-digits (bareNumber: false) or group characters: its reader decides
         plan.fast = "false"
-    if kind == "number" and (group or desc.get("decimalChar", ".") != "." or not bare):
-        # frictionless' processor: a '.' with another decimalChar is a type error, groupChar is removed
-        if group:
-            plan.fast = "false"
     return plan
 
 

@@ -18,6 +18,7 @@ import csv
 import io
 import json
 import logging
+import re
 import shutil
 import tempfile
 import time
@@ -202,9 +203,7 @@ class SqlValidation:
             values = values or []
             judge = oracle(p.descriptor, self.plan.missing)
             pattern = p.descriptor.get("constraints", {}).get("pattern")
-            rows = {"v": [], "canon": [], "errs": [], "cast_err": []}
-            import re
-
+            rows: dict[str, list[Any]] = {"v": [], "canon": [], "errs": [], "cast_err": []}
             full = re.compile(pattern) if pattern else None
             for value in values:
                 canon, errs, cast_err = judge(value)
@@ -241,14 +240,6 @@ class SqlValidation:
 
     def _has_oracle(self, p: FieldPlan) -> bool:
         return p.fast != "true"
-
-    def _joined(self) -> str:
-        """raw + every oracle table, one row per record: the FROM clause of every later scan."""
-        sql = "raw"
-        for p in self.plan.fields:
-            if self._has_oracle(p):
-                sql += f" LEFT JOIN o{p.index} ON o{p.index}.v = raw.{p.raw}"
-        return sql
 
     def _inner(self, p: FieldPlan) -> str:
         """Per-field columns computed once per cell: the text, missing, fast, the oracle's verdict."""
@@ -461,7 +452,6 @@ class SqlValidation:
     def _copy_quarantine(self, sql: str, out: Output) -> int:
         con = self.con
         assert con is not None
-        plans = self.plan.fields
         out.quarantine_path.parent.mkdir(parents=True, exist_ok=True)
         reader = con.sql(sql).to_arrow_reader(BATCH_ROWS)
         n = 0
@@ -476,7 +466,6 @@ class SqlValidation:
                 n += batch.num_rows
         if n == 0:
             out.quarantine_path.unlink(missing_ok=True)
-        del plans
         return n
 
     def _describe(self, code: str) -> dict[str, Any]:
