@@ -158,7 +158,9 @@ def validate_and_type(
     fields = descriptor.get("fields", [])
     if engine == "auto":
         out = Output(policy, source_key, data_path, quarantine_path, data_schema(fields), quarantine_schema(fields))
-        outcome = _sql(path, descriptor, dialect, timezone, out, tmp_root)
+        # DuckDB spills next to the output (the warehouse's staging dir), never to a small system /tmp
+        data_path.parent.mkdir(parents=True, exist_ok=True)
+        outcome = _sql(path, descriptor, dialect, timezone, out, tmp_root or data_path.parent)
         if outcome is not None:
             return _decide(outcome.report, policy, outcome.rows, outcome.quarantined, data_path, quarantine_path)
     return _frictionless_and_type(path, descriptor, dialect, policy=policy, source_key=source_key,
