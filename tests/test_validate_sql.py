@@ -357,3 +357,26 @@ def test_frictionless_fixtures_same_errors(data: Path, schema: Any) -> None:
     except Exception as e:  # noqa: BLE001 - frictionless' inference crashes on some of its own edge files
         pytest.skip(f"frictionless cannot infer a schema for it ({type(e).__name__}: {e})")
     compare(data, descriptor)
+
+
+@pytest.mark.slow
+def test_a_100_mb_single_line_gives_a_report(tmp_path: Path) -> None:
+    path = tmp_path / "long.csv"
+    with open(path, "wb") as f:
+        f.write(b"id,code_insee\n1,")
+        f.write(b"x" * (100 << 20))
+        f.write(b"\n")
+    schema = {"fields": [{"name": "id", "type": "integer"}, {"name": "code_insee", "type": "string",
+                                                              "constraints": {"maxLength": 5}}]}
+    report = validate(path, schema, detect(path))
+    assert [key(e) for e in report.errors] == [(2, "code_insee", "constraint-error:maxLength")]
+
+
+def test_wrong_encoding_declared_in_the_catalog_gives_an_encoding_error(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    path = write(tmp_path / "cp.csv", [["commune", "n"], ["Évry", "1"]], encoding="cp1252")
+    report = validate(path, {"fields": [{"name": "commune"}, {"name": "n", "type": "integer"}]},
+                      replace(detect(path), encoding="utf-8"))
+    assert not report.valid
+    assert report.errors[0]["type"] in ("encoding-error", "source-error")
