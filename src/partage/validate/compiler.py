@@ -138,7 +138,12 @@ def compile_field(index: int, desc: dict[str, Any], schema_missing: list[str], t
                 re.compile(constraints["pattern"])
             except re.error as e:
                 raise Unsupported(f"pattern of field '{plan.name}' is not a valid regular expression ({e})") from None
-            plan.fast = f"({plan.fast} AND regexp_full_match({v}, {sql_str(PRINTABLE_ASCII)}))"
+            # RE2 and Python's re agree on ASCII text; they differ on \s for \x0b and \x1c-\x1f only
+            pattern = constraints["pattern"]
+            if re.search(r"\\[sS]|\[:space:\]", pattern):
+                plan.fast = f"({plan.fast} AND regexp_full_match({v}, {sql_str(PRINTABLE_ASCII)}))"
+            else:
+                plan.fast = f"({plan.fast} AND strlen({v}) = length({v}))"
             plan.checks.append(("pattern", f"NOT regexp_full_match({v}, {sql_str(constraints['pattern'])})"))
         for name, op in (("minLength", "<"), ("maxLength", ">")):
             if name in constraints:
