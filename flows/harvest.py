@@ -185,12 +185,12 @@ def harvest(
         for entry in entries:
             resources, failures = plan(entry)
             state = wh.dataset_state(entry.id)
-            futures = [(r, acquire_source.submit(r, state.records.get(r.key), str(wh.root))) for r in resources]
+            futures = [(r, acquire_source.submit(r, state.records.get(r.key), wh.spec)) for r in resources]
             pending.append((entry, futures, failures, state))
         for entry, futures, failures, state in pending:
             acquired = [_settle(r, f) for r, f in futures] + failures
             # with a global limit another run may have written meanwhile: then the state is read again
-            outcome = store(entry, acquired, str(wh.root), summary.run_id, schemas_dir, limit, None if limit else state)
+            outcome = store(entry, acquired, wh.spec, summary.run_id, schemas_dir, limit, None if limit else state)
             summary.datasets.append(outcome)
             for s in outcome.sources:
                 logger.info("%s · %s: %s — %s", s.dataset_id, s.label, s.state, s.reason)

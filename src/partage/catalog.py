@@ -178,6 +178,8 @@ class Dataset(_Strict):
     sources: list[Source] = Field(min_length=1)
     max_bytes: int | None = Field(default=None, gt=0)
     retention: Retention | None = None  # none: every version is kept
+    # which row wins when several sources have the same primary key (see consolidate.py)
+    duplicates: Literal["first-source", "latest", "keep"] = "first-source"
 
     model_config = ConfigDict(extra="allow", populate_by_name=True, frozen=True)
 

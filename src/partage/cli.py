@@ -40,7 +40,9 @@ out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 CatalogOpt = Annotated[Path, typer.Option("--catalog", envvar="PARTAGE_CATALOG", help="Catalog directory.")]
-WarehouseOpt = Annotated[Path, typer.Option("--warehouse", envvar="PARTAGE_WAREHOUSE", help="Warehouse directory.")]
+WarehouseOpt = Annotated[str, typer.Option(
+    "--warehouse", envvar="PARTAGE_WAREHOUSE",
+    help="Warehouse directory, or an object-store URL (s3://bucket/prefix) with PARTAGE_LOCAL_DIR for the DuckDB file.")]
 
 STATE_STYLE = {"updated": "green", "unchanged": "dim", "rejected": "yellow", "failed": "red"}
 STATE_MARK = {"updated": "✓", "unchanged": "=", "rejected": "✗", "failed": "!"}
@@ -130,7 +132,7 @@ def _quiet_prefect(verbose: bool) -> None:
 def harvest(
     ids: Annotated[list[str] | None, typer.Argument(help="Dataset ids (default: the whole catalog).")] = None,
     catalog: CatalogOpt = Path("catalog"),
-    warehouse: WarehouseOpt = Path("warehouse"),
+    warehouse: WarehouseOpt = "warehouse",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs too.")] = False,
 ) -> None:
     """Run the harvest flow: a line per source, then a summary table."""
@@ -142,15 +144,16 @@ def harvest(
     _harvest(ids, catalog, warehouse, server)
 
 
-def _harvest(ids: list[str] | None, catalog: Path, warehouse: Path, server: Any) -> None:
+def _harvest(ids: list[str] | None, catalog: Path, warehouse: str, server: Any) -> None:
     from .catalog import load_catalog
+    from .warehouse import Warehouse
 
     try:
         cat = load_catalog(catalog)
         entries = cat.select(ids)
     except CatalogError as e:
         _catalog_problems(e, "; nothing was harvested")
-    out.print(f"Harvesting {len(entries)} dataset(s) from {cat.root} into {warehouse.resolve()} …")
+    out.print(f"Harvesting {len(entries)} dataset(s) from {cat.root} into {Warehouse(warehouse).data_root} …")
     try:
         with _progress(_ProgressHandler()):
             from flows.harvest import harvest as harvest_flow  # imports Prefect while the early server boots
@@ -211,7 +214,7 @@ def publish(
     ids: Annotated[list[str] | None, typer.Argument(help="Dataset ids (default: the whole catalog).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and change nothing.")] = False,
     catalog: CatalogOpt = Path("catalog"),
-    warehouse: WarehouseOpt = Path("warehouse"),
+    warehouse: WarehouseOpt = "warehouse",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs too.")] = False,
 ) -> None:
     """Publish catalog entries to the targets of _targets.yaml: prints the plan, then does it."""
@@ -235,7 +238,7 @@ def publish(
     _publish(target, ids, dry_run, catalog, warehouse, server)
 
 
-def _publish(target: list[str] | None, ids: list[str] | None, dry_run: bool, catalog: Path, warehouse: Path,
+def _publish(target: list[str] | None, ids: list[str] | None, dry_run: bool, catalog: Path, warehouse: str,
              server: Any) -> None:
     try:
         with _progress(_PublishHandler()):
@@ -265,7 +268,7 @@ def _publish(target: list[str] | None, ids: list[str] | None, dry_run: bool, cat
 def gc(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would go; delete nothing.")] = False,
     catalog: CatalogOpt = Path("catalog"),
-    warehouse: WarehouseOpt = Path("warehouse"),
+    warehouse: WarehouseOpt = "warehouse",
 ) -> None:
     """Apply each dataset's `retention:` and remove what crashes left behind (never the latest version)."""
     from .catalog import load_catalog
@@ -284,12 +287,14 @@ def gc(
     except WarehouseBusy as e:
         _fail(str(e), 1)
     verb = "would remove" if dry_run else "removed"
-    out.print(f"{verb}: {len(r.versions)} old version(s), {len(r.orphans)} orphan(s), {len(r.raw_files)} raw file(s); "
+    out.print(f"{verb}: {len(r.versions)} old version(s), {len(r.orphans) + len(r.remote_orphans)} orphan(s), {len(r.raw_files)} raw file(s); "
               f"{r.bytes_freed / 1024**2:.1f} MiB")
     for ds_id, v in r.versions:
         out.print(f"  version {escape(ds_id)}/{v} (retention)")
     for p in r.orphans:
         out.print(f"  orphan {escape(str(p))}")
+    for url in r.remote_orphans:
+        out.print(f"  orphan {escape(url)}")
 
 
 # -- report -------------------------------------------------------------------
@@ -299,7 +304,7 @@ def gc(
 def report(
     out_dir: Annotated[Path | None, typer.Option("--out", help="Where to write the site (default: <warehouse>/report).")] = None,
     only_open: Annotated[bool, typer.Option("--open-only", help="Leave out partners and internal datasets.")] = False,
-    warehouse: WarehouseOpt = Path("warehouse"),
+    warehouse: WarehouseOpt = "warehouse",
 ) -> None:
     """Write the quality site (static HTML, French and English) for producers and the data team."""
     from .report import build_site
@@ -444,7 +449,7 @@ def validate(
 # -- warehouse reads ----------------------------------------------------------
 
 
-def _open_ro(warehouse: Path) -> Any:
+def _open_ro(warehouse: str) -> Any:
     from .warehouse import Warehouse
 
     wh = Warehouse(warehouse)
@@ -458,7 +463,7 @@ def _open_ro(warehouse: Path) -> Any:
 def status(
     dataset: Annotated[str | None, typer.Argument(help="Limit to one dataset.")] = None,
     sources: Annotated[bool, typer.Option("--sources", help="One line per source, with the reason of its state.")] = False,
-    warehouse: WarehouseOpt = Path("warehouse"),
+    warehouse: WarehouseOpt = "warehouse",
 ) -> None:
     """Datasets, their latest version and the last state of their sources."""
     where, params = ("WHERE d.id = ?", [dataset]) if dataset else ("", [])
@@ -498,7 +503,7 @@ def status(
 
 
 @app.command()
-def history(dataset: Annotated[str, typer.Argument(help="Dataset id.")], warehouse: WarehouseOpt = Path("warehouse")) -> None:
+def history(dataset: Annotated[str, typer.Argument(help="Dataset id.")], warehouse: WarehouseOpt = "warehouse") -> None:
     """Every stored version of a dataset, newest first."""
     try:
         with _open_ro(warehouse) as con:
@@ -521,7 +526,7 @@ def history(dataset: Annotated[str, typer.Argument(help="Dataset id.")], warehou
 @app.command()
 def sql(
     query: Annotated[str, typer.Argument(help="SQL, run read-only on the warehouse.")],
-    warehouse: WarehouseOpt = Path("warehouse"),
+    warehouse: WarehouseOpt = "warehouse",
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
     max_rows: Annotated[int, typer.Option(help="Rows printed in table format.")] = 200,
 ) -> None:

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .catalog import Catalog
+from .faults import checkpoint
 from .warehouse import META, Warehouse, now
-
 
 VERSION_NAME = re.compile(r"^\d{8}T\d{9,}Z$")  # what warehouse.new_version_id makes
 
@@ -32,6 +32,7 @@ VERSION_NAME = re.compile(r"^\d{8}T\d{9,}Z$")  # what warehouse.new_version_id m
 class GcReport:
     versions: list[tuple[str, str]] = field(default_factory=list)  # (dataset, version) removed by retention
     orphans: list[Path] = field(default_factory=list)
+    remote_orphans: list[str] = field(default_factory=list)  # object-store version prefixes no transaction recorded
     raw_files: list[Path] = field(default_factory=list)
     bytes_freed: int = 0
 
@@ -82,7 +83,7 @@ def collect_garbage(warehouse: Warehouse, catalog: Catalog | None, *, dry_run: b
                 for ds_id, v in report.versions:
                     con.execute(f"DELETE FROM {META}.versions WHERE dataset_id = ? AND version = ?", [ds_id, v])
                 for ds_id in {d for d, _ in report.versions}:
-                    Warehouse._point_history(con, ds_id, warehouse.root / ds_id)
+                    Warehouse._point_history(con, ds_id, f"{warehouse.data_root}/{ds_id}")
                 con.execute("COMMIT")
         gone = set(report.versions)
         for ds_id, v in report.versions:
@@ -91,6 +92,8 @@ def collect_garbage(warehouse: Warehouse, catalog: Catalog | None, *, dry_run: b
                 report.bytes_freed += _size(d)
                 if not dry_run:
                     shutil.rmtree(d)
+            if not dry_run:
+                warehouse.remove_version_data(ds_id, v)
 
         # 2. orphans: only names Partage itself creates are touched (staging dirs, version ids)
         known = {(d, v) for d, vs in versions.items() for v, _ in vs} - gone
@@ -99,6 +102,15 @@ def collect_garbage(warehouse: Warehouse, catalog: Catalog | None, *, dry_run: b
                 if child.is_dir() and (child.name.startswith(".staging-")
                                        or (VERSION_NAME.match(child.name) and (ds_dir.name, child.name) not in known)):
                     report.orphans.append(child)
+        if warehouse.remote:
+            datasets = set(versions) | {p.name for p in warehouse.root.iterdir() if p.is_dir()}
+            for ds in sorted(datasets):
+                for name in warehouse.remote_version_names(ds):
+                    if VERSION_NAME.match(name) and (ds, name) not in known:  # uploaded, then the harvest died
+                        url = f"{warehouse.remote}/{ds}/{name}"
+                        report.remote_orphans.append(url)
+                        if not dry_run:
+                            warehouse.fs.rm(url, recursive=True)
         exports_root = warehouse.root / "exports"
         if exports_root.is_dir():
             for ds_dir in exports_root.iterdir():
@@ -112,6 +124,7 @@ def collect_garbage(warehouse: Warehouse, catalog: Catalog | None, *, dry_run: b
             report.bytes_freed += _size(orphan)
             if not dry_run:
                 shutil.rmtree(orphan) if orphan.is_dir() else orphan.unlink(missing_ok=True)
+                checkpoint("gc-removing")
 
         # 3. raw files nobody refers to (neither a source's last state nor a kept version's parts)
         for key, shas in raw_of.items():

@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .catalog import Catalog, CatalogEntry
+from .consolidate import find_duplicates, primary_key
 from .dialect import detect
 from .errors import PartageError
+from .faults import checkpoint
 from .publish import datapackage
-from .rawstore import copy_or_link
 from .schemas import ResolvedSchema, resolve_schema, schema_from_descriptor
 from .sources import Acquired, SourceResource, acquire, expand
 from .validate import infer_schema, validate_and_type
@@ -113,8 +114,11 @@ def acquire_source(resource: SourceResource, warehouse: Warehouse) -> Acquired:
 def fingerprint(entry: CatalogEntry, schema_sha256: str) -> str:
     """What a validation depends on besides the file: a change here revalidates unchanged files."""
     ds = entry.dataset
-    blob = json.dumps({"schema": schema_sha256, "policy": ds.policy, "dialect": ds.dialect.model_dump(),
-                       "timezone": ds.timezone}, sort_keys=True)
+    what: dict[str, Any] = {"schema": schema_sha256, "policy": ds.policy, "dialect": ds.dialect.model_dump(),
+                            "timezone": ds.timezone}
+    if ds.duplicates != "first-source":  # only when set, so fingerprints of existing warehouses stay valid
+        what["duplicates"] = ds.duplicates
+    blob = json.dumps(what, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -205,6 +209,7 @@ def store_dataset(
                 raw_path, schema, dialect, policy=ds.policy, source_key=key,
                 data_path=staging / data_rel, quarantine_path=staging / q_rel, timezone=ds.timezone,
             )
+            checkpoint("validated")
             report_desc = result.report.descriptor
             report_desc["partage"] = {"source": a.resource.label, "sha256": a.sha256, "dialect": dialect.to_dict(),
                                       "policy": ds.policy, "schema": schema.ref, "accepted": result.accepted}
@@ -248,22 +253,25 @@ def store_dataset(
                 parts.append(new_parts[key])
             elif key in previous_parts and latest_version is not None:
                 old = previous_parts[key]
-                old_dir = warehouse.version_dir(ds.id, latest_version)
-                copy_or_link(old_dir / old.data, staging / old.data)
+                warehouse.carry_over(ds.id, latest_version, old.data, staging / old.data)
                 if old.quarantine:
-                    copy_or_link(old_dir / old.quarantine, staging / old.quarantine)
+                    warehouse.carry_over(ds.id, latest_version, old.quarantine, staging / old.quarantine)
                 parts.append(old)
         if not parts:
             warehouse.record_sources(run_id, dataset_row, updates, reports)
             return DatasetOutcome(ds.id, outcomes, message="no accepted data")
         assert schema is not None
+        # Consolidation: a key claimed by several sources is settled by the entry's rule (and reported).
+        dups = find_duplicates(staging, parts, primary_key(schema.descriptor), ds.duplicates,
+                               [a.resource.key for a in acquired])
         summary = {
-            "rows": sum(p.rows for p in parts),
+            "rows": sum(p.rows for p in parts) - dups.dropped,
             "quarantined": sum(p.quarantined for p in parts),
             "sources": len(parts),
             "valid": all(r["valid"] for r in reports) if reports else True,
             "errors": sum(r["error_count"] for r in reports),
             "removed_sources": removed,
+            "duplicates": dups.summary(),
         }
         (staging / "schema.json").write_text(json.dumps(schema.descriptor, ensure_ascii=False, indent=2), encoding="utf-8")
         labels = {a.resource.key: a.resource.label for a in acquired}
@@ -273,14 +281,18 @@ def store_dataset(
             sources=[{"title": labels[p.source_key], "path": labels[p.source_key]} for p in parts], summary=summary,
         )
         (staging / "datapackage.json").write_text(json.dumps(package, ensure_ascii=False, indent=2), encoding="utf-8")
+        checkpoint("staged")
         warehouse.publish_version(
             run_id=run_id, dataset=dataset_row, version=version, staged=staging, parts=parts,
             columns=schema.fields, schema_ref=schema.ref, schema_sha256=schema.sha256, summary=summary,
             updates=updates, reports=reports,
         )
+        if dups.rows:
+            log.warning("%s: %s", ds.id, dups.describe().replace('"<id>"', f'"{ds.id}"'))
         return DatasetOutcome(ds.id, outcomes, version, summary["rows"], summary["quarantined"],
                               f"version {version}: {summary['rows']} rows" +
-                              (f", {summary['quarantined']} quarantined" if summary["quarantined"] else ""))
+                              (f", {summary['quarantined']} quarantined" if summary["quarantined"] else "") +
+                              (f"; {dups.describe()}".replace('"<id>"', f'"{ds.id}"') if dups.rows else ""))
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
@@ -300,3 +312,43 @@ def fail_dataset(entry: CatalogEntry, acquired: list[Acquired], warehouse: Wareh
     except PartageError:
         log.exception("could not record the failure of %s", entry.id)
     return DatasetOutcome(entry.id, outcomes, message=reason)
+
+
+def harvest_without_prefect(catalog_dir: Path | str, warehouse_dir: Path | str,
+                            ids: list[str] | None = None) -> HarvestSummary:
+    """The harvest flow's steps in a plain loop: no Prefect, no retries between tasks, one source at a time.
+
+    For embedding Partage in another scheduler, and for the crash and
+    concurrency tests, which kill or race this process many times and need it
+    to start in a second rather than Prefect's several.
+    """
+    from .catalog import load_catalog
+
+    cat = load_catalog(catalog_dir)
+    wh = Warehouse(warehouse_dir)
+    summary = HarvestSummary(run_id=new_run_id())
+    schemas_dir = default_schemas_dir(cat)
+    with wh.harvest_lock():
+        wh.init()
+        wh.repoint_moved_views()
+        started = now()
+        wh.record_run(summary.run_id, started)
+        for entry in cat.select(ids):
+            resources, failures = plan(entry)
+            state = wh.dataset_state(entry.id)
+            acquired = []
+            for r in resources:
+                try:
+                    acquired.append(acquire(r, state.records.get(r.key), wh.raw))
+                except Exception as e:  # one source's crash never stops the others
+                    acquired.append(Acquired(r, "failed", f"{r.label}: {type(e).__name__}: {e}"))
+            acquired += failures
+            try:
+                outcome = store_dataset(entry, acquired, wh, run_id=summary.run_id, schemas_dir=schemas_dir,
+                                        state=state)
+            except Exception as e:
+                log.exception("storing %s failed", entry.id)
+                outcome = fail_dataset(entry, acquired, wh, summary.run_id, e)
+            summary.datasets.append(outcome)
+        wh.record_run(summary.run_id, started, {"counts": summary.counts(), "exit_code": summary.exit_code})
+    return summary

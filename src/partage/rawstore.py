@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .errors import TerminalFetchError
+from .faults import checkpoint
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ class RawStore:
                 os.fsync(f.fileno())
             final = self.path_for(sink.sha256)
             final.parent.mkdir(parents=True, exist_ok=True)
+            checkpoint("raw-written")
             if final.exists():
                 tmp.unlink()
             else:

@@ -1,6 +1,6 @@
 """The warehouse: immutable Parquet versions and the DuckDB file in front of them.
 
-Layout under the warehouse root::
+Layout under the warehouse root (a local directory)::
 
     partage.duckdb                 metadata (schema _partage) + one view per dataset
     raw/<aa>/<sha256>              harvested files, content-addressed
@@ -14,6 +14,13 @@ metadata transactions and closes it at once; all slow work (download,
 validation, Parquet) happens outside. A version becomes visible in a single
 transaction that records it and repoints the view; before that, its files sit
 in a directory nothing refers to. A second harvest is kept out by a lock file.
+
+Beyond one machine, the root may be an object-store URL (``s3://bucket/hub``,
+any fsspec protocol): version directories then live there, and the DuckDB
+file, raw downloads, staging and the small JSON files of each version stay in
+a local directory (``PARTAGE_LOCAL_DIR``, default ``warehouse``). Every
+connection Partage opens registers the store's fsspec filesystem, so views
+over ``s3://`` paths work without DuckDB's httpfs extension.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import datetime as dt
 import fcntl
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,16 +40,21 @@ from typing import Any
 import duckdb
 
 from .errors import WarehouseBusy, WarehouseError
-from .rawstore import RawStore
+from .faults import checkpoint
+from .rawstore import RawStore, copy_or_link
 
 META = "_partage"
 QUARANTINE = "quarantine"
 HISTORY = "history"
+DUPLICATES = "duplicates"
+DUPLICATES_FILE = "duplicates.parquet"  # in a version dir: rows left out by the consolidation rule
+SOURCE_VERSION = "_source_version"  # per row: the version in which its source's data arrived
 
 DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {META};
 CREATE SCHEMA IF NOT EXISTS {QUARANTINE};
 CREATE SCHEMA IF NOT EXISTS {HISTORY};
+CREATE SCHEMA IF NOT EXISTS {DUPLICATES};
 CREATE TABLE IF NOT EXISTS {META}.datasets (
     id VARCHAR PRIMARY KEY, title VARCHAR, description VARCHAR, publisher VARCHAR,
     license VARCHAR, access VARCHAR, keywords VARCHAR[], schema_ref VARCHAR, policy VARCHAR,
@@ -168,6 +181,7 @@ class VersionInfo:
     schema_sha256: str | None
     parts: list[Part]
     summary: dict[str, Any]
+    location: str = ""  # where the data files are: the local path, or the object-store URL
 
     @property
     def schema(self) -> dict[str, Any]:
@@ -198,9 +212,74 @@ class Publication:
 
 class Warehouse:
     def __init__(self, root: Path | str):
-        self.root = Path(root).resolve()
+        text = str(root)
+        self.remote: str | None = None
+        if "://" in text and not text.startswith("file://"):
+            self.remote = text.rstrip("/")
+            self.root = Path(os.environ.get("PARTAGE_LOCAL_DIR") or "warehouse").resolve()
+        else:
+            self.root = Path(text.removeprefix("file://")).resolve()
         self.db_path = self.root / "partage.duckdb"
         self.raw = RawStore(self.root / "raw")
+        self._fs: Any = None
+
+    # -- where data files live -------------------------------------------------
+
+    @property
+    def spec(self) -> str:
+        """What to pass to ``Warehouse()`` elsewhere (a Prefect task) to get this same warehouse."""
+        return self.remote or str(self.root)
+
+    @property
+    def data_root(self) -> str:
+        return self.remote or str(self.root)
+
+    def location(self, dataset_id: str, version: str) -> str:
+        """A version's data directory: a local path, or a URL under the object store."""
+        return f"{self.data_root}/{dataset_id}/{version}"
+
+    @property
+    def fs(self) -> Any:
+        """The object store's fsspec filesystem (credentials and endpoint from the usual environment)."""
+        if self._fs is None:
+            try:
+                import fsspec
+            except ImportError:
+                raise WarehouseError("an object-store warehouse needs fsspec and its driver: pip install 'partage[s3]'") from None
+            try:
+                self._fs, _ = fsspec.core.url_to_fs(self.remote)
+            except (ImportError, ValueError) as e:
+                raise WarehouseError(f"cannot use {self.remote}: {e}; for s3:// install 'partage[s3]'") from None
+        return self._fs
+
+    def register(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Let DuckDB read the object store's files through fsspec (no httpfs extension needed)."""
+        if self.remote:
+            con.register_filesystem(self.fs)
+
+    def carry_over(self, dataset_id: str, version: str, rel: str, dest: Path) -> None:
+        """Bring a part of an earlier version into a staging directory (hard link locally, download otherwise)."""
+        if self.remote:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            self.fs.get(f"{self.location(dataset_id, version)}/{rel}", str(dest))
+        else:
+            copy_or_link(self.version_dir(dataset_id, version) / rel, dest)
+
+    def remove_version_data(self, dataset_id: str, version: str) -> None:
+        if self.remote:
+            url = self.location(dataset_id, version)
+            if self.fs.exists(url):
+                self.fs.rm(url, recursive=True)
+
+    def remote_version_names(self, dataset_id: str) -> list[str]:
+        """Names under the object store's dataset prefix (to find what a crash left there)."""
+        if not self.remote:
+            return []
+        base = f"{self.remote}/{dataset_id}"
+        try:
+            return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(base, detail=False))
+        except FileNotFoundError:
+            return []
 
     # -- connections -------------------------------------------------------
 
@@ -217,6 +296,7 @@ class Warehouse:
         while True:
             try:
                 con = duckdb.connect(str(self.db_path), read_only=read_only)
+                self.register(con)
                 break
             except duckdb.IOException as e:
                 if "lock" not in str(e).lower() or time.monotonic() > deadline:
@@ -293,7 +373,8 @@ class Warehouse:
         if row is None:
             return None
         return VersionInfo(dataset_id, row[0], row[1], self.version_dir(dataset_id, row[0]), row[3], row[4], row[5],
-                           row[6], [Part(**p) for p in json.loads(row[7])], json.loads(row[8]))
+                           row[6], [Part(**p) for p in json.loads(row[7])], json.loads(row[8]),
+                           self.location(dataset_id, row[0]))
 
     def publications(self, target: str) -> dict[str, Publication]:
         with self.connect() as con:
@@ -307,6 +388,7 @@ class Warehouse:
                          pub.published_at, pub.removed_since, pub.deleted_at])
 
     def version_dir(self, dataset_id: str, version: str) -> Path:
+        """The local directory of a version (with a remote root: its JSON files only)."""
         return self.root / dataset_id / version
 
     # -- writes --------------------------------------------------------------
@@ -389,47 +471,70 @@ class Warehouse:
         directory nothing refers to.
         """
         final = self.version_dir(dataset["id"], version)
+        location = self.location(dataset["id"], version)
         _fsync_tree(staged)
-        rows = sum(p.rows for p in parts)
+        if self.remote:
+            self._upload(staged, location)
+        rows = int(summary.get("rows", sum(p.rows for p in parts)))  # net of rows the consolidation rule left out
         quarantined = sum(p.quarantined for p in parts)
         # Open the database first: if it is busy we fail before the version directory exists.
         with self.connect() as con:
+            checkpoint("before-rename")
             os.replace(staged, final)
             _fsync_dir(final.parent)
+            if self.remote:  # the data is in the object store; keep only the small JSON files here
+                for sub in ("data", "quarantine"):
+                    shutil.rmtree(final / sub, ignore_errors=True)
+                (final / DUPLICATES_FILE).unlink(missing_ok=True)
+            checkpoint("renamed")
             con.execute("BEGIN")
             try:
                 con.execute(
                     f"INSERT INTO {META}.versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [dataset["id"], version, now(), run_id, str(final), rows, quarantined, schema_ref,
+                    [dataset["id"], version, now(), run_id, location, rows, quarantined, schema_ref,
                      schema_sha256, json.dumps([p.to_dict() for p in parts]), json.dumps(summary)],
                 )
+                checkpoint("in-transaction")
                 for r in reports:
                     r.setdefault("version", version)
                 self.record_sources(run_id, dataset, updates, reports, con)
                 self._point_views(con, dataset["id"], dataset["title"], dataset.get("description") or "",
-                                  final, parts, columns)
+                                  location, parts, columns, summary)
+                checkpoint("views-repointed")
                 con.execute("COMMIT")
+                checkpoint("committed")
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
         return final
 
+    def _upload(self, staged: Path, location: str) -> None:
+        """Copy a staged version to the object store. Until the commit nothing refers to it; gc removes it after a crash."""
+        for path in sorted(staged.rglob("*")):
+            if path.is_file():
+                self.fs.put_file(str(path), f"{location}/{path.relative_to(staged).as_posix()}")
+
 
     @staticmethod
     def _point_views(con: duckdb.DuckDBPyConnection, dataset_id: str, title: str, description: str,
-                     version_dir: Path, parts: list[Part], columns: list[dict[str, Any]]) -> None:
+                     location: str | Path, parts: list[Part], columns: list[dict[str, Any]],
+                     summary: dict[str, Any] | None = None) -> None:
         """(Re)create the dataset's views on a version's files, with their comments. Inside the caller's transaction."""
         ds = ident(dataset_id)
-        data_files = [str(version_dir / p.data) for p in parts]
-        q_files = [str(version_dir / p.quarantine) for p in parts if p.quarantine]
-        files = "[" + ", ".join(literal(f) for f in data_files) + "]"
-        con.execute(f"CREATE OR REPLACE VIEW main.{ds} AS SELECT * FROM read_parquet({files}, union_by_name = true)")
+        location = str(location)
+        q_files = [f"{location}/{p.quarantine}" for p in parts if p.quarantine]
+        relation = version_relation(location, parts, summary)
+        con.execute(f"CREATE OR REPLACE VIEW main.{ds} AS SELECT * FROM {relation}")
         comment = title + (f" — {description}" if description else "")
         con.execute(f"COMMENT ON VIEW main.{ds} IS {literal(comment)}")
         for col in columns:
             text = " — ".join(x for x in (col.get("title"), col.get("description")) if x)
             if text:
                 con.execute(f"COMMENT ON COLUMN main.{ds}.{ident(col['name'])} IS {literal(text)}")
+        con.execute(f"COMMENT ON COLUMN main.{ds}._source IS 'Partage: key of the source this row came from'")
+        con.execute(f"COMMENT ON COLUMN main.{ds}._row_number IS 'Partage: row number in the source file'")
+        con.execute(f"COMMENT ON COLUMN main.{ds}.{SOURCE_VERSION} IS "
+                    "'Partage: the version in which this row''s source data arrived (see _partage.versions)'")
         alias = sql_alias(dataset_id)
         if alias != dataset_id:  # `bornes_irve` for analysts who would rather not quote `"bornes-irve"`
             con.execute(f"CREATE OR REPLACE VIEW main.{ident(alias)} AS SELECT * FROM main.{ds}")
@@ -440,20 +545,30 @@ class Warehouse:
             con.execute(f"COMMENT ON VIEW {QUARANTINE}.{ds} IS {literal('Invalid rows of ' + dataset_id + ', as received, with their errors')}")
         else:
             con.execute(f"DROP VIEW IF EXISTS {QUARANTINE}.{ds}")
-        Warehouse._point_history(con, dataset_id, version_dir.parent)
+        dup_file = f"{location}/{DUPLICATES_FILE}"
+        if (summary or {}).get("duplicates", {}).get("rows"):
+            con.execute(f"CREATE OR REPLACE VIEW {DUPLICATES}.{ds} AS SELECT r.*, d._kept_source, d._kept_row_number "
+                        f"FROM {parts_relation(location, parts)} AS r JOIN read_parquet({literal(dup_file)}) AS d "
+                        "ON r._source = d._source AND r._row_number = d._row_number")
+            con.execute(f"COMMENT ON VIEW {DUPLICATES}.{ds} IS " + literal(
+                f"Rows of {dataset_id} whose primary key another source also has, with the row kept "
+                f"(_kept_source, _kept_row_number); rule: {summary['duplicates']['rule']}"))  # type: ignore[index]
+        else:
+            con.execute(f"DROP VIEW IF EXISTS {DUPLICATES}.{ds}")
+        Warehouse._point_history(con, dataset_id, location.rsplit("/", 1)[0])
 
     @staticmethod
-    def _point_history(con: duckdb.DuckDBPyConnection, dataset_id: str, dataset_dir: Path) -> None:
+    def _point_history(con: duckdb.DuckDBPyConnection, dataset_id: str, dataset_dir: str | Path) -> None:
         """history."<id>": every stored version's rows, with the version in `_version`."""
         versions = con.execute(
-            f"SELECT version, parts FROM {META}.versions WHERE dataset_id = ? ORDER BY version", [dataset_id]
+            f"SELECT version, parts, summary FROM {META}.versions WHERE dataset_id = ? ORDER BY version", [dataset_id]
         ).fetchall()
         selects = []
-        for version, parts_json in versions:
-            files = [str(dataset_dir / version / p["data"]) for p in json.loads(parts_json)]
-            if files:
-                listed = "[" + ", ".join(literal(f) for f in files) + "]"
-                selects.append(f"SELECT *, {literal(version)} AS _version FROM read_parquet({listed}, union_by_name = true)")
+        for version, parts_json, summary_json in versions:
+            parts = [Part(**p) for p in json.loads(parts_json)]
+            if parts:
+                relation = version_relation(f"{dataset_dir}/{version}", parts, json.loads(summary_json or "{}"))
+                selects.append(f"SELECT *, {literal(version)} AS _version FROM {relation}")
         if not selects:
             return
         ds = ident(dataset_id)
@@ -470,25 +585,55 @@ class Warehouse:
         """
         with self.connect() as con:
             latest = con.execute(
-                f"""SELECT v.dataset_id, v.version, v.path, v.parts, d.title, d.description
+                f"""SELECT v.dataset_id, v.version, v.path, v.parts, d.title, d.description, v.summary
                     FROM {META}.versions v JOIN {META}.datasets d ON d.id = v.dataset_id
                     QUALIFY row_number() OVER (PARTITION BY v.dataset_id ORDER BY v.version DESC) = 1"""
             ).fetchall()
             moved = []
-            for dataset_id, version, path, parts_json, title, description in latest:
+            for dataset_id, version, path, parts_json, title, description, summary_json in latest:
                 here = self.version_dir(dataset_id, version)
-                if path == str(here) or not here.is_dir():
+                if "://" in path or path == str(here) or not here.is_dir():  # object-store URLs do not move
                     continue
                 schema_file = here / "schema.json"
                 columns = json.loads(schema_file.read_text(encoding="utf-8")).get("fields", []) if schema_file.is_file() else []
                 con.execute("BEGIN")
                 self._point_views(con, dataset_id, title or dataset_id, description or "", here,
-                                  [Part(**p) for p in json.loads(parts_json)], columns)
+                                  [Part(**p) for p in json.loads(parts_json)], columns, json.loads(summary_json or "{}"))
                 con.execute(f"UPDATE {META}.versions SET path = ? WHERE dataset_id = ? AND version = ?",
                             [str(here), dataset_id, version])
                 con.execute("COMMIT")
                 moved.append(dataset_id)
         return moved
+
+
+def parts_relation(version_dir: str | Path, parts: list[Part]) -> str:
+    """Every row of a version's parts, with ``_source_version`` (the version in which each part was produced)."""
+    by_version: dict[str, list[str]] = {}
+    for p in parts:
+        by_version.setdefault(p.since_version, []).append(f"{version_dir}/{p.data}")
+    selects = [
+        f"SELECT *, {literal(v)} AS {SOURCE_VERSION} FROM read_parquet([{', '.join(literal(f) for f in files)}], "
+        "union_by_name = true)"
+        for v, files in sorted(by_version.items())
+    ]
+    return "(" + " UNION ALL BY NAME ".join(selects) + ")"
+
+
+def version_relation(version_dir: str | Path, parts: list[Part], summary: dict[str, Any] | None = None) -> str:
+    """The SQL relation of a version's rows, as its views show them.
+
+    Parts of unchanged sources are carried over from older versions, so each
+    row says in ``_source_version`` where it arrived. Rows the consolidation
+    rule left out (``duplicates.parquet``) are removed with an anti-join: parts
+    are shared between versions and never rewritten. Exports and the API read
+    through this same relation, so every reader sees the same rows.
+    """
+    body = parts_relation(version_dir, parts)
+    dup = (summary or {}).get("duplicates") or {}
+    if dup.get("dropped"):
+        return (f"(SELECT r.* FROM {body} AS r ANTI JOIN read_parquet({literal(f'{version_dir}/{DUPLICATES_FILE}')}) AS d "
+                "ON r._source = d._source AND r._row_number = d._row_number)")
+    return body
 
 
 def _fsync_dir(path: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..rawstore import file_sha256
 from ..validate.arrow import ROW_COLUMN, SOURCE_COLUMN
-from ..warehouse import VersionInfo, Warehouse, ident, literal
+from ..warehouse import SOURCE_VERSION, VersionInfo, Warehouse, ident, literal, version_relation
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,8 @@ def _describe(role: str, path: Path, fmt: str, mediatype: str) -> ExportFile:
 def exports(warehouse: Warehouse, info: VersionInfo) -> list[ExportFile]:
     """The four files a catalog entry offers, written once per version."""
     base = warehouse.root / "exports" / info.dataset_id / info.version
-    parts = "[" + ", ".join(literal(str(info.path / p.data)) for p in info.parts) + "]"
-    source = f"read_parquet({parts}, union_by_name = true)"
+    # the rows the views show (consolidation rule applied), without the per-row version column
+    source = f"(SELECT * EXCLUDE ({SOURCE_VERSION}) FROM {version_relation(info.location or info.path, info.parts, info.summary)})"
     order = f"ORDER BY {ident(SOURCE_COLUMN)}, {ident(ROW_COLUMN)}"
     fields = info.schema.get("fields", [])
 
@@ -82,6 +82,7 @@ def exports(warehouse: Warehouse, info: VersionInfo) -> list[ExportFile]:
         import duckdb
 
         con = duckdb.connect()  # in-memory: the warehouse file is not held while exporting
+        warehouse.register(con)
         try:
             if not parquet.exists():
                 _atomic(parquet, lambda t: con.execute(
