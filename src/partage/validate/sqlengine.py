@@ -170,7 +170,7 @@ class SqlValidation:
                 f"CREATE TABLE raw AS SELECT * FROM read_csv({sql_str(str(source))}, header=true, auto_detect=false, "
                 f"columns={columns}, delim={sql_str(d.delimiter)}, quote={sql_str(q)}, escape={sql_str(q)}, "
                 f"nullstr={sql_str(NOT_NULL_STR)}, strict_mode=true, null_padding=false, encoding={sql_str(duck_enc)}, "
-                f"max_line_size={MAX_LINE}, parallel=false)"
+                f"max_line_size={MAX_LINE})"
             )
         except duckdb.Error as e:
             first = str(e).splitlines()[0][:160]
