@@ -14,7 +14,7 @@ help:
 	@echo "make test-fast        the tests that need no Prefect run, subprocess or CKAN (seconds)"
 	@echo "make ckan / ckan-stop start / stop the local CKAN (PostgreSQL, Redis, CKAN on 127.0.0.1; first start ~90 s)"
 	@echo "make install          create .venv and install Partage with its test dependencies"
-	@echo "make bench            harvest benchmarks: cold start, orchestration overhead per source (tables)"
+	@echo "make bench            harvest benchmarks: cold start, orchestration overhead per source, requests per portal resource (tables)"
 	@echo "make bench-validate   validation benchmark: frictionless-py vs DuckDB load floor vs Partage, 1M and 5M rows (minutes)"
 	@echo "make bench-warehouse  analysts' queries on a stored 1M-row dataset, sorted by key vs unsorted (table)"
 	@echo "make clean-warehouse  delete warehouse/ data (keeps its README)"
@@ -61,6 +61,7 @@ ckan-stop:
 
 bench: $(STAMP)
 	$(BIN)/python bench/harvest_overhead.py
+	$(BIN)/python bench/portal_requests.py
 
 bench-validate: $(STAMP)
 	$(BIN)/python bench/validate.py

@@ -92,6 +92,23 @@ def acquire_source(resource: SourceResource, record: SourceRecord | None, wareho
     return result
 
 
+@task(name="expand-sources", cache_policy=NO_CACHE, task_run_name="expand {entry.dataset.id}")
+def expand_sources(entry: CatalogEntry, state: DatasetState) -> tuple[list[SourceResource], list[Acquired]]:
+    """List the dataset's resources; portals are asked over the network here, each under its paging guard."""
+    resources, failures = plan(entry, state)
+    for f in failures:
+        get_run_logger().warning("%s: %s", f.resource.label, f.reason)
+    return resources, failures
+
+
+def _expanded(entry: CatalogEntry, future: Any) -> tuple[list[SourceResource], list[Acquired]]:
+    try:
+        return future.result()
+    except Exception as e:  # a crashed expansion fails this dataset's sources, not the run
+        res = SourceResource(entry.id, "expansion", "url", str(entry.path), entry.id)
+        return [], [Acquired(res, "failed", f"{entry.id}: could not list its sources: {type(e).__name__}: {e}")]
+
+
 def _settle(resource: SourceResource, future: Any) -> Acquired:
     """The task's result, or a failed acquisition saying why (retries exhausted, time-out)."""
     try:
@@ -181,10 +198,12 @@ def harvest(
         limit = _limit_defined()
         logger.info("warehouse writes %s", f"limited by the global concurrency limit {WAREHOUSE_LIMIT!r}"
                     if limit else "serialized by this run (no global concurrency limit defined)")
+        states = {entry.id: wh.dataset_state(entry.id) for entry in entries}
+        expansions = [(entry, expand_sources.submit(entry, states[entry.id])) for entry in entries]
         pending = []
-        for entry in entries:
-            resources, failures = plan(entry)
-            state = wh.dataset_state(entry.id)
+        for entry, expansion in expansions:
+            resources, failures = _expanded(entry, expansion)
+            state = states[entry.id]
             futures = [(r, acquire_source.submit(r, state.records.get(r.key), wh.spec)) for r in resources]
             pending.append((entry, futures, failures, state))
         for entry, futures, failures, state in pending:

@@ -49,14 +49,17 @@ class Route:
     redirect: str | None = None
     trickle: float = 0.0  # seconds between 100-byte pieces of the body
     mtime: float = field(default_factory=time.time)
+    content_type: str = "text/csv"
 
 
 class FixtureServer:
     """Serves in-memory files with ETag/Last-Modified and conditional GET; logs every request."""
 
     def __init__(self) -> None:
-        self.routes: dict[str, Route] = {}
+        self.routes: dict[str, Route] = {}  # by path, or by path?query to answer one query only
         self.log: list[Logged] = []
+        self.in_flight = 0
+        self.max_in_flight = 0  # the most GETs of delayed routes in progress at once (per-host limits)
         self._lock = threading.Lock()
         server = self
 
@@ -67,12 +70,17 @@ class FixtureServer:
                 pass
 
             def do_GET(self) -> None:  # noqa: N802
-                route = server.routes.get(self.path.split("?")[0])
+                route = server.match(self.path)
                 headers = {k: v for k, v in self.headers.items()}
                 status, body, extra = 404, b"not found", {}
                 if route is not None:
-                    if route.delay:
+                    if route.delay:  # requests waiting here at once are requests the client sent at once
+                        with server._lock:
+                            server.in_flight += 1
+                            server.max_in_flight = max(server.max_in_flight, server.in_flight)
                         time.sleep(route.delay)
+                        with server._lock:
+                            server.in_flight -= 1
                     with server._lock:
                         scripted = route.script.pop(0) if route.script else None
                     if scripted is not None:
@@ -99,7 +107,7 @@ class FixtureServer:
                 for k, v in extra.items():
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(len(body)))
-                self.send_header("Content-Type", "text/csv")
+                self.send_header("Content-Type", route.content_type if route is not None else "text/plain")
                 self.end_headers()
                 if route is not None and route.trickle and status == 200:
                     for i in range(0, len(body), 100):
@@ -128,6 +136,22 @@ class FixtureServer:
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
+
+    def match(self, target: str) -> Route | None:
+        """The route for a request: one whose path matches and whose query parameters (if it has
+        any) are all in the request's, the most specific first; else the route of the bare path."""
+        from urllib.parse import parse_qsl, urlsplit
+
+        path, query = urlsplit(target).path, set(parse_qsl(urlsplit(target).query, keep_blank_values=True))
+        best: tuple[int, Route] | None = None
+        for key, route in list(self.routes.items()):
+            if "?" not in key:
+                continue
+            kpath, kquery = key.split("?", 1)
+            wanted = set(parse_qsl(kquery, keep_blank_values=True))
+            if kpath == path and wanted <= query and (best is None or len(wanted) > best[0]):
+                best = (len(wanted), route)
+        return best[1] if best else self.routes.get(path)
 
     def url(self, path: str, host: str = "127.0.0.1") -> str:
         return f"http://{host}:{self.port}{path}"

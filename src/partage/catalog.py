@@ -31,6 +31,14 @@ SourceKind = Literal["url", "file", "ckan", "udata", "ods", "dcat"]
 SOURCE_KINDS: tuple[str, ...] = get_args(SourceKind)
 
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# which filters each source kind understands; any other is a mistake worth saying
+KIND_FILTERS: dict[str, frozenset[str]] = {
+    "url": frozenset(), "file": frozenset(),
+    "ckan": frozenset({"organization", "tags", "formats", "q", "dataset"}),
+    "udata": frozenset({"organization", "tags", "formats", "q", "dataset", "schema_"}),
+    "ods": frozenset({"organization", "tags", "formats", "q", "dataset"}),
+    "dcat": frozenset({"tags", "formats", "q"}),
+}
 CREDENTIAL_PATTERN = re.compile(r"^(env|prefect-secret):[A-Za-z_][A-Za-z0-9_.-]*$")
 CRON_FIELD = re.compile(r"^[\d*/,\-A-Za-z?LW#]+$")
 
@@ -145,6 +153,17 @@ class Source(_Strict):
             raise ValueError(
                 f"a source needs exactly one of the keys {', '.join(SOURCE_KINDS)} (found: {found})"
             )
+        kind = kinds[0]
+        used = [k for k in ("organization", "tags", "formats", "q", "dataset", "schema_")
+                if getattr(self, k) not in (None, [])]
+        unused = [("schema" if k == "schema_" else k) for k in used if k not in KIND_FILTERS[kind]]
+        if unused:
+            allowed = ", ".join(sorted("schema" if k == "schema_" else k for k in KIND_FILTERS[kind])) or "none"
+            raise ValueError(f"{', '.join(unused)}: not used by a '{kind}' source (its filters: {allowed})")
+        if kind in ("ckan", "udata", "ods", "dcat") and not re.match(r"^https?://", str(getattr(self, kind)), re.I):
+            raise ValueError(f"{kind} must be the portal's http(s) address (got {getattr(self, kind)!r})")
+        if self.auth is not None and kind == "file":
+            raise ValueError("auth does not apply to 'file' sources (S3 credentials come from the environment)")
         if self.url is not None and not re.match(r"^https?://", self.url, re.I):
             raise ValueError(f"url must start with http:// or https:// (got {self.url!r}); use 'file:' for local files")
         if self.url is not None and re.match(r"^https?://[^/@]*:[^/@]*@", self.url, re.I):

@@ -44,8 +44,8 @@ WarehouseOpt = Annotated[str, typer.Option(
     "--warehouse", envvar="PARTAGE_WAREHOUSE",
     help="Warehouse directory, or an object-store URL (s3://bucket/prefix) with PARTAGE_LOCAL_DIR for the DuckDB file.")]
 
-STATE_STYLE = {"updated": "green", "unchanged": "dim", "rejected": "yellow", "failed": "red"}
-STATE_MARK = {"updated": "✓", "unchanged": "=", "rejected": "✗", "failed": "!"}
+STATE_STYLE = {"updated": "green", "unchanged": "dim", "rejected": "yellow", "failed": "red", "gone": "magenta"}
+STATE_MARK = {"updated": "✓", "unchanged": "=", "rejected": "✗", "failed": "!", "gone": "-"}
 UNREADABLE = {"source-error", "scheme-error", "format-error", "encoding-error", "resource-error", "general-error",
               "io-error", "compression-error", "package-error", "schema-error", "field-error"}
 
@@ -167,13 +167,14 @@ def _harvest(ids: list[str] | None, catalog: Path, warehouse: str, server: Any) 
     except PartageError as e:
         _fail(str(e), 1)
     table = Table(title=f"Harvest {summary.run_id}", title_justify="left")
-    for col in ("dataset", "sources", "updated", "unchanged", "rejected", "failed", "rows", "quarantined", "version"):
+    shown = ("updated", "unchanged", "rejected", "failed") + (("gone",) if summary.counts().get("gone") else ())
+    for col in ("dataset", "sources", *shown, "rows", "quarantined", "version"):
         table.add_column(col, justify="right" if col not in ("dataset", "version") else "left")
     for d in summary.datasets:
-        states = [s.state for s in d.sources]
+        states: list[str] = [s.state for s in d.sources]
         table.add_row(
             d.dataset_id, str(len(states)),
-            *[f"[{STATE_STYLE[k]}]{states.count(k)}[/]" if states.count(k) else "0" for k in ("updated", "unchanged", "rejected", "failed")],
+            *[f"[{STATE_STYLE[k]}]{states.count(k)}[/]" if states.count(k) else "0" for k in shown],
             "" if d.rows is None else f"{d.rows:,}", "" if d.quarantined is None else f"{d.quarantined:,}",
             d.version or ("(unchanged)" if d.ok else "(kept previous)"),
         )
@@ -479,9 +480,12 @@ def status(
                 LEFT JOIN _partage.sources s ON s.dataset_id = d.id
                 {where}
                 GROUP BY ALL ORDER BY d.id""", params).fetchall()
-            src_rows = con.execute(f"""
-                SELECT s.dataset_id, s.label, s.state, s.layer, s.reason, s.checked_at, s.changed_at
-                FROM _partage.sources s {where.replace('d.id', 's.dataset_id')} ORDER BY 1, 2""", params).fetchall() if sources else []
+            src_rows: list[dict[str, Any]] = []
+            if sources:  # by column name: a warehouse written by an older Partage lacks the identity columns
+                cur = con.execute(f"""SELECT * FROM _partage.sources s {where.replace('d.id', 's.dataset_id')}
+                                      ORDER BY dataset_id, label""", params)
+                names = [c[0] for c in cur.description]
+                src_rows = [dict(zip(names, r)) for r in cur.fetchall()]
     except PartageError as e:
         _fail(str(e), 2)
     table = Table(title="Datasets", title_justify="left")
@@ -493,12 +497,16 @@ def status(
     out.print(table)
     if sources:
         st = Table(title="Sources", title_justify="left", show_lines=True)
-        for col in ("dataset", "source", "state", "decided by", "reason", "changed"):
+        for col in ("dataset", "source", "remote id", "state", "decided by", "reason", "changed"):
             st.add_column(col, overflow="fold")
         for r in src_rows:
-            style = STATE_STYLE.get(r[2], "")
-            st.add_row(r[0], escape(r[1]), f"[{style}]{r[2]}[/]", r[3] or "", escape(r[4] or ""),
-                       r[6].strftime("%Y-%m-%d %H:%M") if r[6] else "")
+            style = STATE_STYLE.get(r["state"], "")
+            state = r["state"] or ""
+            if r.get("gone_since"):
+                state += f" since {r['gone_since'].strftime('%Y-%m-%d')}"
+            st.add_row(r["dataset_id"], escape(r["label"] or ""), escape(r.get("remote_id") or ""), f"[{style}]{state}[/]",
+                       r["layer"] or "", escape(r["reason"] or ""),
+                       r["changed_at"].strftime("%Y-%m-%d %H:%M") if r["changed_at"] else "")
         out.print(st)
 
 

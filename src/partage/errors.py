@@ -63,3 +63,8 @@ class WarehouseError(PartageError):
 
 class WarehouseBusy(WarehouseError, TransientError):
     """Another process holds the warehouse (a running harvest, or a DuckDB writer)."""
+
+
+class PortalError(TerminalError):
+    """A portal answered something we cannot use (HTML instead of JSON, a page that repeats for ever,
+    an unknown API). Names the portal's URL and what to check."""

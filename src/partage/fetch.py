@@ -13,10 +13,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -33,6 +36,30 @@ TRANSIENT_STATUS = {408, 425, 429, 500, 502, 503, 504}
 SECRET_QUERY_KEYS = {"token", "access_token", "apikey", "api_key", "key", "signature", "sig", "password", "secret"}
 DEFAULT_MAX_BYTES = 2 * 1024**3
 MAX_REDIRECTS = 10
+
+
+_SLOTS: dict[str, threading.BoundedSemaphore] = {}
+_SLOTS_LOCK = threading.Lock()
+
+
+def host_limit() -> int:
+    return max(1, int(os.environ.get("PARTAGE_HOST_CONCURRENCY", 4)))
+
+
+@contextlib.contextmanager
+def host_slot(url: str) -> Iterator[None]:
+    """Hold one of the N request slots of ``url``'s host (PARTAGE_HOST_CONCURRENCY, default 4).
+
+    Sources are acquired by many threads at once; a portal expanding into a
+    hundred resources must not get a hundred parallel requests from us.
+    """
+    host = (urlsplit(url).netloc or "").lower()
+    with _SLOTS_LOCK:
+        slot = _SLOTS.get(host)
+        if slot is None:
+            slot = _SLOTS[host] = threading.BoundedSemaphore(host_limit())
+    with slot:
+        yield
 
 
 def redact(url: str) -> str:
@@ -197,7 +224,8 @@ def fetch(
     with httpx.Client(timeout=_timeout(), follow_redirects=False) as client:
         for attempt in range(1, retry.attempts + 1):
             try:
-                out = _request_once(client, url, hdrs, raw, max_bytes, secret_headers)
+                with host_slot(url):
+                    out = _request_once(client, url, hdrs, raw, max_bytes, secret_headers)
                 return FetchOutcome(**{**out.__dict__, "attempts": attempt})
             except TransientFetchError as e:
                 last = e
@@ -214,3 +242,93 @@ def fetch(
     assert last is not None
     raise TransientFetchError(f"{last} (gave up after {retry.attempts} attempts; will try again next run)",
                               url=last.url, status=last.status)
+
+
+@dataclass(frozen=True)
+class Document:
+    """A small document read whole: a portal's API page or a catalog file."""
+
+    url: str  # the URL finally answered (after redirects), not redacted: callers redact before showing
+    body: bytes
+    content_type: str
+    attempts: int
+
+
+DEFAULT_DOCUMENT_MAX_BYTES = 64 * 1024**2
+
+
+def get_document(
+    url: str,
+    *,
+    params: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    secret_headers: frozenset[str] = frozenset(),
+    max_bytes: int | None = None,
+    retry: RetryPolicy | None = None,
+) -> Document:
+    """GET a document into memory, with the same rules as :func:`fetch` (retries on transient
+    errors only, http(s) redirects only, credentials dropped on another host, size cap, host slots)."""
+    retry = retry or RetryPolicy.from_env()
+    cap = max_bytes or int(os.environ.get("PARTAGE_DOCUMENT_MAX_BYTES", DEFAULT_DOCUMENT_MAX_BYTES))
+    if params:
+        parts = urlsplit(url)
+        query = urlencode(parse_qsl(parts.query, keep_blank_values=True) + list(params.items()))
+        url = urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+    base = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"}
+    base.update(headers or {})
+    last: TransientFetchError | None = None
+    with httpx.Client(timeout=_timeout(), follow_redirects=False) as client:
+        for attempt in range(1, retry.attempts + 1):
+            try:
+                with host_slot(url):
+                    return _get_once(client, url, base, cap, secret_headers, attempt)
+            except TransientFetchError as e:
+                last = e
+            except httpx.TimeoutException as e:
+                last = TransientFetchError(f"{redact(url)}: timed out ({type(e).__name__})", url=redact(url))
+            except httpx.TransportError as e:
+                last = TransientFetchError(f"{redact(url)}: connection failed ({type(e).__name__}: {e})", url=redact(url))
+            except httpx.InvalidURL as e:
+                raise TerminalFetchError(f"{redact(url)}: invalid URL ({e})", url=redact(url)) from None
+            if attempt < retry.attempts:
+                time.sleep(retry.wait(attempt, last.retry_after))
+    assert last is not None
+    raise TransientFetchError(f"{last} (gave up after {retry.attempts} attempts; will try again next run)",
+                              url=last.url, status=last.status)
+
+
+def _get_once(client: httpx.Client, url: str, headers: dict[str, str], cap: int, secret_headers: frozenset[str],
+              attempt: int) -> Document:
+    current, hdrs, origin = url, dict(headers), urlsplit(url).netloc
+    for _ in range(MAX_REDIRECTS + 1):
+        with client.stream("GET", current, headers=hdrs) as r:
+            if r.has_redirect_location:
+                nxt = str(r.url.join(r.headers.get("location", "")))
+                scheme = urlsplit(nxt).scheme.lower()
+                if scheme not in ("http", "https"):
+                    raise TerminalFetchError(
+                        f"{redact(url)} redirects to a {scheme or 'relative'}: URL ({redact(nxt)}); only http(s) redirects are followed",
+                        url=redact(url), status=r.status_code)
+                if urlsplit(nxt).netloc != origin:
+                    drop = {"authorization", "cookie"} | {n.lower() for n in secret_headers}
+                    hdrs = {k: v for k, v in hdrs.items() if k.lower() not in drop}
+                current = nxt
+                continue
+            if r.status_code in TRANSIENT_STATUS:
+                raise TransientFetchError(f"{redact(url)} answered HTTP {r.status_code} ({r.reason_phrase})",
+                                          url=redact(url), status=r.status_code, retry_after=r.headers.get("retry-after"))
+            if r.status_code >= 400:
+                hint = {401: "the portal wants credentials: add 'auth:' to the source",
+                        403: "access refused: check the credentials",
+                        404: "not found: check the portal address and the dataset/organization name"}.get(r.status_code, "check the address")
+                raise TerminalFetchError(f"{redact(url)} answered HTTP {r.status_code} ({r.reason_phrase}); {hint}",
+                                         url=redact(url), status=r.status_code)
+            body = bytearray()
+            for chunk in r.iter_bytes(1 << 16):
+                body += chunk
+                if len(body) > cap:
+                    raise TerminalFetchError(
+                        f"{redact(url)}: answer larger than {cap:,} bytes (PARTAGE_DOCUMENT_MAX_BYTES); "
+                        "narrow the source (organization, tags, dataset) or raise the limit", url=redact(url))
+            return Document(str(r.url), bytes(body), r.headers.get("content-type", ""), attempt)
+    raise TerminalFetchError(f"{redact(url)}: more than {MAX_REDIRECTS} redirects", url=redact(url))

@@ -30,12 +30,12 @@ from .publish import datapackage
 from .schemas import ResolvedSchema, resolve_schema, schema_from_descriptor
 from .sources import Acquired, SourceResource, acquire, expand
 from .validate import infer_schema, validate_and_type
-from .warehouse import DatasetState, Part, Warehouse, new_version_id, now
+from .warehouse import DatasetState, Part, SourceRecord, Warehouse, new_version_id, now
 
 log = logging.getLogger("partage.harvest")
 
-SourceState = Literal["unchanged", "updated", "rejected", "failed"]
-OK_STATES = ("unchanged", "updated")
+SourceState = Literal["unchanged", "updated", "rejected", "failed", "gone"]
+OK_STATES = ("unchanged", "updated", "gone")  # a resource the portal no longer lists is news, not a failure
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ class HarvestSummary:
     def counts(self) -> dict[str, int]:
         out = {s: 0 for s in ("updated", "unchanged", "rejected", "failed")}
         for s in self.sources:
-            out[s.state] += 1
+            out[s.state] = out.get(s.state, 0) + 1
         return out
 
 
@@ -100,8 +100,9 @@ def default_schemas_dir(catalog: Catalog) -> Path:
     return Path(env) if env else catalog.root.parent / "schemas"
 
 
-def plan(entry: CatalogEntry) -> tuple[list[SourceResource], list[Acquired]]:
-    return expand(entry)
+def plan(entry: CatalogEntry, state: DatasetState | None = None) -> tuple[list[SourceResource], list[Acquired]]:
+    """The dataset's resources (portals are listed here, over the network) and what failed to expand."""
+    return expand(entry, state.records if state else None)
 
 
 def acquire_source(resource: SourceResource, warehouse: Warehouse) -> Acquired:
@@ -132,9 +133,34 @@ def _dataset_row(entry: CatalogEntry) -> dict[str, Any]:
 def _source_update(a: Acquired, state: SourceState, reason: str, **extra: Any) -> dict[str, Any]:
     r = a.resource
     ok = a.state != "failed"
+    location = r.canonical or (r.location if r.kind == "file" else None)
     return {"source_key": r.key, "kind": r.kind, "label": r.label, "state": state, "reason": reason, "layer": a.layer,
             "etag": a.etag if ok else None, "last_modified": a.last_modified if ok else None,
-            "sha256": a.sha256 if ok else None, "bytes": a.bytes if ok else None, "body_bytes": a.body_bytes, **extra}
+            "sha256": a.sha256 if ok else None, "bytes": a.bytes if ok else None, "body_bytes": a.body_bytes,
+            "origin": r.origin, "location": location, "remote_id": r.remote_id,
+            "remote_modified": r.remote_modified if ok else None, "gone_since": None, **extra}
+
+
+def _gone(entry: CatalogEntry, acquired: list[Acquired], records: dict[str, SourceRecord]) -> list[dict[str, Any]]:
+    """Records of resources no source lists any more: marked gone (with the date), never dropped.
+
+    Their data leaves the next version but stays in every earlier one (``history.<id>``).
+    A portal's own row (kept only while the portal cannot be listed) is removed once it lists again.
+    """
+    current = {a.resource.key for a in acquired}
+    out: list[dict[str, Any]] = []
+    for key, rec in records.items():
+        if key in current or rec.state == "gone":
+            continue
+        if rec.origin == key:
+            out.append({"source_key": key, "delete": True})
+            continue
+        where = ("no longer listed by its portal" if rec.origin else
+                 "no longer in the folder or bucket" if rec.kind in ("file", "s3") else "no longer in the catalog entry")
+        out.append({"source_key": key, "kind": rec.kind or "url", "label": rec.label or key, "state": "gone",
+                    "layer": None, "reason": f"{where}; its data stays in the earlier versions",
+                    "body_bytes": 0, "gone_since": now()})
+    return out
 
 
 def store_dataset(
@@ -241,6 +267,10 @@ def store_dataset(
 
         current_keys = {a.resource.key for a in acquired}
         removed = [k for k in previous_parts if k not in current_keys]
+        for g in _gone(entry, acquired, records):
+            updates.append(g)
+            if not g.get("delete"):
+                outcomes.append(SourceOutcome(ds.id, g["source_key"], g["label"], "gone", g["reason"]))
         if not new_parts and not removed:
             warehouse.record_sources(run_id, dataset_row, updates, reports)
             return DatasetOutcome(ds.id, outcomes, message="no change")

@@ -68,6 +68,11 @@ CREATE TABLE IF NOT EXISTS {META}.sources (
     checked_at TIMESTAMPTZ, changed_at TIMESTAMPTZ,
     PRIMARY KEY (dataset_id, source_key)
 );
+ALTER TABLE {META}.sources ADD COLUMN IF NOT EXISTS origin VARCHAR;
+ALTER TABLE {META}.sources ADD COLUMN IF NOT EXISTS location VARCHAR;
+ALTER TABLE {META}.sources ADD COLUMN IF NOT EXISTS remote_id VARCHAR;
+ALTER TABLE {META}.sources ADD COLUMN IF NOT EXISTS remote_modified VARCHAR;
+ALTER TABLE {META}.sources ADD COLUMN IF NOT EXISTS gone_since TIMESTAMPTZ;
 CREATE TABLE IF NOT EXISTS {META}.source_events (
     run_id VARCHAR, dataset_id VARCHAR, source_key VARCHAR, label VARCHAR, state VARCHAR,
     layer VARCHAR, reason VARCHAR, body_bytes BIGINT, sha256 VARCHAR, recorded_at TIMESTAMPTZ
@@ -143,6 +148,15 @@ class SourceRecord:
     accepted_sha256: str | None
     state: str | None
     reason: str | None
+    # identity, for portal resources: which portal source listed it, its canonical URL
+    # (credentials removed), the portal's id and modification date; when it disappeared
+    origin: str | None = None
+    location: str | None = None
+    remote_id: str | None = None
+    remote_modified: str | None = None
+    gone_since: dt.datetime | None = None
+    kind: str | None = None
+    label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -353,7 +367,8 @@ class Warehouse:
         with self.connect() as con:
             rows = con.execute(
                 f"SELECT dataset_id, source_key, etag, last_modified, sha256, bytes, validated_sha256, "
-                f"fingerprint, accepted_sha256, state, reason FROM {META}.sources WHERE dataset_id = ?",
+                f"fingerprint, accepted_sha256, state, reason, origin, location, remote_id, remote_modified, "
+                f"gone_since, kind, label FROM {META}.sources WHERE dataset_id = ?",
                 [dataset_id],
             ).fetchall()
             row = con.execute(
@@ -417,8 +432,15 @@ class Warehouse:
              dataset.get("catalog_file"), at],
         )
         for u in updates:
+            if u.get("delete"):  # a portal's own row, once the portal lists again
+                con.execute(f"DELETE FROM {META}.sources WHERE dataset_id = ? AND source_key = ?",
+                            [dataset["id"], u["source_key"]])
+                continue
             con.execute(
-                f"""INSERT INTO {META}.sources VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                f"""INSERT INTO {META}.sources (dataset_id, source_key, kind, label, etag, last_modified, sha256, bytes,
+                    validated_sha256, fingerprint, accepted_sha256, state, layer, reason, checked_at, changed_at,
+                    origin, location, remote_id, remote_modified, gone_since)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 ON CONFLICT (dataset_id, source_key) DO UPDATE SET
                   kind = excluded.kind, label = excluded.label,
                   etag = COALESCE(excluded.etag, {META}.sources.etag),
@@ -430,11 +452,17 @@ class Warehouse:
                   accepted_sha256 = COALESCE(excluded.accepted_sha256, {META}.sources.accepted_sha256),
                   state = excluded.state, layer = excluded.layer, reason = excluded.reason,
                   checked_at = excluded.checked_at,
-                  changed_at = COALESCE(excluded.changed_at, {META}.sources.changed_at)""",
+                  changed_at = COALESCE(excluded.changed_at, {META}.sources.changed_at),
+                  origin = COALESCE(excluded.origin, {META}.sources.origin),
+                  location = COALESCE(excluded.location, {META}.sources.location),
+                  remote_id = COALESCE(excluded.remote_id, {META}.sources.remote_id),
+                  remote_modified = COALESCE(excluded.remote_modified, {META}.sources.remote_modified),
+                  gone_since = excluded.gone_since""",
                 [dataset["id"], u["source_key"], u["kind"], u["label"], u.get("etag"), u.get("last_modified"),
                  u.get("sha256"), u.get("bytes"), u.get("validated_sha256"), u.get("fingerprint"),
                  u.get("accepted_sha256"), u["state"], u.get("layer"), u["reason"], at,
-                 at if u["state"] == "updated" else None],
+                 at if u["state"] == "updated" else None, u.get("origin"), u.get("location"), u.get("remote_id"),
+                 u.get("remote_modified"), u.get("gone_since")],
             )
             con.execute(
                 f"INSERT INTO {META}.source_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

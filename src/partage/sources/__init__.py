@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from ..catalog import Auth, CatalogEntry
+from ..catalog import Auth, CatalogEntry, Source
+from ..errors import PortalError
 from ..rawstore import RawStore
 from ..warehouse import SourceRecord
 
@@ -30,6 +31,12 @@ class SourceResource:
     label: str  # what people see: the URL without secrets, or the path as the catalog wrote it
     auth: Auth | None = None
     max_bytes: int | None = None
+    # what portals tell about a resource (None for url/file sources)
+    origin: str | None = None  # key of the portal source that listed it
+    remote_id: str | None = None
+    remote_modified: str | None = None  # the portal's own modification date: a change-detection layer
+    remote_size: int | None = None
+    canonical: str | None = None  # canonical URL, kept to map a resource whose remote id changes
 
 
 @dataclass(frozen=True)
@@ -37,7 +44,7 @@ class Acquired:
     resource: SourceResource
     state: AcquiredState
     reason: str
-    layer: str | None = None  # which check decided: etag, last-modified, size+mtime, sha256
+    layer: str | None = None  # which check decided: etag, last-modified, portal-modified, size, size+mtime, sha256
     sha256: str | None = None
     bytes: int | None = None
     body_bytes: int = 0
@@ -53,11 +60,20 @@ def source_key(kind: str, location: str) -> str:
     return f"{slug}-{digest}"
 
 
-def expand(entry: CatalogEntry) -> tuple[list[SourceResource], list[Acquired]]:
-    """Turn catalog sources into resources; what cannot be expanded comes back already failed."""
+PORTAL_KINDS = ("ckan", "udata", "ods", "dcat")
+
+
+def expand(entry: CatalogEntry, records: dict[str, SourceRecord] | None = None) -> tuple[list[SourceResource], list[Acquired]]:
+    """Turn catalog sources into resources; what cannot be expanded comes back already failed.
+
+    Portals are listed over the network here. ``records`` (the dataset's source records) map
+    listed resources onto known keys; when a portal cannot be listed, every resource it listed
+    before comes back ``failed`` with the portal's reason, so its data is kept, not taken for gone.
+    """
     from . import file as file_kind
     from . import url as url_kind
 
+    records = records or {}
     resources: list[SourceResource] = []
     failures: list[Acquired] = []
     ds = entry.dataset
@@ -65,16 +81,54 @@ def expand(entry: CatalogEntry) -> tuple[list[SourceResource], list[Acquired]]:
         max_bytes = src.max_bytes or ds.max_bytes
         if src.kind == "url":
             resources.append(url_kind.resource(ds.id, src, max_bytes))
+        elif src.kind == "file" and (src.file or "").startswith("s3://"):
+            from . import s3
+
+            found, failure = s3.resources(entry, src, max_bytes)
+            resources += found
+            if failure:
+                failures.append(failure)
         elif src.kind == "file":
             found, failure = file_kind.resources(entry, src, max_bytes)
             resources += found
             if failure:
                 failures.append(failure)
         else:
-            res = SourceResource(ds.id, source_key(src.kind, src.location), src.kind, src.location, f"{src.kind}: {src.location}")
-            failures.append(Acquired(res, "failed", f"source kind '{src.kind}' is not supported by this version of Partage yet; "
-                                                     "use a 'url:' to the file meanwhile"))
+            found, failed = expand_portal(ds.id, src, records, max_bytes)
+            resources += found
+            failures += failed
     return resources, failures
+
+
+def expand_portal(dataset_id: str, src: Source, records: dict[str, SourceRecord],
+                  max_bytes: int | None) -> tuple[list[SourceResource], list[Acquired]]:
+    from importlib import import_module
+
+    from ..errors import PartageError, TransientError
+    from ..fetch import redact
+    from .portal import portal_key, to_resources
+
+    origin = portal_key(src)
+    label = f"{src.kind}: {redact(src.location)}"
+    try:
+        lister = import_module(f".{src.kind}", __name__)
+        listed = lister.list_resources(src)
+        found = to_resources(dataset_id, src, listed, records, max_bytes)
+        if not found:
+            raise PortalError(f"{label}: the portal lists no resource matching this source "
+                              "(check organization / tags / q / dataset / schema / formats)")
+        return found, []
+    except PartageError as e:
+        reason, transient = str(e), isinstance(e, TransientError)
+    except Exception as e:  # a portal answering something unexpected must not stop the run
+        reason, transient = f"{label}: unexpected answer ({type(e).__name__}: {e})", False
+    me = SourceResource(dataset_id, origin, src.kind, src.location, label, origin=origin)
+    kept = [SourceResource(dataset_id, r.source_key, r.kind or src.kind, r.location or "", r.label or r.source_key,
+                           origin=origin)
+            for r in records.values() if r.origin == origin and r.source_key != origin and r.state != "gone"]
+    note = "; its data from the last harvest is kept"
+    return [], [Acquired(me, "failed", reason, transient=transient)] + [
+        Acquired(k, "failed", f"not checked: {reason}{note}", transient=transient) for k in kept]
 
 
 def acquire(resource: SourceResource, record: SourceRecord | None, raw: RawStore) -> Acquired:
@@ -82,10 +136,14 @@ def acquire(resource: SourceResource, record: SourceRecord | None, raw: RawStore
     from . import url as url_kind
 
     try:
-        if resource.kind == "url":
+        if resource.kind == "url" or (resource.kind in PORTAL_KINDS and resource.origin != resource.key):
             return url_kind.acquire(resource, record, raw)
         if resource.kind == "file":
             return file_kind.acquire(resource, record, raw)
+        if resource.kind == "s3":
+            from . import s3
+
+            return s3.acquire(resource, record, raw)
         return Acquired(resource, "failed", f"source kind '{resource.kind}' cannot be acquired")
     except Exception as e:  # the contract: a source never raises
         return Acquired(resource, "failed", f"{resource.label}: unexpected error {type(e).__name__}: {e}")

@@ -13,7 +13,10 @@ from . import Acquired, SourceResource, source_key
 
 def resource(dataset_id: str, src: Source, max_bytes: int | None) -> SourceResource:
     assert src.url is not None
-    return SourceResource(dataset_id, source_key("url", src.url), "url", src.url, redact(src.url), src.auth, max_bytes)
+    from .portal import canonical_url
+
+    return SourceResource(dataset_id, source_key("url", src.url), "url", src.url, redact(src.url), src.auth, max_bytes,
+                          canonical=canonical_url(src.url))
 
 
 def _auth_headers(res: SourceResource) -> tuple[dict[str, str], frozenset[str]]:
@@ -22,8 +25,9 @@ def _auth_headers(res: SourceResource) -> tuple[dict[str, str], frozenset[str]]:
     import base64
 
     headers: dict[str, str] = {}
-    if res.auth.bearer:
-        headers["Authorization"] = f"Bearer {resolve(res.auth.bearer)}"
+    if res.auth.bearer:  # CKAN takes its API token bare, and refuses it behind "Bearer"
+        token = resolve(res.auth.bearer)
+        headers["Authorization"] = token if res.kind == "ckan" else f"Bearer {token}"
     if res.auth.basic:
         pair = f"{res.auth.basic.username}:{resolve(res.auth.basic.password)}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
@@ -38,7 +42,19 @@ def acquire(res: SourceResource, record: SourceRecord | None, raw: RawStore) -> 
     except CredentialError as e:
         return Acquired(res, "failed", str(e))
     have_raw = record is not None and raw.has(record.sha256)
+    if record is not None and record.location and res.canonical and record.location != res.canonical:
+        have_raw = False  # the portal moved the file: validators and dates of the old URL say nothing of the new one
     previous = Validators(record.etag, record.last_modified) if have_raw and record else None
+    if previous is not None and not (previous.etag or previous.last_modified):
+        previous = None
+    # Layer 2, for servers that give no validators: the portal's own modification date (and size).
+    if (previous is None and have_raw and record is not None and res.remote_modified
+            and record.remote_modified == res.remote_modified
+            and (res.remote_size is None or record.bytes is None or res.remote_size == record.bytes)):
+        return Acquired(res, "unchanged", f"the portal's modification date is still {res.remote_modified}; not downloaded",
+                        "portal-modified", record.sha256, record.bytes, 0, record.etag, record.last_modified)
+    size_changed = (record is not None and res.remote_size is not None and record.bytes is not None
+                    and res.remote_size != record.bytes)
     try:
         out = fetch(res.location, raw, previous=previous, headers=headers, secret_headers=secret, max_bytes=res.max_bytes)
     except TransientFetchError as e:
@@ -57,5 +73,8 @@ def acquire(res: SourceResource, record: SourceRecord | None, raw: RawStore) -> 
     if record is not None and out.sha256 == record.sha256:
         return Acquired(res, "unchanged", f"downloaded{tries}, same content as last harvest (sha256 {out.sha256[:12]}…)",
                         "sha256", out.sha256, size, out.body_bytes, out.etag, out.last_modified)
+    if size_changed and record is not None:
+        return Acquired(res, "changed", f"the portal gives a new size ({record.bytes:,} -> {res.remote_size:,} bytes); "
+                        f"downloaded {size:,} bytes{tries}", "size", out.sha256, size, out.body_bytes, out.etag, out.last_modified)
     return Acquired(res, "changed", f"downloaded {size:,} bytes{tries}", "sha256", out.sha256, size, out.body_bytes,
                     out.etag, out.last_modified)
