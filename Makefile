@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench bench-warehouse bench-api serve ckan ckan-stop install clean-warehouse help
+.PHONY: demo test test-fast bench bench-validate bench-warehouse bench-api serve ckan ckan-stop install clean-warehouse help
 
 help:
 	@echo "make demo             harvest the demo catalog into warehouse/ (run it twice: the second run is all 'unchanged')"
@@ -15,6 +15,7 @@ help:
 	@echo "make ckan / ckan-stop start / stop the local CKAN (PostgreSQL, Redis, CKAN on 127.0.0.1; first start ~90 s)"
 	@echo "make install          create .venv and install Partage with its test dependencies"
 	@echo "make bench            harvest benchmarks: cold start, orchestration overhead per source, requests per portal resource (tables)"
+	@echo "make bench-validate   validation benchmark: frictionless-py vs DuckDB load floor vs Partage, 1M and 5M rows (minutes)"
 	@echo "make bench-warehouse  analysts' queries on a stored 1M-row dataset, sorted by key vs unsorted (table)"
 	@echo "make bench-api        load benchmark of partage serve: 1M rows, 30 s of filtered pages, idle and while harvesting"
 	@echo "make serve            the tabular API on http://127.0.0.1:8000 over warehouse/ (docs at /docs)"
@@ -63,6 +64,9 @@ ckan-stop:
 bench: $(STAMP)
 	$(BIN)/python bench/harvest_overhead.py
 	$(BIN)/python bench/portal_requests.py
+
+bench-validate: $(STAMP)
+	$(BIN)/python bench/validate.py
 
 bench-warehouse: $(STAMP)
 	$(BIN)/python bench/warehouse_scan.py

@@ -7,7 +7,9 @@ A reference is one of:
   (or ``schemas/<publisher>/<name>/<version>.json``). Pinned on purpose: a run
   never silently picks up a new national schema version.
 * a path (relative to the catalog directory, then to ``schemas/``), or
-* an ``http(s)://`` URL.
+* an ``http(s)://`` URL, optionally pinned: ``https://…/schema.json#sha256=<hex>``, where
+  ``<hex>`` is the schema's canonical hash (the one stored with every version): a schema that
+  changed upstream is then refused instead of silently validating with new rules.
 
 The resolved descriptor and its sha256 are stored with every version it
 validated, so a report can always be traced to the exact schema.
@@ -83,9 +85,20 @@ def _fetch_json(url: str) -> dict[str, Any]:
         raise SchemaError(f"schema {url}: the server did not return JSON") from None
 
 
+PIN = re.compile(r"#sha256=(?P<hex>[0-9a-fA-F]{64})$")
+
+
 def resolve_schema(ref: str, *, catalog_dir: Path | None = None, schemas_dir: Path | None = None) -> ResolvedSchema:
     if re.match(r"^https?://", ref, re.I):
-        return _resolved(ref, ref, _fetch_json(ref))
+        pin = PIN.search(ref)
+        url = ref[: pin.start()] if pin else ref
+        resolved = _resolved(ref, url, _fetch_json(url))
+        if pin and resolved.sha256 != pin["hex"].lower():
+            raise SchemaError(
+                f"schema {url} changed: its sha256 is {resolved.sha256}, the catalog pins {pin['hex'].lower()}; "
+                "review the new version, then update the pin (or pin a versioned URL)"
+            )
+        return resolved
     m = REF_PATTERN.match(ref)
     if m and schemas_dir is not None:
         base = schemas_dir / m["publisher"] / m["name"]

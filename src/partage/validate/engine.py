@@ -1,9 +1,11 @@
-"""Validation and typing, backed by frictionless-py for now.
+"""Validation and typing: DuckDB SQL first, frictionless-py where SQL cannot follow.
 
 ``validate()`` is the one entry point the CLI and the pipeline use to judge a
-file; ``validate_and_type()`` does the same pass while writing the typed
-Parquet and the quarantine, so a file is read once. Issue #3 replaces the
-inside of both with a DuckDB SQL engine; their signatures are the contract.
+file; ``validate_and_type()`` does the same while writing the typed Parquet and
+the quarantine. Both run the SQL engine (:mod:`.sqlengine`, schema compiled by
+:mod:`.compiler`); a file or schema feature it does not cover yet (see
+docs/validation.md) sends the file to frictionless-py, logged with the
+feature's name, so the verdict is the same either way.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+import duckdb
+import pyarrow as pa
+
 from ..dialect import Dialect
 from ..schemas import ResolvedSchema
 from .arrow import (
@@ -25,7 +30,9 @@ from .arrow import (
     make_converter,
     quarantine_schema,
 )
-from .report import UNTYPABLE_ERROR_TYPES, Report, describe_error
+from .compiler import Unsupported
+from .report import UNTYPABLE_ERROR_TYPES, Report, add_french, describe_error
+from .sqlengine import Outcome, Output, SqlValidation
 
 log = logging.getLogger("partage.validate")
 
@@ -70,9 +77,45 @@ def _run(path: Path, descriptor: dict[str, Any], dialect: Dialect, on_row: Any =
     return Report.from_frictionless(result)
 
 
-def validate(path: Path, schema: ResolvedSchema | dict[str, Any], dialect: Dialect) -> Report:
+def _fallback(feature: str, path: Path) -> None:
+    log.info("validating %s with frictionless-py: the SQL engine does not cover %s yet", path.name, feature)
+
+
+def _sql(path: Path, descriptor: dict[str, Any], dialect: Dialect, timezone: str, out: Output | None,
+         tmp_root: Path | None = None) -> Outcome | None:
+    """The SQL engine's outcome, or None when the file must go to frictionless-py (logged with the feature)."""
+    try:
+        run = SqlValidation(path, descriptor, dialect, timezone=timezone, tmp_root=tmp_root)
+    except Unsupported as e:
+        _fallback(e.feature, path)
+        return None
+    try:
+        return run.run(out)
+    except Unsupported as e:
+        _fallback(e.feature, path)
+    except (duckdb.Error, pa.ArrowException) as e:  # an engine bug must never cost a verdict
+        log.warning("SQL validation of %s failed (%s: %s); using frictionless-py", path.name, type(e).__name__, e)
+    finally:
+        run.close()
+    if out is not None:
+        for p in (out.data_path, out.quarantine_path):
+            p.unlink(missing_ok=True)
+    return None
+
+
+def validate(path: Path, schema: ResolvedSchema | dict[str, Any], dialect: Dialect, *,
+             timezone: str = "Europe/Paris", engine: Literal["auto", "frictionless"] = "auto") -> Report:
     """Judge ``path`` against ``schema``; the report has frictionless' shape."""
-    return _run(path, prepared_descriptor(schema, dialect), dialect)
+    descriptor = prepared_descriptor(schema, dialect)
+    if engine == "auto":
+        outcome = _sql(path, descriptor, dialect, timezone, None)
+        if outcome is not None:
+            add_french(outcome.report.descriptor)
+            return outcome.report
+    report = _run(path, descriptor, dialect)
+    report.descriptor["partage_engine"] = {"engine": "frictionless"}
+    add_french(report.descriptor)
+    return report
 
 
 @dataclass(frozen=True)
@@ -96,6 +139,8 @@ def validate_and_type(
     data_path: Path,
     quarantine_path: Path,
     timezone: str = "Europe/Paris",
+    engine: Literal["auto", "frictionless"] = "auto",
+    tmp_root: Path | None = None,
 ) -> TypedResult:
     """Validate and write typed rows in one pass, then apply the entry's policy.
 
@@ -110,6 +155,23 @@ def validate_and_type(
     columns do not line up with the schema, no row can be trusted.
     """
     descriptor = prepared_descriptor(schema, dialect)
+    fields = descriptor.get("fields", [])
+    if engine == "auto":
+        out = Output(policy, source_key, data_path, quarantine_path, data_schema(fields), quarantine_schema(fields))
+        # DuckDB spills next to the output (the warehouse's staging dir), never to a small system /tmp
+        data_path.parent.mkdir(parents=True, exist_ok=True)
+        outcome = _sql(path, descriptor, dialect, timezone, out, tmp_root or data_path.parent)
+        if outcome is not None:
+            return _decide(outcome.report, policy, outcome.rows, outcome.quarantined, data_path, quarantine_path)
+    return _frictionless_and_type(path, descriptor, dialect, policy=policy, source_key=source_key,
+                                  data_path=data_path, quarantine_path=quarantine_path, timezone=timezone)
+
+
+def _frictionless_and_type(
+    path: Path, descriptor: dict[str, Any], dialect: Dialect, *, policy: Policy, source_key: str,
+    data_path: Path, quarantine_path: Path, timezone: str,
+) -> TypedResult:
+    """The frictionless-py pass (one read, rows typed in Python): the fallback of the SQL engine."""
     fields = descriptor.get("fields", [])
     names = [f["name"] for f in fields]
     tz = ZoneInfo(timezone)
@@ -143,8 +205,16 @@ def validate_and_type(
             quarantine.append(cells + [source_key, row.row_number, json.dumps(errors, ensure_ascii=False)])
 
     report = _run(path, descriptor, dialect, on_row)
+    report.descriptor["partage_engine"] = {"engine": "frictionless"}
     data.close()
     quarantine.close()
+    return _decide(report, policy, data.rows, quarantine.rows, data_path, quarantine_path)
+
+
+def _decide(report: Report, policy: Policy, stored: int, quarantined: int, data_path: Path,
+            quarantine_path: Path) -> TypedResult:
+    """Apply the policy to what was written; a rejected file leaves nothing behind."""
+    add_french(report.descriptor)
 
     def rejected(reason: str) -> TypedResult:
         for p in (data_path, quarantine_path):
@@ -162,13 +232,13 @@ def validate_and_type(
             f"{report.error_count} error(s) in {report.invalid_rows} row(s), first: {report.first_error()}; "
             "policy 'reject' keeps the previous version. Fix the file, or use policy 'quarantine'"
         )
-    if data.rows == 0 and quarantine.rows > 0:
-        return rejected(f"every row is invalid ({quarantine.rows} rows), first: {report.first_error()}")
-    if quarantine.rows == 0:
+    if stored == 0 and quarantined > 0:
+        return rejected(f"every row is invalid ({quarantined} rows), first: {report.first_error()}")
+    if quarantined == 0:
         quarantine_path.unlink(missing_ok=True)
     if report.error_count:
-        reason = f"{data.rows} rows stored, {quarantine.rows} quarantined; {report.error_count} error(s), first: {report.first_error()}"
+        reason = f"{stored} rows stored, {quarantined} quarantined; {report.error_count} error(s), first: {report.first_error()}"
     else:
-        reason = f"{data.rows} rows stored, valid"
-    return TypedResult(report, True, reason, data.rows, quarantine.rows, data_path,
-                       quarantine_path if quarantine.rows else None)
+        reason = f"{stored} rows stored, valid"
+    return TypedResult(report, True, reason, stored, quarantined, data_path,
+                       quarantine_path if quarantined else None)

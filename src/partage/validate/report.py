@@ -102,6 +102,36 @@ class Report:
         return cls(desc, 1, 0, 0, {error_type: 1})
 
 
+FRENCH: dict[str, str] = {
+    "type-error": "La cellule « {cell} » (ligne {rowNumber}, champ « {fieldName} », colonne {fieldNumber}) "
+                  "n'a pas le type attendu : {note}",
+    "constraint-error": "La cellule « {cell} » (ligne {rowNumber}, champ « {fieldName} », colonne {fieldNumber}) "
+                        "ne respecte pas une contrainte : {note}",
+    "primary-key": "La ligne {rowNumber} a une clé primaire en double ou vide : {note}",
+    "unique-error": "La cellule « {cell} » (ligne {rowNumber}, champ « {fieldName} ») est en double : {note}",
+    "blank-row": "La ligne {rowNumber} est vide",
+    "missing-cell": "La ligne {rowNumber} n'a pas de cellule pour le champ « {fieldName} » (colonne {fieldNumber})",
+    "extra-cell": "La ligne {rowNumber} a une cellule en trop (colonne {fieldNumber}) : « {cell} »",
+}
+
+
+def add_french(descriptor: dict[str, Any]) -> dict[str, Any]:
+    """Give every error a ``messageFr`` beside frictionless' English ``message``: producers read French."""
+    from ..report.i18n import ERROR_TITLES
+
+    for task in descriptor.get("tasks", []):
+        for e in task.get("errors", []):
+            template = FRENCH.get(e.get("type", ""))
+            values = {k: e.get(k, "") for k in ("cell", "rowNumber", "fieldName", "fieldNumber", "note")}
+            values["note"] = values["note"] or ""
+            if template:
+                e["messageFr"] = template.format(**values)
+            else:
+                title = ERROR_TITLES["fr"].get(e.get("type", ""), e.get("title", "Erreur"))
+                e["messageFr"] = f"{title} : {e.get('note') or e.get('message', '')}"
+    return descriptor
+
+
 def describe_error(e: dict[str, Any]) -> str:
     """One line a producer understands: where, which field, what."""
     where = []

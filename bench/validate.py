@@ -1,0 +1,229 @@
+"""Benchmark of validation: frictionless-py vs DuckDB's load floor vs Partage validate+store.
+
+    .venv/bin/python bench/validate.py [--rows 1000000 5000000] [--fl-rows 100000] [--runs 1]
+    (or: make bench-validate)
+
+Data: a seeded IRVE-like CSV (24 fields: patterns, enums, bounds, booleans, dates, datetimes,
+geopoint arrays, e-mails, primaryKey), ~1 % rows with one injected error, ~0.5 % valid but
+SQL-tricky values (" 7", "1e1", "2024-1-5"…), generated once into bench/out/.
+
+Methods, each in a fresh process (peak RSS from os.wait4 of that process):
+  * frictionless: frictionless-py ``validate(limit_errors=0)`` on the first --fl-rows rows (its rate)
+  * duckdb floor: DuckDB typed ``read_csv`` -> Parquet (ignore_errors: the floor, no checks)
+  * partage: ``validate_and_type(policy="quarantine")``: every check, typed Parquet sorted by the
+    primary key, quarantine, report
+
+Prints the machine, the versions and a table; targets: partage rows/s >= 60x frictionless, partage
+time <= 1.3x the floor at 1M rows, peak RSS <= 1 GB at 5M rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "bench" / "out"
+PY = sys.executable
+
+ENUM_ACCES = ["Accès libre", "Accès réservé"]
+ENUM_IMPL = ["Voirie", "Parking public", "Parking privé à usage public", "Parking privé réservé à la clientèle",
+             "Station dédiée à la recharge rapide"]
+SCHEMA = {
+    "fields": [
+        {"name": "nom_amenageur", "type": "string"},
+        {"name": "siren_amenageur", "type": "string", "constraints": {"pattern": "[0-9]{9}"}},
+        {"name": "contact_amenageur", "type": "string", "format": "email"},
+        {"name": "nom_operateur", "type": "string"},
+        {"name": "contact_operateur", "type": "string", "format": "email", "constraints": {"required": True}},
+        {"name": "id_station_itinerance", "type": "string",
+         "constraints": {"required": True, "pattern": "(?:(?:^|,)(FR[A-Z0-9]{4,33}|Non concerné))+"}},
+        {"name": "nom_station", "type": "string", "constraints": {"required": True}},
+        {"name": "implantation_station", "type": "string", "constraints": {"required": True, "enum": ENUM_IMPL}},
+        {"name": "adresse_station", "type": "string", "constraints": {"required": True}},
+        {"name": "code_insee_commune", "type": "string", "constraints": {"pattern": "([013-9]\\d|2[AB1-9])\\d{3}"}},
+        {"name": "coordonneesXY", "type": "geopoint", "format": "array", "constraints": {"required": True}},
+        {"name": "nbre_pdc", "type": "integer", "constraints": {"required": True, "minimum": 0, "maximum": 100}},
+        {"name": "id_pdc_itinerance", "type": "string",
+         "constraints": {"required": True, "pattern": "(?:(?:^|,)(FR[A-Z0-9]{4,33}|Non concerné))+"}},
+        {"name": "puissance_nominale", "type": "number", "constraints": {"required": True, "minimum": 1.3, "maximum": 400}},
+        {"name": "prise_type_2", "type": "boolean", "constraints": {"required": True}},
+        {"name": "prise_type_combo_ccs", "type": "boolean"},
+        {"name": "gratuit", "type": "boolean"},
+        {"name": "paiement_cb", "type": "boolean"},
+        {"name": "condition_acces", "type": "string", "constraints": {"required": True, "enum": ENUM_ACCES}},
+        {"name": "accessibilite_pmr", "type": "string",
+         "constraints": {"required": True, "enum": ["Accessible mais non réservé PMR", "Réservé PMR", "Non accessible", "Accessibilité inconnue"]}},
+        {"name": "raccordement", "type": "string", "constraints": {"enum": ["Direct", "Indirect"]}},
+        {"name": "date_mise_en_service", "type": "date"},
+        {"name": "date_maj", "type": "date", "constraints": {"required": True}},
+        {"name": "horodatage", "type": "datetime"},
+    ],
+    "primaryKey": ["id_pdc_itinerance"],
+}
+NAMES = [f["name"] for f in SCHEMA["fields"]]
+COL = {n: i for i, n in enumerate(NAMES)}
+ERRORS = [  # (field, bad value): ~1 % of rows get one
+    ("nbre_pdc", "deux"), ("nbre_pdc", "150"), ("puissance_nominale", "0.5"), ("puissance_nominale", "22kW"),
+    ("code_insee_commune", "7505"), ("siren_amenageur", "12345"), ("condition_acces", "Libre"),
+    ("implantation_station", "Rue"), ("date_maj", "2024-13-01"), ("contact_operateur", "pas-un-email"),
+    ("coordonneesXY", "[200.1, 48.8]"), ("gratuit", "oui"), ("date_maj", ""), ("id_pdc_itinerance", "DUP"),
+]
+TRICKY = [("nbre_pdc", " 7"), ("puissance_nominale", "1e1"), ("date_mise_en_service", "2024-1-5"),
+          ("prise_type_2", "True"), ("horodatage", "2024-03-10T10:20:00.5+01:00"), ("coordonneesXY", "[2.3,48.8]")]
+
+
+def generate(path: Path, rows: int, seed: int = 42) -> None:
+    rnd = random.Random(seed)
+    tmp = path.with_suffix(".part")
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(NAMES)
+        for i in range(rows):
+            pdc = f"FR{'ABC'[i % 3]}{i:09d}"
+            row = [
+                f"Aménageur {i % 97}", f"{rnd.randrange(10**8, 10**9)}", f"contact{i % 500}@amenageur.fr",
+                f"Opérateur {i % 31}", f"support{i % 200}@operateur.fr", f"FRS{i // 4:08d}", f"Station {i // 4}",
+                ENUM_IMPL[i % 5], f"{i % 300} rue de la République, Ville {i % 50}",
+                rnd.choice(["01001", "2A004", "2B033", "75056", "97411", "69123"]),
+                f"[{rnd.uniform(-5, 9):.6f}, {rnd.uniform(41, 51):.6f}]", str(1 + i % 8), pdc,
+                f"{rnd.choice([3.7, 7.4, 11, 22, 50, 150])}", rnd.choice(["true", "false"]),
+                rnd.choice(["true", "false"]), rnd.choice(["true", "false"]), rnd.choice(["true", "false"]),
+                ENUM_ACCES[i % 2], "Accessibilité inconnue", rnd.choice(["Direct", "Indirect", ""]),
+                f"20{10 + i % 14}-{1 + i % 12:02d}-{1 + i % 28:02d}", f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}",
+                f"2024-03-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:00+01:00",
+            ]
+            r = rnd.random()
+            if r < 0.01:
+                field, value = rnd.choice(ERRORS)
+                if value == "DUP":
+                    value = f"FR{'ABC'[(i - 1) % 3]}{i - 1:09d}" if i else pdc
+                row[COL[field]] = value
+            elif r < 0.015:
+                field, value = rnd.choice(TRICKY)
+                row[COL[field]] = value
+            w.writerow(row)
+    tmp.rename(path)
+
+
+CHILD = r"""
+import json, sys, time
+from pathlib import Path
+method, path, out = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
+schema = json.loads(sys.argv[4])
+t0 = time.perf_counter()
+if method == "frictionless":
+    from frictionless import Resource, Schema
+    from frictionless.formats import CsvControl
+    from frictionless import Dialect
+    report = Resource(path=path.name, basepath=str(path.parent), schema=Schema.from_descriptor(schema),
+                      dialect=Dialect(controls=[CsvControl(delimiter=",")])).validate(limit_errors=0)
+    task = report.tasks[0]
+    result = {"rows": task.stats["rows"], "errors": len(task.errors)}
+elif method == "floor":
+    import duckdb
+    types = {"integer": "BIGINT", "number": "DOUBLE", "boolean": "BOOLEAN", "date": "DATE", "datetime": "TIMESTAMPTZ"}
+    cols = "{" + ", ".join(f"'{f['name']}': '{types.get(f.get('type'), 'VARCHAR')}'" for f in schema["fields"]) + "}"
+    con = duckdb.connect()
+    con.execute(f"COPY (SELECT * FROM read_csv('{path}', header=true, auto_detect=false, columns={cols}, ignore_errors=true)) "
+                f"TO '{out}' (FORMAT parquet, COMPRESSION zstd)")
+    n = con.execute(f"SELECT count(*) FROM '{out}'").fetchall()[0][0]
+    result = {"rows": n, "errors": None}
+else:
+    from partage.dialect import detect
+    from partage.validate import validate_and_type
+    res = validate_and_type(path, schema, detect(path), policy="quarantine", source_key="bench",
+                            data_path=out, quarantine_path=out.with_suffix(".q.parquet"))
+    result = {"rows": res.report.row_count, "errors": res.report.error_count, "stored": res.rows,
+              "quarantined": res.quarantined, "engine": res.report.descriptor.get("partage_engine", {}).get("engine")}
+result["seconds"] = time.perf_counter() - t0
+print(json.dumps(result))
+"""
+
+
+def run_child(method: str, path: Path) -> dict:
+    out = OUT / f"{method}-{path.stem}.parquet"
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([PY, "-c", CHILD, method, str(path), str(out), json.dumps(SCHEMA)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stdout, stderr = proc.stdout.read(), proc.stderr.read()  # type: ignore[union-attr]
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"{method} on {path.name} failed:\n{stderr[-3000:]}")
+    result = json.loads([x for x in stdout.splitlines() if x.startswith("{")][-1])
+    result["wall"] = wall
+    result["peak_mb"] = usage.ru_maxrss / 1024
+    for p in OUT.glob(f"{method}-{path.stem}*.parquet"):
+        p.unlink()
+    return result
+
+
+def machine() -> str:
+    cpu = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = int(Path("/proc/meminfo").read_text().split()[1]) / 2**20
+    return f"{cpu}, {os.cpu_count()} cores, {mem:.1f} GiB, {platform.platform()}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 5_000_000])
+    ap.add_argument("--fl-rows", type=int, default=100_000)
+    ap.add_argument("--runs", type=int, default=1)
+    args = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for n in sorted(set(args.rows + [args.fl_rows])):
+        path = OUT / f"irve_{n}.csv"
+        if not path.exists():
+            print(f"generating {path.name} …", file=sys.stderr)
+            generate(path, n)
+        files[n] = path
+    print(f"- machine: {machine()}")
+    print(f"- Python {platform.python_version()}; frictionless {version('frictionless')}, duckdb {version('duckdb')}, "
+          f"pyarrow {version('pyarrow')}; load average {os.getloadavg()[0]:.2f}")
+    print(f"- data: seeded IRVE-like CSV, {len(NAMES)} fields, ~1 % rows with an error, ~0.5 % tricky-valid; "
+          f"runs per cell: {args.runs} (median)\n")
+    print("| rows | method | s (inside process) | rows/s | wall s | peak MB | errors found | rows stored |")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    fl = None
+    summary = []
+    plan = [(args.fl_rows, "frictionless")] + [(n, m) for n in args.rows for m in ("floor", "partage")]
+    medians: dict[tuple[int, str], dict] = {}
+    for n, method in plan:
+        results = [run_child(method, files[n]) for _ in range(args.runs)]
+        results.sort(key=lambda r: r["seconds"])
+        r = results[len(results) // 2]
+        medians[(n, method)] = r
+        rate = r["rows"] / r["seconds"]
+        if method == "frictionless":
+            fl = rate
+        label = {"frictionless": "frictionless-py validate(limit_errors=0)", "floor": "DuckDB typed read_csv → Parquet (floor)",
+                 "partage": f"Partage validate+store (engine: {r.get('engine')})"}[method]
+        errors = "–" if r["errors"] is None else f"{r['errors']:,}"
+        print(f"| {n:,} | {label} | {r['seconds']:.2f} | {rate:,.0f} | {r['wall']:.2f} | {r['peak_mb']:.0f} | "
+              f"{errors} | {r.get('stored', r['rows']):,} |")
+    print("\n| rows | Partage rows/s ÷ frictionless rows/s (target ≥ 60) | Partage s ÷ floor s (target ≤ 1.3 at 1M) | Partage peak MB (target ≤ 1024 at 5M) |")
+    print("|---:|---:|---:|---:|")
+    for n in args.rows:
+        p, f = medians[(n, "partage")], medians[(n, "floor")]
+        summary.append((n, p["rows"] / p["seconds"] / (fl or 1), p["seconds"] / f["seconds"], p["peak_mb"]))
+        print(f"| {n:,} | {summary[-1][1]:.1f}× | {summary[-1][2]:.2f}× | {summary[-1][3]:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,337 @@
+"""Compile a Table Schema into DuckDB SQL, with frictionless-py as the oracle for odd values.
+
+Why two deciders? frictionless-py is the reference, and its cell semantics are
+Python's: ``int(" 12 ")`` is 12, ``strptime("2020-1-5", "%Y-%m-%d")`` is a
+date, ``Decimal("1e3")`` is a number, ``re.match("^a$", "a\\n")`` matches. A
+faithful SQL translation of all of it would be long and fragile. So each field
+gets a *canonical form* (``-?[0-9]{1,18}`` for an integer, ``YYYY-MM-DD`` for a
+date, printable ASCII for a patterned string…) on which SQL and frictionless
+provably agree, and SQL decides those values — nearly all of a real file. The
+few *distinct* values outside it are handed to frictionless' own cell reader
+(``Field.read_cell``: type and every constraint), and its verdict is joined
+back. Every cell is thus judged exactly as frictionless judges it, at SQL speed.
+
+What the compiler cannot do raises :class:`Unsupported` naming the feature; the
+engine then validates the file with frictionless-py and logs that name.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..warehouse import ident
+
+PRINTABLE_ASCII = r"^[\x20-\x7E]*$"
+# strptime directives whose fixed-width form SQL reads the same way as Python
+_STRPTIME = {"%Y": "[1-9][0-9]{3}", "%m": "(0[1-9]|1[0-2])", "%d": "(0[1-9]|[12][0-9]|3[01])",
+             "%H": "([01][0-9]|2[0-3])", "%M": "[0-5][0-9]", "%S": "[0-5][0-9]"}
+# order of frictionless' checks inside a cell (Field.supported_constraints order)
+CONSTRAINT_ORDER = ("required", "minLength", "maxLength", "minimum", "maximum",
+                    "exclusiveMinimum", "exclusiveMaximum", "pattern", "enum")
+
+
+class Unsupported(Exception):
+    """A schema or file feature the SQL engine leaves to frictionless-py; ``feature`` names it."""
+
+    def __init__(self, feature: str):
+        self.feature = feature
+        super().__init__(feature)
+
+
+def sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _num_literal(value: Any) -> str:
+    return repr(float(value))
+
+
+@dataclass
+class FieldPlan:
+    """Everything the engine needs to judge and type one column."""
+
+    index: int  # 0-based position in the schema (frictionless' fieldNumber - 1)
+    name: str
+    type: str
+    descriptor: dict[str, Any]
+    missing: list[str]
+    fast: str  # SQL predicate on v: SQL decides this value exactly
+    cast: str  # SQL typed value of a fast v (NULL when its type is wrong)
+    checks: list[tuple[str, str]] = field(default_factory=list)  # (constraint, SQL "t violates it" for fast values)
+    notes: dict[str, str] = field(default_factory=dict)  # constraint -> frictionless note
+    type_note: str = ""
+    target: str = "VARCHAR"  # SQL type of the typed column
+    from_canon: str = "canon"  # SQL turning the oracle's canonical text into the typed value
+    unique: bool = False
+
+    @property
+    def raw(self) -> str:
+        return ident(f"c{self.index}")
+
+    @property
+    def required(self) -> bool:
+        return bool(self.descriptor.get("constraints", {}).get("required"))
+
+
+def _strptime_regex(fmt: str) -> str | None:
+    """A regex for the fixed-width values of a strptime format, or None if it uses other directives."""
+    out, i = [], 0
+    while i < len(fmt):
+        if fmt[i] == "%":
+            d = fmt[i:i + 2]
+            if d not in _STRPTIME:
+                return None
+            out.append(_STRPTIME[d])
+            i += 2
+        else:
+            if fmt[i].isspace():
+                return None  # strptime lets whitespace match any run of whitespace
+            out.append(re.escape(fmt[i]))
+            i += 1
+    return "^" + "".join(out) + "$"
+
+
+def _duck_format(fmt: str) -> str:
+    return fmt.replace("'", "''")
+
+
+def compile_field(index: int, desc: dict[str, Any], schema_missing: list[str], timezone: str) -> FieldPlan:
+    from frictionless import Field
+
+    kind = desc.get("type", "string") or "string"
+    fmt = desc.get("format", "default") or "default"
+    constraints = dict(desc.get("constraints") or {})
+    missing = list(desc["missingValues"]) if "missingValues" in desc else list(schema_missing)
+    plan = FieldPlan(index, desc["name"], kind, desc, missing, fast="false", cast="NULL")
+    plan.type_note = f'type is "{kind}/{fmt}"'
+    plan.unique = bool(constraints.get("unique"))
+    for name in CONSTRAINT_ORDER:
+        if name in constraints:
+            plan.notes[name] = f'constraint "{name}" is "{constraints[name]}"'
+    fl = Field.from_descriptor({k: v for k, v in desc.items() if k != "constraints"} | {"type": kind})
+    reader = fl.create_value_reader()
+    v = "__V__"
+    bare = desc.get("bareNumber", True)
+    fast_ok = True  # becomes False when a constraint has no exact SQL form: the oracle then judges all values
+
+    def bound_checks(typed: str, literal: Any) -> None:
+        ops = {"minimum": "<", "maximum": ">", "exclusiveMinimum": "<=", "exclusiveMaximum": ">="}
+        for name, op in ops.items():
+            if name in constraints:
+                value = reader(constraints[name])
+                if value is None:
+                    raise Unsupported(f"constraint '{name}' of field '{plan.name}' is not a {kind}")
+                plan.checks.append((name, f"{typed} {op} {literal(value)}"))
+
+    if kind in ("string", "any"):
+        plan.target = "VARCHAR"
+        if kind == "string" and fmt not in ("default",):
+            plan.fast = "false"  # email, uri, uuid, binary: frictionless' own validators decide (distinct values)
+        else:
+            plan.fast = "true"
+        plan.cast = v
+        if "pattern" in constraints:
+            try:
+                re.compile(constraints["pattern"])
+            except re.error as e:
+                raise Unsupported(f"pattern of field '{plan.name}' is not a valid regular expression ({e})") from None
+            # RE2 and Python's re agree on ASCII text; they differ on \s for \x0b and \x1c-\x1f only
+            pattern = constraints["pattern"]
+            if re.search(r"\\[sS]|\[:space:\]", pattern):
+                plan.fast = f"({plan.fast} AND regexp_full_match({v}, {sql_str(PRINTABLE_ASCII)}))"
+            else:
+                plan.fast = f"({plan.fast} AND strlen({v}) = length({v}))"
+            plan.checks.append(("pattern", f"NOT regexp_full_match({v}, {sql_str(constraints['pattern'])})"))
+        for name, op in (("minLength", "<"), ("maxLength", ">")):
+            if name in constraints:
+                plan.checks.append((name, f"length({v}) {op} {int(constraints[name])}"))
+        if "enum" in constraints:
+            values = [x for x in constraints["enum"] if isinstance(x, str)]
+            plan.checks.append(("enum", f"{v} NOT IN ({', '.join(sql_str(x) for x in values) or 'NULL'})"
+                                if values else "true"))
+        if kind == "any":
+            plan.fast = "true"
+    elif kind == "integer":
+        plan.target = "BIGINT"
+        plan.fast = f"regexp_full_match({v}, '-?[0-9]{{1,18}}')"
+        plan.cast = f"CAST({v} AS BIGINT)"
+        plan.from_canon = "TRY_CAST(canon AS BIGINT)"
+        bound_checks("__T__", lambda x: str(int(x)))
+        if "enum" in constraints:
+            values = [reader(x) for x in constraints["enum"]]
+            plan.checks.append(("enum", f"__T__ NOT IN ({', '.join(str(int(x)) for x in values if x is not None) or 'NULL'})"))
+    elif kind == "number":
+        plan.target = "DOUBLE"
+        dec = desc.get("decimalChar", ".")
+        if len(dec) != 1:
+            raise Unsupported(f"decimalChar '{dec}' of field '{plan.name}' (more than one character)")
+        # up to 15 significant digits: the double is then exact enough for every comparison frictionless makes on Decimals
+        plan.fast = f"length({v}) <= 15 AND regexp_full_match({v}, {sql_str('-?[0-9]{1,15}(' + re.escape(dec) + '[0-9]{1,15})?')})"
+        plan.cast = f"CAST(replace({v}, {sql_str(dec)}, '.') AS DOUBLE)" if dec != "." else f"CAST({v} AS DOUBLE)"
+        plan.from_canon = "TRY_CAST(canon AS DOUBLE)"
+        bound_checks("__T__", _num_literal)
+        if "enum" in constraints:
+            fast_ok = False
+    elif kind == "boolean":
+        plan.target = "BOOLEAN"
+        trues = desc.get("trueValues", fl.true_values)
+        falses = desc.get("falseValues", fl.false_values)
+        plan.fast = "true"
+        tl = ", ".join(sql_str(x) for x in trues) or "NULL"
+        fl_ = ", ".join(sql_str(x) for x in falses) or "NULL"
+        plan.cast = f"CASE WHEN {v} IN ({tl}) THEN true WHEN {v} IN ({fl_}) THEN false END"
+        plan.from_canon = "TRY_CAST(canon AS BOOLEAN)"
+        if "enum" in constraints:
+            values = [reader(x) for x in constraints["enum"]]
+            plan.checks.append(("enum", f"__T__ NOT IN ({', '.join(str(x).lower() for x in values if x is not None) or 'NULL'})"))
+    elif kind == "date":
+        plan.target = "DATE"
+        pyfmt = "%Y-%m-%d" if fmt == "default" else fmt
+        regex = None if fmt == "any" else _strptime_regex(pyfmt)
+        if regex:
+            plan.fast = f"regexp_full_match({v}, {sql_str(regex)})"
+            plan.cast = f"CAST(try_strptime({v}, {sql_str(_duck_format(pyfmt))}) AS DATE)"
+        plan.from_canon = "TRY_CAST(canon AS DATE)"
+        bound_checks("__T__", lambda x: f"DATE '{x.isoformat()}'")
+        if "enum" in constraints:
+            fast_ok = False
+    elif kind == "datetime":
+        plan.target = "TIMESTAMPTZ"
+        tzsql = sql_str(timezone)
+        if fmt == "default":
+            base = r"[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+            plan.fast = f"regexp_full_match({v}, {sql_str(base + '(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?')})"
+            plan.cast = (f"CASE WHEN length({v}) = 19 THEN timezone({tzsql}, TRY_CAST({v} AS TIMESTAMP)) "
+                         f"ELSE TRY_CAST({v} AS TIMESTAMPTZ) END")
+        elif fmt != "any" and (regex := _strptime_regex(fmt)):
+            plan.fast = f"regexp_full_match({v}, {sql_str(regex)})"
+            plan.cast = f"timezone({tzsql}, try_strptime({v}, {sql_str(_duck_format(fmt))}))"
+        # a value without offset is read in the entry's time zone, as the fast path and validate/arrow.py do
+        plan.from_canon = (f"CASE WHEN regexp_matches(canon, '[+-][0-9][0-9]:[0-9][0-9](:[0-9][0-9](\\.[0-9]+)?)?$') "
+                           f"THEN TRY_CAST(canon AS TIMESTAMPTZ) ELSE timezone({tzsql}, TRY_CAST(canon AS TIMESTAMP)) END")
+        if any(k in constraints for k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum")):
+            fast_ok = False
+    elif kind == "year":
+        plan.target = "INTEGER"
+        plan.fast = f"regexp_full_match({v}, '[0-9]{{4}}')"
+        plan.cast = f"CAST({v} AS INTEGER)"
+        plan.from_canon = "TRY_CAST(canon AS INTEGER)"
+        bound_checks("__T__", lambda x: str(int(x)))
+        if "enum" in constraints:
+            fast_ok = False
+    elif kind == "geopoint":
+        plan.target = "STRUCT(lon DOUBLE, lat DOUBLE)"
+        # in-range numbers only (frictionless' range check is a type error): out-of-range values go to the oracle
+        frac = r"(\.[0-9]{1,12})?"
+        lon = r"-?(180(\.0{1,12})?|(1[0-7][0-9]|[0-9]{1,2})" + frac + ")"
+        lat = r"-?(90(\.0{1,12})?|[0-8]?[0-9]" + frac + ")"
+        if fmt in ("default", "array"):
+            if fmt == "default":
+                shape, grab = lon + ", ?" + lat, r"^([^,]+), ?([^,]+)$"
+            else:
+                shape, grab = r"\[ ?" + lon + ", ?" + lat + r" ?\]", r"^\[ ?([^,]+?) ?, ?([^\]]+?) ?\]$"
+            plan.fast = f"regexp_full_match({v}, {sql_str(shape)})"
+            plan.cast = (f"CAST(regexp_extract({v}, {sql_str(grab)}, ['lon', 'lat']) "
+                         "AS STRUCT(lon DOUBLE, lat DOUBLE))")
+        plan.from_canon = ("CASE WHEN canon IS NOT NULL THEN {'lon': CAST(split_part(canon, ',', 1) AS DOUBLE), "
+                           "'lat': CAST(split_part(canon, ',', 2) AS DOUBLE)}::STRUCT(lon DOUBLE, lat DOUBLE) END")
+        if any(k in constraints for k in ("minimum", "maximum", "enum")):
+            fast_ok = False
+    elif kind in ("time", "yearmonth", "duration", "object", "array", "geojson", "list"):
+        # no canonical SQL form yet: every distinct value is judged by frictionless' own reader
+        plan.target = {"time": "TIME"}.get(kind, "VARCHAR")
+        plan.from_canon = "TRY_CAST(canon AS TIME)" if kind == "time" else "canon"
+    else:
+        raise Unsupported(f"field type '{kind}' (field '{plan.name}')")
+    unknown = set(constraints) - set(CONSTRAINT_ORDER) - {"unique"}
+    if unknown:
+        raise Unsupported(f"constraint(s) {sorted(unknown)} of field '{plan.name}'")
+    if not fast_ok or (not bare and kind in ("integer", "number")) or (kind == "number" and desc.get("groupChar")):
+        # frictionless strips non-digits (bareNumber: false) or group characters: its reader decides
+        plan.fast = "false"
+    return plan
+
+
+def oracle(desc: dict[str, Any], schema_missing: list[str]) -> Any:
+    """frictionless' own cell reader for this field: value -> (canonical text or None, [failed checks])."""
+    from frictionless import Field
+
+    d = dict(desc)
+    if "missingValues" not in d:
+        d["missingValues"] = schema_missing
+    fl = Field.from_descriptor(d)
+    read = fl.create_cell_reader()
+    kind = d.get("type", "string")
+
+    def judge(value: str) -> tuple[str | None, list[str], bool]:
+        typed, notes = read(value)
+        failed = [k for k in (notes or {}) if k != "type"]
+        if notes and "type" in notes:
+            return None, ["type"], False
+        return canonical(kind, typed), failed, typed is not None and canonical(kind, typed) is None
+
+    return judge
+
+
+def canonical(kind: str, value: Any) -> str | None:
+    """A typed frictionless value as text SQL casts back (None: it cannot be stored, e.g. > 64-bit integer)."""
+    import datetime as dt
+
+    if value is None:
+        return None
+    if kind == "integer":
+        return str(value) if -(2**63) <= value < 2**63 else None
+    if kind == "number":
+        return repr(float(value))
+    if kind == "boolean":
+        return "true" if value else "false"
+    if kind in ("date", "time", "year"):
+        return str(value) if kind == "year" else value.isoformat()
+    if kind == "datetime":
+        return value.isoformat() if isinstance(value, dt.datetime) else None
+    if kind == "geopoint":
+        return f"{float(value[0])},{float(value[1])}"
+    if kind == "yearmonth":
+        return f"{int(value[0]):04d}-{int(value[1]):02d}"
+    if kind == "duration":
+        import isodate
+
+        return str(isodate.duration_isoformat(value))
+    if kind in ("object", "array", "geojson", "list"):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return value if isinstance(value, str) else str(value)
+
+
+@dataclass
+class SchemaPlan:
+    fields: list[FieldPlan]
+    primary_key: list[str]
+    foreign_keys: list[dict[str, Any]]
+    missing: list[str]
+
+
+def compile_schema(descriptor: dict[str, Any], timezone: str = "Europe/Paris") -> SchemaPlan:
+    missing = list(descriptor.get("missingValues", [""]))
+    fields = descriptor.get("fields") or []
+    if not fields:
+        raise Unsupported("schema without fields")
+    pk = descriptor.get("primaryKey") or []
+    if isinstance(pk, str):
+        pk = [pk]
+    if descriptor.get("foreignKeys"):
+        raise Unsupported("foreignKeys")
+    from frictionless import FrictionlessException
+
+    try:
+        plans = [compile_field(i, f, missing, timezone) for i, f in enumerate(fields)]
+    except FrictionlessException as e:
+        raise Unsupported(f"a schema frictionless-py reports as invalid ({e})") from None
+    names = [p.name for p in plans]
+    if len(set(names)) != len(names):
+        raise Unsupported("duplicate field names in the schema")
+    if any(k not in names for k in pk):
+        raise Unsupported("primaryKey naming a field the schema does not have")
+    return SchemaPlan(plans, list(pk), [], missing)
