@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench bench-validate bench-warehouse ckan ckan-stop install clean-warehouse help
+.PHONY: demo test test-fast bench bench-validate bench-warehouse bench-api serve ckan ckan-stop install clean-warehouse help
 
 help:
 	@echo "make demo             harvest the demo catalog into warehouse/ (run it twice: the second run is all 'unchanged')"
@@ -17,6 +17,8 @@ help:
 	@echo "make bench            harvest benchmarks: cold start, orchestration overhead per source, requests per portal resource (tables)"
 	@echo "make bench-validate   validation benchmark: frictionless-py vs DuckDB load floor vs Partage, 1M and 5M rows (minutes)"
 	@echo "make bench-warehouse  analysts' queries on a stored 1M-row dataset, sorted by key vs unsorted (table)"
+	@echo "make bench-api        load benchmark of partage serve: 1M rows, 30 s of filtered pages, idle and while harvesting"
+	@echo "make serve            the tabular API on http://127.0.0.1:8000 over warehouse/ (docs at /docs)"
 	@echo "make clean-warehouse  delete warehouse/ data (keeps its README)"
 
 $(STAMP): pyproject.toml scripts/ensure-python.sh
@@ -68,6 +70,14 @@ bench-validate: $(STAMP)
 
 bench-warehouse: $(STAMP)
 	$(BIN)/python bench/warehouse_scan.py
+
+# wrk (Debian) is the load generator; without it the benchmark falls back to a Python client.
+bench-api: $(STAMP)
+	@command -v wrk >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null) || true
+	$(BIN)/python bench/api.py
+
+serve: $(STAMP)
+	$(BIN)/partage serve
 
 clean-warehouse:
 	find warehouse -mindepth 1 ! -name README.md -exec rm -rf {} +

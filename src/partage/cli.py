@@ -571,6 +571,99 @@ def sql(
     if len(rows) > max_rows:
         out.print(f"[dim]{len(rows) - max_rows:,} more row(s) not shown; use --format csv[/dim]")
 
+# -- the tabular API ------------------------------------------------------------
+
+tokens_app = typer.Typer(help="API tokens for partners and internal datasets (stored hashed).", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
+TokensOpt = Annotated[str | None, typer.Option(
+    "--tokens", envvar="PARTAGE_TOKENS",
+    help="Token store: a JSON file (default <warehouse>/.tokens.json) or prefect-secret:NAME / env:NAME (read-only).")]
+
+
+def _token_store(warehouse: Path, tokens: str | None) -> Any:
+    from .api.tokens import TokenStore
+
+    location = tokens or str(Path(warehouse).resolve() / ".tokens.json")
+    if location.startswith("prefect-secret:"):
+        import flows.harvest  # noqa: F401  (registers the prefect-secret: backend)
+    return TokenStore(location)
+
+
+@tokens_app.command("add")
+def tokens_add(
+    name: Annotated[str, typer.Argument(help="Who the token is for (a partner, a service).")],
+    level: Annotated[str, typer.Option("--level", help="partners (open + partners datasets) or internal (all).")],
+    warehouse: WarehouseOpt = Path("warehouse"),
+    tokens: TokensOpt = None,
+) -> None:
+    """Create a token and print it once: only its SHA-256 is stored."""
+    from .api.tokens import entry_json
+
+    store = _token_store(warehouse, tokens)
+    try:
+        token, entry = store.add(name, level)
+    except PartageError as e:
+        _fail(str(e), 2)
+    err.print(f"Token {escape(name)!s} ({level}) created; it is shown once, keep it now:")
+    sys.stdout.write(token + "\n")
+    if store.is_reference:
+        err.print(f"{escape(store.location)} is read-only here: add this entry to its JSON \"tokens\" list:")
+        err.print(json.dumps(entry_json(entry)))
+
+
+@tokens_app.command("list")
+def tokens_list(warehouse: WarehouseOpt = Path("warehouse"), tokens: TokensOpt = None) -> None:
+    """Names and levels of the tokens (never the tokens)."""
+    store = _token_store(warehouse, tokens)
+    try:
+        entries = store.entries()
+    except PartageError as e:
+        _fail(str(e), 2)
+    table = Table("name", "level", "created")
+    for e in entries:
+        table.add_row(escape(e.name), e.level, e.created_at)
+    out.print(table)
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(name: Annotated[str, typer.Argument(help="Token name.")], warehouse: WarehouseOpt = Path("warehouse"),
+                  tokens: TokensOpt = None) -> None:
+    """Remove a token; a running `partage serve` stops accepting it at once."""
+    try:
+        removed = _token_store(warehouse, tokens).revoke(name)
+    except PartageError as e:
+        _fail(str(e), 2)
+    if not removed:
+        _fail(f"no token named {name!r}; `partage tokens list` shows them", 1)
+    out.print(f"Token {escape(name)} revoked.")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8000,
+    warehouse: WarehouseOpt = Path("warehouse"),
+    tokens: TokensOpt = None,
+    access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log each request (never its token).")] = True,
+) -> None:
+    """Serve the warehouse as a read-only tabular API (OpenAPI at /docs)."""
+    import uvicorn
+
+    from .api.app import create_app
+
+    wh = Path(warehouse)
+    if not (wh / "partage.duckdb").exists():
+        _fail(f"no warehouse at {wh / 'partage.duckdb'}; run `partage harvest` first or pass --warehouse", 2)
+    try:
+        application = create_app(wh, tokens=_token_store(wh, tokens))
+    except PartageError as e:
+        _fail(str(e), 2)
+    except ValueError as e:  # a PARTAGE_API_* variable that is not a number
+        _fail(f"a PARTAGE_API_* setting is not a number ({e}); see docs/serving.md for the allowed values", 2)
+    err.print(f"Serving {escape(str(wh.resolve()))} on http://{host}:{port} (docs: /docs)")
+    uvicorn.run(application, host=host, port=port, access_log=access_log, log_level="info",
+                timeout_graceful_shutdown=5)
+
 
 def main() -> None:
     app()

@@ -68,3 +68,11 @@ class WarehouseBusy(WarehouseError, TransientError):
 class PortalError(TerminalError):
     """A portal answered something we cannot use (HTML instead of JSON, a page that repeats for ever,
     an unknown API). Names the portal's URL and what to check."""
+
+
+class TokenStoreError(TerminalError):
+    """The API token store could not be read or changed. Never carries a token."""
+
+
+class ApiQueryError(TerminalError):
+    """A request to the tabular API asks for something that cannot be answered as asked (bad filter, column, value)."""

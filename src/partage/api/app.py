@@ -1,0 +1,409 @@
+"""The FastAPI application behind ``partage serve``.
+
+Read-only. Endpoints are plain ``def`` functions: Starlette runs them in its
+thread pool and DuckDB releases the GIL while it scans, so queries overlap.
+A dataset the caller may not read answers exactly like one that does not
+exist — same status, same body, same headers — so ids do not leak.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import duckdb
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..errors import ApiQueryError, PartageError, TokenStoreError
+from ..warehouse import Warehouse, ident
+from . import exports, openapi, query
+from .catalog_cache import CatalogCache, Column, Dataset, Snapshot, Version, indexed_columns
+from .engine import Engine, QueryTimeout
+from .lru import LRU
+from .tokens import READABLE, TokenStore
+
+log = logging.getLogger("partage.api")
+
+
+@dataclass(frozen=True)
+class Settings:
+    default_page_size: int = 20
+    max_page_size: int = 50
+    query_timeout: float = 10.0
+    export_timeout: float = 600.0
+    refresh: float = 1.0
+    threads: int | None = None
+    cache_rows: int = 20_000_000
+    preload_wait: float = 60.0
+    response_cache_mb: float = 64.0
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        return cls(
+            default_page_size=int(env.get("PARTAGE_API_PAGE_SIZE", 20)),
+            max_page_size=int(env.get("PARTAGE_API_MAX_PAGE_SIZE", 50)),
+            query_timeout=float(env.get("PARTAGE_API_QUERY_TIMEOUT", 10)),
+            export_timeout=float(env.get("PARTAGE_API_EXPORT_TIMEOUT", 600)),
+            refresh=float(env.get("PARTAGE_API_REFRESH", 1)),
+            threads=int(env["PARTAGE_API_THREADS"]) if env.get("PARTAGE_API_THREADS") else None,
+            cache_rows=int(env.get("PARTAGE_API_CACHE_ROWS", 20_000_000)),
+            preload_wait=float(env.get("PARTAGE_API_PRELOAD_WAIT", 60)),
+            response_cache_mb=float(env.get("PARTAGE_API_RESPONSE_CACHE_MB", 64)),
+        )
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, detail: str, **extra: Any):
+        self.status, self.detail, self.extra = status, detail, extra
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body, default=str, option=orjson.OPT_NON_STR_KEYS), status_code=status,
+                    media_type="application/json", headers=headers)
+
+
+def not_found(dataset_id: str) -> ApiError:
+    # The same words whether the dataset is missing or hidden: nothing tells them apart.
+    return ApiError(404, f"no dataset {dataset_id!r} readable with your credentials; GET /datasets lists those you can read")
+
+
+def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, settings: Settings | None = None) -> FastAPI:
+    wh = Warehouse(warehouse)
+    settings = settings or Settings.from_env()
+    store = tokens or TokenStore(str(wh.root / ".tokens.json"))
+    engine = Engine(threads=settings.threads, cache_rows=settings.cache_rows, register=wh.register)
+    responses = LRU(int(settings.response_cache_mb * 1024 * 1024))  # (dataset, version, query) -> body
+    counts = LRU(4 * 1024 * 1024)  # (dataset, version, where, params) -> total
+
+    def prepare(datasets: dict[str, Dataset]) -> None:
+        """Before a new snapshot is served, copy its new latest versions into memory (for up to
+        preload_wait seconds): the first requests on a new version are then as fast as the others."""
+        engine.retain({(ds.id, v.version) for ds in datasets.values() for v in ds.versions})
+        keys = []
+        for ds in datasets.values():
+            v = ds.latest
+            if v is not None and v.has_data:
+                try:
+                    cols = cache.columns(ds, v)
+                except duckdb.Error:
+                    continue
+                keys.append(engine.source((ds.id, v.version), v.relation, v.row_count,
+                                          indexed_columns(cols, cache.schema(ds.id, v.version))))
+        if keys:
+            engine.wait_loaded(settings.preload_wait)
+
+    cache = CatalogCache(wh, refresh=settings.refresh, prepare=prepare)
+    app = FastAPI(title="Partage tabular API", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.state.cache, app.state.engine, app.state.tokens, app.state.settings = cache, engine, store, settings
+    openapi_cache: dict[tuple[int, str | None], bytes] = {}
+
+    try:
+        from fastapi_offline.core import _STATIC_PATH
+        from fastapi.staticfiles import StaticFiles
+
+        app.mount("/static-docs", StaticFiles(directory=str(_STATIC_PATH)), name="static-docs")
+        docs_assets = True
+    except ImportError:  # pragma: no cover - fastapi-offline is a dependency; without it /docs uses the CDN
+        docs_assets = False
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    @app.exception_handler(ApiError)
+    def _api_error(request: Request, exc: ApiError) -> Response:
+        return _json({"detail": exc.detail, **exc.extra}, exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return _json({"detail": exc.detail}, exc.status_code)
+
+    @app.exception_handler(PartageError)
+    def _partage_error(request: Request, exc: PartageError) -> Response:
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+        return _json({"detail": f"the server cannot read the warehouse now: {exc}"}, 503)
+
+    def level(request: Request) -> str | None:
+        auth = request.headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        try:
+            return store.level_of(token.strip())
+        except TokenStoreError:
+            log.exception("token store unreadable; every request is served as anonymous")
+            return None
+
+    def visible(request: Request) -> tuple[Snapshot, list[Dataset], str | None]:
+        lvl = level(request)
+        snap = cache.snapshot()
+        allowed = READABLE[lvl]
+        return snap, [d for d in snap.datasets.values() if d.access in allowed], lvl
+
+    def dataset_for(request: Request, dataset_id: str) -> tuple[Dataset, str | None]:
+        lvl = level(request)
+        ds = cache.snapshot().datasets.get(dataset_id)
+        if ds is None or ds.access not in READABLE[lvl]:
+            raise not_found(dataset_id)
+        return ds, lvl
+
+    def headers_for(ds: Dataset, lvl: str | None, version: Version | None = None) -> dict[str, str]:
+        h = {"X-Partage-Access": lvl or "anonymous", "Vary": "Authorization"}
+        h["Cache-Control"] = "public, max-age=30" if ds.access == "open" else "private, no-store"
+        if version is not None:
+            h["X-Partage-Version"] = version.version
+        return h
+
+    def pick_version(ds: Dataset, reserved: dict[str, str]) -> Version:
+        if "version" in reserved and "as_of" in reserved:
+            raise ApiError(400, "give version= or as_of=, not both")
+        if "version" in reserved:
+            v = ds.find(reserved["version"])
+            if v is None:
+                raise ApiError(404, f"dataset {ds.id!r} has no version {reserved['version']!r}; "
+                                    f"GET /datasets/{ds.id} lists its versions")
+            return v
+        if "as_of" in reserved:
+            raw = reserved["as_of"].strip()
+            try:
+                when = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            except ValueError:
+                raise ApiError(400, f"as_of={raw!r} is not an ISO 8601 date or datetime "
+                                    "(e.g. 2026-11-01 or 2026-11-01T12:00:00+01:00)") from None
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=query.PARIS)
+            if len(raw) == 10:  # a date: as it stood at the end of that day
+                when += dt.timedelta(days=1) - dt.timedelta(microseconds=1)
+            v = ds.as_of(when)
+            if v is None:
+                raise ApiError(404, f"dataset {ds.id!r} had no version yet at {when.isoformat()}")
+            return v
+        if ds.latest is None:
+            raise ApiError(404, f"dataset {ds.id!r} has no stored version yet (its sources were never accepted)")
+        return ds.latest
+
+    def columns_of(ds: Dataset, v: Version) -> tuple[Column, ...]:
+        try:
+            return cache.columns(ds, v)
+        except duckdb.IOException:
+            raise gone(ds, v) from None
+
+    def gone(ds: Dataset, v: Version) -> ApiError:
+        return ApiError(410, f"version {v.version} of {ds.id!r} is no longer stored (removed by retention); "
+                             f"start again without version= to read the latest")
+
+    def summary(ds: Dataset) -> dict[str, Any]:
+        latest = ds.latest
+        base = f"/datasets/{ds.id}"
+        return {
+            "id": ds.id, "title": ds.title, "description": ds.description, "publisher": ds.publisher,
+            "license": ds.license, "access": ds.access, "keywords": ds.keywords, "schema": ds.schema_ref,
+            "latest_version": latest.version if latest else None,
+            "last_update": latest.created_at.isoformat() if latest else None,
+            "last_check": ds.last_check.isoformat() if ds.last_check else None,
+            "rows": latest.row_count if latest else None, "quarantined": latest.quarantined if latest else None,
+            "source_states": ds.source_states,
+            "links": {"self": base, "rows": base + "/rows", "csv": base + "/export.csv",
+                      "parquet": base + "/export.parquet", "openapi": "/openapi.json"},
+        }
+
+    # -- endpoints ----------------------------------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    def root() -> Response:
+        return _json({"name": "Partage tabular API", "version": __version__,
+                      "links": {"datasets": "/datasets", "openapi": "/openapi.json", "docs": "/docs"}})
+
+    @app.get("/datasets")
+    def list_datasets(request: Request) -> Response:
+        snap, readable, lvl = visible(request)
+        return _json({"data": [summary(d) for d in readable], "meta": {"total": len(readable),
+                                                                         "access": lvl or "anonymous"}},
+                     headers={"X-Partage-Access": lvl or "anonymous", "Vary": "Authorization",
+                              "Cache-Control": "private, max-age=5"})
+
+    @app.get("/datasets/{dataset_id}")
+    def get_dataset(dataset_id: str, request: Request) -> Response:
+        ds, lvl = dataset_for(request, dataset_id)
+        body = summary(ds)
+        latest = ds.latest
+        if latest is not None:
+            cols = columns_of(ds, latest)
+            body["columns"] = [{"name": c.name, "type": (c.field or {}).get("type") or c.sql_type.lower(),
+                                "sql_type": c.sql_type, "title": (c.field or {}).get("title"),
+                                "description": (c.field or {}).get("description"),
+                                "filters": [f"{c.name}__{op}" for op in query.OPERATORS]} for c in cols]
+            body["table_schema"] = cache.schema(ds.id, latest.version)
+            body["quality"] = latest.summary
+        body["versions"] = [{"version": v.version, "created_at": v.created_at.isoformat(), "rows": v.row_count,
+                             "quarantined": v.quarantined, "schema": v.schema_ref, "schema_sha256": v.schema_sha256}
+                            for v in reversed(ds.versions)]
+        return _json(body, headers=headers_for(ds, lvl, latest))
+
+    def _prepare(request: Request, dataset_id: str) -> tuple[Dataset, str | None, Version, query.RowQuery,
+                                                             query.Page, tuple[Column, ...]]:
+        ds, lvl = dataset_for(request, dataset_id)
+        params = list(request.query_params.multi_items())
+        reserved = {k: v for k, v in params if k in ("version", "as_of")}
+        if sum(1 for k, _ in params if k in ("version", "as_of")) > len(reserved):
+            raise ApiError(400, "version= / as_of= given twice")
+        v = pick_version(ds, reserved)
+        cols = columns_of(ds, v)
+        try:
+            q, page, _ = query.build(params, cols, max_page_size=settings.max_page_size,
+                                     default_page_size=settings.default_page_size)
+        except ApiQueryError as e:
+            raise ApiError(400, str(e), allowed_operators=list(query.OPERATORS),
+                           columns=[c.name for c in cols]) from None
+        return ds, lvl, v, q, page, cols
+
+    def run(ds: Dataset, v: Version, q: query.RowQuery, cols: tuple[Column, ...], *,
+            limit: int | None = None, offset: int = 0, count: bool = False) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """Run on the version's in-memory table if it is ready, else on its Parquet files."""
+        key = (ds.id, v.version)
+        source = engine.source(key, v.relation, v.row_count, indexed_columns(cols, cache.schema(ds.id, v.version)))
+        for attempt in (1, 2):
+            sql, params = q.count_sql(source) if count else q.sql(source, limit=limit, offset=offset)
+            try:
+                return engine.fetch(sql, params, settings.query_timeout)
+            except QueryTimeout as e:
+                raise ApiError(503, f"{e}; add filters or ask for fewer rows "
+                                    f"(limit PARTAGE_API_QUERY_TIMEOUT={settings.query_timeout:g} s)") from None
+            except duckdb.CatalogException:
+                if attempt == 2:
+                    raise
+                engine.forget(key)  # its table was evicted under us: read the files
+                source = v.relation
+            except duckdb.IOException:
+                raise gone(ds, v) from None
+            except (duckdb.ConversionException, duckdb.InvalidInputException, duckdb.OutOfRangeException) as e:
+                raise ApiError(400, f"a value cannot be compared with its column: {e}") from None
+        raise AssertionError("unreachable")
+
+    @app.get("/datasets/{dataset_id}/rows")
+    def get_rows(dataset_id: str, request: Request) -> Response:
+        ds, lvl, v, q, page, cols = _prepare(request, dataset_id)
+        cache_key = (ds.id, v.version, request.url.query)
+        body = responses.get(cache_key)
+        if body is None:
+            body = orjson.dumps(rows_page(ds, v, q, page, cols, request), default=str)
+            responses.put(cache_key, body, len(body))
+        return Response(body, media_type="application/json", headers=headers_for(ds, lvl, v))
+
+    def rows_page(ds: Dataset, v: Version, q: query.RowQuery, page: query.Page, cols: tuple[Column, ...],
+                  request: Request) -> dict[str, Any]:
+        if not v.has_data:
+            names, total = [c.name for c in q.columns], 0
+            rows: list[tuple[Any, ...]] = []
+        else:
+            # One row more than the page says whether there is a next page without counting.
+            names, rows = run(ds, v, q, cols, limit=page.page_size + 1, offset=(page.page - 1) * page.page_size)
+            more = len(rows) > page.page_size
+            rows = rows[:page.page_size]
+            if not q.where:
+                total = v.row_count
+            elif page.page == 1 and not more:
+                total = len(rows)
+            else:
+                count_key = (ds.id, v.version, tuple(q.where), tuple(map(str, q.params)))
+                total = counts.get(count_key)
+                if total is None:
+                    total = run(ds, v, q, cols, count=True)[1][0][0]
+                    counts.put(count_key, total, 64)
+        pinned = [(k, val) for k, val in request.query_params.multi_items() if k not in ("page", "as_of", "version")]
+        pinned.append(("version", v.version))
+
+        def link(p: int) -> str:
+            return f"/datasets/{ds.id}/rows?" + urlencode([*pinned, ("page", str(p))])
+
+        return {
+            "data": [dict(zip(names, r, strict=True)) for r in rows],
+            "meta": {"dataset": ds.id, "version": v.version, "page": page.page, "page_size": page.page_size,
+                     "total": total},
+            "links": {"next": link(page.page + 1) if page.page * page.page_size < total else None,
+                      "prev": link(page.page - 1) if page.page > 1 else None, "dataset": f"/datasets/{ds.id}"},
+        }
+
+    @app.get("/datasets/{dataset_id}/export.{fmt}")
+    def export(dataset_id: str, fmt: str, request: Request) -> Response:
+        if fmt not in exports.MEDIA_TYPES:
+            raise ApiError(404, f"no export format {fmt!r}; use export.csv, export.parquet or export.geojson")
+        ds, lvl, v, q, page, cols = _prepare(request, dataset_id)
+        if any(k in request.query_params for k in ("page", "page_size")):
+            raise ApiError(400, "exports are not paginated: remove page= and page_size=")
+        geometry = None
+        if fmt == "geojson":
+            geometry = next((c.name for c in q.columns if exports.is_geopoint(c)), None) or next(
+                (c.name for c in cols if exports.is_geopoint(c)), None)
+            if geometry is None:
+                raise ApiError(400, f"dataset {ds.id!r} has no geopoint column, so no GeoJSON; use export.csv")
+            if geometry not in {c.name for c in q.columns}:
+                q.columns.append(next(c for c in cols if c.name == geometry))
+        if not v.has_data:
+            raise ApiError(404, f"dataset {ds.id!r} version {v.version} has no rows stored")
+        source = v.relation
+        select = exports.csv_select(q.columns) if fmt == "csv" else [ident(c.name) for c in q.columns]
+        sql, params = q.sql(source, select=select)
+        try:
+            schema, batches = engine.stream(sql, params, settings.export_timeout)
+        except QueryTimeout as e:
+            raise ApiError(503, str(e)) from None
+        except duckdb.IOException:
+            raise gone(ds, v) from None
+        except (duckdb.ConversionException, duckdb.InvalidInputException) as e:
+            raise ApiError(400, f"a value cannot be compared with its column: {e}") from None
+        if fmt == "csv":
+            body = exports.csv_chunks(batches)
+        elif fmt == "parquet":
+            body = exports.parquet_chunks(batches, schema)
+        else:
+            body = exports.geojson_chunks(batches, geometry or "")
+        headers = headers_for(ds, lvl, v)
+        headers["Content-Disposition"] = f'attachment; filename="{ds.id}-{v.version}.{fmt}"'
+        return StreamingResponse(body, media_type=exports.MEDIA_TYPES[fmt], headers=headers)
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_json(request: Request) -> Response:
+        snap, readable, lvl = visible(request)
+        key = (snap.generation, lvl)
+        doc = openapi_cache.get(key)
+        if doc is None:
+            items = []
+            for ds in readable:
+                try:
+                    items.append((ds, cache.columns(ds, ds.latest) if ds.latest else None))
+                except duckdb.Error:
+                    items.append((ds, None))
+            doc = orjson.dumps(openapi.build(items, title=app.title, version=__version__,
+                                             max_page_size=settings.max_page_size))
+            if len(openapi_cache) > 16:
+                openapi_cache.clear()
+            openapi_cache[key] = doc
+        return Response(doc, media_type="application/json",
+                        headers={"Vary": "Authorization", "Cache-Control": "private, max-age=5"})
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        if docs_assets:
+            return get_swagger_ui_html(openapi_url="/openapi.json", title="Partage tabular API",
+                                       swagger_js_url="/static-docs/swagger-ui-bundle.js",
+                                       swagger_css_url="/static-docs/swagger-ui.css",
+                                       swagger_favicon_url="/static-docs/favicon.png")
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Partage tabular API")
+
+    def _shutdown() -> None:
+        cache.close()
+        engine.close()
+
+    app.router.on_shutdown.append(_shutdown)
+    return app

@@ -1,0 +1,233 @@
+"""What the API knows about the datasets, read from ``partage.duckdb`` without holding it.
+
+A harvest needs the file to itself for its short metadata transactions (the
+locking model in :mod:`partage.warehouse`). So this cache opens the file
+read-only for a few milliseconds, copies what it needs into plain objects,
+closes it, and reads it again only when the file's size or mtime changed (at
+most every ``refresh`` seconds). If the file is busy, the previous snapshot keeps
+serving: a version is visible here at most a refresh later than in DuckDB.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+from ..errors import WarehouseBusy, WarehouseError
+from ..warehouse import META, Part, Warehouse, version_relation
+
+log = logging.getLogger("partage.api")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    sql_type: str  # DuckDB's type, from the Parquet files
+    field: dict[str, Any] | None  # the Table Schema field, None for _source/_row_number/_version
+
+
+@dataclass(frozen=True)
+class Version:
+    version: str
+    created_at: dt.datetime
+    row_count: int
+    quarantined: int
+    schema_ref: str | None
+    schema_sha256: str | None
+    relation: str  # the SQL relation of its rows, the one the warehouse's views use (duplicates left out)
+    has_data: bool
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    id: str
+    title: str
+    description: str
+    publisher: str | None
+    license: str | None
+    access: str
+    keywords: list[str]
+    schema_ref: str | None
+    policy: str | None
+    last_check: dt.datetime | None
+    source_states: dict[str, int]
+    versions: tuple[Version, ...]  # oldest first
+
+    @property
+    def latest(self) -> Version | None:
+        return self.versions[-1] if self.versions else None
+
+    def find(self, version: str) -> Version | None:
+        return next((v for v in self.versions if v.version == version), None)
+
+    def as_of(self, when: dt.datetime) -> Version | None:
+        """The version that was the latest at ``when``."""
+        found = None
+        for v in self.versions:
+            if v.created_at <= when:
+                found = v
+        return found
+
+
+@dataclass
+class Snapshot:
+    datasets: dict[str, Dataset]
+    generation: int
+    loaded_at: float = field(default_factory=time.monotonic)
+
+
+class CatalogCache:
+    """The first snapshot is read on first use; later ones by a background thread, which also
+    lets ``prepare`` (the engine's preloading of new versions) run before a snapshot is served."""
+
+    def __init__(self, warehouse: Warehouse, refresh: float = 1.0,
+                 prepare: Callable[[dict[str, Dataset]], None] | None = None):
+        self.warehouse = warehouse
+        self.refresh = refresh
+        self.prepare = prepare
+        self._snapshot: Snapshot | None = None
+        self._stamp: tuple[int, int] | None = None
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._stop = threading.Event()
+        self._columns: dict[tuple[str, str], tuple[Column, ...]] = {}
+        self._schemas: dict[tuple[str, str], dict[str, Any]] = {}
+        self._columns_con = duckdb.connect(":memory:")
+        warehouse.register(self._columns_con)
+        self._columns_lock = threading.Lock()
+
+    def snapshot(self) -> Snapshot:
+        snap = self._snapshot
+        if snap is not None:
+            return snap
+        with self._lock:
+            if self._snapshot is None:
+                stamp = self._stat()
+                if stamp is None:
+                    raise WarehouseError(f"no warehouse at {self.warehouse.db_path}; run `partage harvest` first "
+                                         "or pass --warehouse")
+                self._publish(self._load(wait=30.0), stamp)
+                threading.Thread(target=self._refresher, name="partage-catalog-refresh", daemon=True).start()
+            return self._snapshot  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._columns_lock:
+            self._columns_con.close()
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = self.warehouse.db_path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def _publish(self, datasets: dict[str, Dataset], stamp: tuple[int, int]) -> None:
+        if self.prepare is not None:
+            self.prepare(datasets)
+        self._generation += 1
+        self._snapshot = Snapshot(datasets, self._generation)
+        self._stamp = stamp
+
+    def _refresher(self) -> None:
+        while not self._stop.wait(self.refresh):
+            stamp = self._stat()
+            if stamp is None or stamp == self._stamp:
+                continue
+            try:
+                datasets = self._load(wait=0.0)
+            except WarehouseBusy:
+                continue  # a harvest holds the file: keep serving what we have, look again soon
+            except Exception:  # noqa: BLE001 - the thread must survive anything; the old snapshot stays
+                log.exception("could not refresh the catalog from %s", self.warehouse.db_path)
+                continue
+            try:
+                self._publish(datasets, stamp)
+            except Exception:  # noqa: BLE001
+                log.exception("could not prepare the new versions")
+
+    def _load(self, wait: float) -> dict[str, Dataset]:
+        with self.warehouse.connect(read_only=True, wait=wait) as con:
+            ds_rows = con.execute(
+                f"SELECT id, title, description, publisher, license, access, keywords, schema_ref, policy "
+                f"FROM {META}.datasets ORDER BY id"
+            ).fetchall()
+            v_rows = con.execute(
+                f"SELECT dataset_id, version, created_at, row_count, quarantined_rows, schema_ref, schema_sha256, "
+                f"parts, summary FROM {META}.versions ORDER BY dataset_id, version"
+            ).fetchall()
+            s_rows = con.execute(
+                f"SELECT dataset_id, state, count(*), max(checked_at) FROM {META}.sources GROUP BY ALL"
+            ).fetchall()
+        versions: dict[str, list[Version]] = {}
+        for d_id, version, created, rows, quarantined, schema_ref, sha, parts_json, summary_json in v_rows:
+            parts = [Part(**p) for p in json.loads(parts_json or "[]")]
+            summary = json.loads(summary_json) if summary_json else {}
+            # Not the stored path: the warehouse may have moved since.
+            relation = version_relation(self.warehouse.location(d_id, version), parts, summary) if parts else ""
+            versions.setdefault(d_id, []).append(
+                Version(version, created, rows or 0, quarantined or 0, schema_ref, sha, relation, bool(parts), summary))
+        states: dict[str, dict[str, int]] = {}
+        checks: dict[str, dt.datetime] = {}
+        for d_id, state, n, checked in s_rows:
+            states.setdefault(d_id, {})[state or "unknown"] = n
+            if checked is not None and (d_id not in checks or checked > checks[d_id]):
+                checks[d_id] = checked
+        out = {}
+        for d_id, title, description, publisher, license_, access, keywords, schema_ref, policy in ds_rows:
+            out[d_id] = Dataset(d_id, title or d_id, description or "", publisher, license_,
+                                access or "internal",  # unknown access is treated as the most restricted
+                                list(keywords or []), schema_ref, policy, checks.get(d_id), states.get(d_id, {}),
+                                tuple(versions.get(d_id, [])))
+        return out
+
+    # -- per version, cached forever (versions are immutable) -------------------------
+
+    def schema(self, dataset_id: str, version: str) -> dict[str, Any]:
+        key = (dataset_id, version)
+        if key not in self._schemas:
+            path = self.warehouse.version_dir(dataset_id, version) / "schema.json"
+            try:
+                self._schemas[key] = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                self._schemas[key] = {"fields": []}
+        return self._schemas[key]
+
+    def columns(self, dataset: Dataset, version: Version) -> tuple[Column, ...]:
+        """Columns as stored (DuckDB types read from the Parquet footers), with their schema field."""
+        key = (dataset.id, version.version)
+        cols = self._columns.get(key)
+        if cols is not None:
+            return cols
+        fields = {f.get("name"): f for f in self.schema(dataset.id, version.version).get("fields", [])}
+        if not version.has_data:
+            cols = tuple(Column(name, "VARCHAR", f) for name, f in fields.items() if name)
+        else:
+            with self._columns_lock:
+                described = self._columns_con.execute(f"DESCRIBE SELECT * FROM {version.relation}").fetchall()
+            cols = tuple(Column(r[0], str(r[1]), fields.get(r[0])) for r in described)
+        self._columns[key] = cols
+        return cols
+
+
+def indexed_columns(columns: tuple[Column, ...], schema: dict[str, Any]) -> list[str]:
+    """Columns worth an index in memory: the primary key, and codes (a ``pattern``: INSEE, SIREN…)
+    that data services look rows up by."""
+    pk = schema.get("primaryKey") or []
+    pk = [pk] if isinstance(pk, str) else list(pk)
+    names = {c.name for c in columns}
+    out = [c for c in pk if c in names]
+    for c in columns:
+        if c.field and (c.field.get("constraints") or {}).get("pattern") and c.name not in out \
+                and c.sql_type.upper() == "VARCHAR":
+            out.append(c.name)
+    return out[:6]
