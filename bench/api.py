@@ -288,6 +288,7 @@ def main() -> None:
     ap.add_argument("--distinct", type=int, default=50_000, help="distinct query URLs the load cycles through")
     ap.add_argument("--response-cache-mb", type=float, default=0,
                     help="the server's response cache (PARTAGE_API_RESPONSE_CACHE_MB); 0: every query is computed")
+    ap.add_argument("--workers", type=int, default=1, help="server processes (partage serve --workers)")
     args = ap.parse_args()
     QUERIES[:] = queries(args.distinct, args.rows)
     print(machine())
@@ -301,7 +302,7 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         env = dict(os.environ, PARTAGE_API_RESPONSE_CACHE_MB=str(args.response_cache_mb))
         server = subprocess.Popen([str(BIN / "partage"), "serve", "--port", str(port), "--no-access-log",
-                                   "--warehouse", str(tmp / "warehouse")], env=env,
+                                   "--workers", str(args.workers), "--warehouse", str(tmp / "warehouse")], env=env,
                                   stdout=subprocess.DEVNULL, stderr=open(tmp / "serve.log", "w"))
         for _ in range(100):
             try:

@@ -422,3 +422,35 @@ def test_schemathesis_finds_no_server_error(api: Api, token: str | None, tmp_pat
                        env=dict(os.environ, SCHEMATHESIS_HOOKS="", NO_COLOR="1"))
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
     assert "No issues found" in r.stdout or "passed" in r.stdout
+
+
+def test_several_worker_processes_serve_the_same_rules(api: Api) -> None:
+    """`partage serve --workers 2`: each process builds the app from the environment; access rules hold in each."""
+    env = dict(os.environ, PARTAGE_WAREHOUSE=str(api.hub.warehouse), PARTAGE_API_REFRESH="0.2")
+    env.pop("PARTAGE_TOKENS", None)
+    port = free_port()
+    log_path = api.hub.root / "serve-workers.log"
+    with open(log_path, "w") as log:
+        server = subprocess.Popen([str(BIN / "partage"), "serve", "--port", str(port), "--workers", "2"],
+                                  env=env, stdout=log, stderr=log)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(base + "/datasets", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert server.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+                time.sleep(0.2)
+            for _ in range(10):  # spread over both processes
+                anonymous = {d["id"] for d in httpx.get(base + "/datasets", timeout=5).json()["data"]}
+                assert anonymous == {"communes"}
+                internal = httpx.get(base + "/datasets/communes-internes",
+                                     headers={"Authorization": f"Bearer {api.tokens['internal']}"}, timeout=5)
+                assert internal.status_code == 200
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+    assert "with 2 processes" in log_path.read_text()

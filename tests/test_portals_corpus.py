@@ -5,7 +5,6 @@ with real French files of ../shared/data/datasets served as the resources, what 
 from __future__ import annotations
 
 import csv
-import io
 import json
 from pathlib import Path
 

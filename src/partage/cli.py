@@ -580,7 +580,7 @@ TokensOpt = Annotated[str | None, typer.Option(
     help="Token store: a JSON file (default <warehouse>/.tokens.json) or prefect-secret:NAME / env:NAME (read-only).")]
 
 
-def _token_store(warehouse: Path, tokens: str | None) -> Any:
+def _token_store(warehouse: Path | str, tokens: str | None) -> Any:
     from .api.tokens import TokenStore
 
     location = tokens or str(Path(warehouse).resolve() / ".tokens.json")
@@ -593,7 +593,7 @@ def _token_store(warehouse: Path, tokens: str | None) -> Any:
 def tokens_add(
     name: Annotated[str, typer.Argument(help="Who the token is for (a partner, a service).")],
     level: Annotated[str, typer.Option("--level", help="partners (open + partners datasets) or internal (all).")],
-    warehouse: WarehouseOpt = Path("warehouse"),
+    warehouse: WarehouseOpt = "warehouse",
     tokens: TokensOpt = None,
 ) -> None:
     """Create a token and print it once: only its SHA-256 is stored."""
@@ -612,7 +612,7 @@ def tokens_add(
 
 
 @tokens_app.command("list")
-def tokens_list(warehouse: WarehouseOpt = Path("warehouse"), tokens: TokensOpt = None) -> None:
+def tokens_list(warehouse: WarehouseOpt = "warehouse", tokens: TokensOpt = None) -> None:
     """Names and levels of the tokens (never the tokens)."""
     store = _token_store(warehouse, tokens)
     try:
@@ -620,13 +620,13 @@ def tokens_list(warehouse: WarehouseOpt = Path("warehouse"), tokens: TokensOpt =
     except PartageError as e:
         _fail(str(e), 2)
     table = Table("name", "level", "created")
-    for e in entries:
-        table.add_row(escape(e.name), e.level, e.created_at)
+    for entry in entries:
+        table.add_row(escape(entry.name), entry.level, entry.created_at)
     out.print(table)
 
 
 @tokens_app.command("revoke")
-def tokens_revoke(name: Annotated[str, typer.Argument(help="Token name.")], warehouse: WarehouseOpt = Path("warehouse"),
+def tokens_revoke(name: Annotated[str, typer.Argument(help="Token name.")], warehouse: WarehouseOpt = "warehouse",
                   tokens: TokensOpt = None) -> None:
     """Remove a token; a running `partage serve` stops accepting it at once."""
     try:
@@ -642,27 +642,38 @@ def tokens_revoke(name: Annotated[str, typer.Argument(help="Token name.")], ware
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
-    warehouse: WarehouseOpt = Path("warehouse"),
+    warehouse: WarehouseOpt = "warehouse",
     tokens: TokensOpt = None,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes (each keeps its own in-memory copies).")] = 1,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log each request (never its token).")] = True,
 ) -> None:
     """Serve the warehouse as a read-only tabular API (OpenAPI at /docs)."""
     import uvicorn
 
-    from .api.app import create_app
+    from .api.app import Settings, create_app
+    from .warehouse import Warehouse
 
-    wh = Path(warehouse)
-    if not (wh / "partage.duckdb").exists():
-        _fail(f"no warehouse at {wh / 'partage.duckdb'}; run `partage harvest` first or pass --warehouse", 2)
+    wh = Warehouse(warehouse)
+    if not wh.db_path.exists():
+        _fail(f"no warehouse at {wh.db_path}; run `partage harvest` first or pass --warehouse", 2)
     try:
-        application = create_app(wh, tokens=_token_store(wh, tokens))
+        store = _token_store(wh.root, tokens)
+        Settings.from_env()  # a bad PARTAGE_API_* value stops here, before any worker starts
+        application = create_app(wh.spec, tokens=store) if workers == 1 else None
     except PartageError as e:
         _fail(str(e), 2)
     except ValueError as e:  # a PARTAGE_API_* variable that is not a number
         _fail(f"a PARTAGE_API_* setting is not a number ({e}); see docs/serving.md for the allowed values", 2)
-    err.print(f"Serving {escape(str(wh.resolve()))} on http://{host}:{port} (docs: /docs)")
-    uvicorn.run(application, host=host, port=port, access_log=access_log, log_level="info",
-                timeout_graceful_shutdown=5)
+    err.print(f"Serving {escape(wh.data_root)} on http://{host}:{port} (docs: /docs)"
+              + (f" with {workers} processes" if workers > 1 else ""))
+    if application is not None:
+        uvicorn.run(application, host=host, port=port, access_log=access_log, log_level="info",
+                    timeout_graceful_shutdown=5)
+    else:  # several processes: each builds the app from the environment (uvicorn needs an import string)
+        os.environ["PARTAGE_API_WAREHOUSE"] = wh.spec
+        os.environ["PARTAGE_API_TOKENS"] = store.location
+        uvicorn.run("partage.api.app:app_from_env", factory=True, workers=workers, host=host, port=port,
+                    access_log=access_log, log_level="info", timeout_graceful_shutdown=5)
 
 
 def main() -> None:

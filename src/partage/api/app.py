@@ -110,8 +110,8 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
     openapi_cache: dict[tuple[int, str | None], bytes] = {}
 
     try:
-        from fastapi_offline.core import _STATIC_PATH
         from fastapi.staticfiles import StaticFiles
+        from fastapi_offline.core import _STATIC_PATH
 
         app.mount("/static-docs", StaticFiles(directory=str(_STATIC_PATH)), name="static-docs")
         docs_assets = True
@@ -407,3 +407,11 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
 
     app.router.on_shutdown.append(_shutdown)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of one worker process of `partage serve --workers N` (uvicorn imports it by name)."""
+    location = os.environ["PARTAGE_API_TOKENS"]
+    if location.startswith("prefect-secret:"):
+        import flows.harvest  # noqa: F401  (registers the prefect-secret: backend)
+    return create_app(os.environ["PARTAGE_API_WAREHOUSE"], tokens=TokenStore(location))

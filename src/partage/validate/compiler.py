@@ -177,8 +177,8 @@ def compile_field(index: int, desc: dict[str, Any], schema_missing: list[str], t
             fast_ok = False
     elif kind == "boolean":
         plan.target = "BOOLEAN"
-        trues = desc.get("trueValues", fl.true_values)
-        falses = desc.get("falseValues", fl.false_values)
+        trues = desc.get("trueValues", getattr(fl, "true_values", None)) or []
+        falses = desc.get("falseValues", getattr(fl, "false_values", None)) or []
         plan.fast = "true"
         tl = ", ".join(sql_str(x) for x in trues) or "NULL"
         fl_ = ", ".join(sql_str(x) for x in falses) or "NULL"

@@ -374,7 +374,7 @@ class SqlValidation:
                     if head == "pk":
                         note = 'cells composing the primary keys are all "None"' if rest == "none" else \
                             f"the same as in the row at position {int(rest) + 2}"
-                        err = ferr.PrimaryKeyError(note=note, cells=cells, row_number=row_number)
+                        err: ferr.RowError = ferr.PrimaryKeyError(note=note, cells=cells, row_number=row_number)
                     else:
                         idx, _, prev = rest.partition(":")
                         p = plans[int(idx)]
@@ -397,7 +397,7 @@ class SqlValidation:
             if len(stored) >= STORED_ERRORS_LIMIT:
                 break
         seconds = round(time.monotonic() - started, 3)
-        task = {
+        task: dict[str, Any] = {
             "name": self.path.stem, "type": "table", "valid": total == 0, "place": str(self.path.name),
             "labels": labels,
             "stats": {"errors": total, "warnings": 0, "seconds": seconds, "bytes": self.path.stat().st_size,
