@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import socket
@@ -35,11 +34,13 @@ import tempfile
 import threading
 import time
 import urllib.request
-from importlib.metadata import version
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "bench"))
+from machine import describe  # noqa: E402
+
 BIN = Path(sys.executable).parent
 
 SCHEMA = {
@@ -106,18 +107,9 @@ def queries(n: int, rows: int, seed: int = 8) -> list[str]:
 
 
 def machine() -> str:
-    cpu = "?"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem = int(next(x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal")).split()[1])
-    versions = ", ".join(f"{p} {version(p)}" for p in ("duckdb", "pyarrow", "fastapi", "starlette", "uvicorn", "orjson"))
     wrk = shutil.which("wrk")
     gen = subprocess.run([wrk, "--version"], capture_output=True, text=True).stdout.split("\n")[0] if wrk else "Python client"
-    return (f"- machine: {cpu}, {os.cpu_count()} cores, {mem / 1024**2:.1f} GiB, {platform.platform()}\n"
-            f"- Python {platform.python_version()}; {versions}\n- load generator: {gen.strip()}; "
-            f"load average at start {os.getloadavg()[0]:.2f}")
+    return describe(("duckdb", "pyarrow", "fastapi", "starlette", "uvicorn", "orjson")) + f"\n- load generator: {gen.strip()}"
 
 
 def free_port() -> int:

@@ -17,34 +17,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from importlib.metadata import version
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 PY = sys.executable
-
-
-def machine() -> str:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        mem = int(next(x for x in Path("/proc/meminfo").read_text().splitlines() if x.startswith("MemTotal")).split()[1])
-        mem_s = f"{mem / 1024**2:.1f} GiB"
-    except (OSError, StopIteration):
-        mem_s = "?"
-    versions = ", ".join(f"{p} {version(p)}" for p in ("prefect", "frictionless", "duckdb", "pyarrow"))
-    return (f"- machine: {cpu}, {os.cpu_count()} cores, {mem_s}, {platform.platform()}\n"
-            f"- Python {platform.python_version()}; {versions}; load average {os.getloadavg()[0]:.2f}")
 
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
@@ -145,7 +130,7 @@ def main() -> None:
     ap.add_argument("--sources", type=int, default=200)
     a = ap.parse_args()
     print("# Partage harvest benchmarks\n")
-    print(machine() + "\n")
+    print(describe() + "\n")
     print(f"## Cold start of `partage harvest` on the demo catalog (wall s, median of {a.runs} fresh processes)\n")
     print("| mode | run | median s | runs s |\n|---|---|---:|---|")
     for label, run, med, all_ in cold_start(a.runs):

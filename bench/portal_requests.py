@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bench.harvest_overhead import machine  # noqa: E402
+from bench.machine import describe  # noqa: E402
 from tests.conftest import COMMUNES_CSV, COMMUNES_SCHEMA, CatalogBuilder, FixtureServer  # noqa: E402
 
 JSON = {"content_type": "application/json"}
@@ -100,7 +100,7 @@ def main() -> None:
                                  secs))
     finally:
         server.close()
-    print(machine())
+    print(describe())
     print(f"\n### Requests per resource, {n} resources per source kind (engine, no Prefect)\n")
     print("| kind | resources | run | API requests | file requests | requests per resource | file body bytes | states/deciding layer | s |")
     print("|---|---:|---|---:|---:|---:|---:|---|---:|")

@@ -23,13 +23,14 @@ import argparse
 import csv
 import json
 import os
-import platform
 import random
 import subprocess
 import sys
 import time
-from importlib.metadata import version
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "out"
@@ -169,16 +170,6 @@ def run_child(method: str, path: Path) -> dict:
     return result
 
 
-def machine() -> str:
-    cpu = "?"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem = int(Path("/proc/meminfo").read_text().split()[1]) / 2**20
-    return f"{cpu}, {os.cpu_count()} cores, {mem:.1f} GiB, {platform.platform()}"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 5_000_000])
@@ -193,9 +184,7 @@ def main() -> None:
             print(f"generating {path.name} …", file=sys.stderr)
             generate(path, n)
         files[n] = path
-    print(f"- machine: {machine()}")
-    print(f"- Python {platform.python_version()}; frictionless {version('frictionless')}, duckdb {version('duckdb')}, "
-          f"pyarrow {version('pyarrow')}; load average {os.getloadavg()[0]:.2f}")
+    print(describe(("frictionless", "duckdb", "pyarrow")))
     print(f"- data: seeded IRVE-like CSV, {len(NAMES)} fields, ~1 % rows with an error, ~0.5 % tricky-valid; "
           f"runs per cell: {args.runs} (median)\n")
     print("| rows | method | s (inside process) | rows/s | wall s | peak MB | errors found | rows stored |")

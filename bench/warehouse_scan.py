@@ -27,7 +27,7 @@ from pathlib import Path
 import duckdb
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harvest_overhead import machine  # noqa: E402
+from machine import describe  # noqa: E402
 
 SCHEMA = {
     "fields": [
@@ -123,7 +123,7 @@ def main() -> None:
             ("first page of 50 by key", "SELECT * FROM {v} ORDER BY id_pdc_itinerance LIMIT 50", []),
             ("full scan, every column", "SELECT * FROM {v}", []),
         ]
-        print(machine())
+        print(describe())
         print(f"- dataset: {args.rows:,} rows in 2 sources; CSV {csv_mb:.1f} MiB -> Parquet {pq_mb:.1f} MiB (zstd, "
               f"{row_groups} row group(s) in the first part); harvest (validate + store) {store_s:.1f} s")
         print(f"- each query in a fresh read-only connection to partage.duckdb; median of {args.runs} runs\n")

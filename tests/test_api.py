@@ -92,6 +92,20 @@ def latest_version(hub: CatalogBuilder, dataset: str) -> str:
     return query(hub, "SELECT max(version) FROM _partage.versions WHERE dataset_id = ?", [dataset])[0][0]
 
 
+def wait_until_serving(base: str, server: subprocess.Popen[bytes], log: Any, log_path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(base + "/datasets", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            log.flush()
+            pytest.fail(f"partage serve did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.1)
+
+
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Iterator[Api]:
     hub = CatalogBuilder(tmp_path_factory.mktemp("api") / "hub")
@@ -115,17 +129,7 @@ def api(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Iter
     log = open(hub.root / "serve.log", "w")
     server = subprocess.Popen([str(BIN / "partage"), "serve", "--port", str(port)], env=env, stdout=log, stderr=log)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(base + "/datasets", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if server.poll() is not None or time.monotonic() > deadline:
-            log.flush()
-            pytest.fail(f"partage serve did not start:\n{(hub.root / 'serve.log').read_text()[-3000:]}")
-        time.sleep(0.1)
+    wait_until_serving(base, server, log, hub.root / "serve.log")
     try:
         yield Api(hub, tokens, base)
     finally:
@@ -435,15 +439,7 @@ def test_several_worker_processes_serve_the_same_rules(api: Api) -> None:
                                   env=env, stdout=log, stderr=log)
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(base + "/datasets", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert server.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
-                time.sleep(0.2)
+            wait_until_serving(base, server, log, log_path)
             for _ in range(10):  # spread over both processes
                 anonymous = {d["id"] for d in httpx.get(base + "/datasets", timeout=5).json()["data"]}
                 assert anonymous == {"communes"}

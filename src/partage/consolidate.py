@@ -56,7 +56,8 @@ class Duplicates:
     def describe(self) -> str:
         if not self.rows:
             return ""
-        losers = ", ".join(f"{k}: {v}" for k, v in sorted(self.by_source.items()))
+        ranked = sorted(self.by_source.items(), key=lambda kv: (-kv[1], kv[0]))
+        losers = ", ".join(f"{k}: {v}" for k, v in ranked[:5]) + (f", … {len(ranked) - 5} more source(s)" if len(ranked) > 5 else "")
         if self.rule == "keep":
             return f"{self.keys} primary-key value(s) in several sources, all rows kept (rule 'keep'; {losers})"
         return (f"{self.keys} primary-key value(s) in several sources: {self.rows} row(s) left out by rule "

@@ -19,9 +19,9 @@ import os
 import random
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -220,13 +220,24 @@ def fetch(
         hdrs["If-None-Match"] = previous.etag
     if previous and previous.last_modified:
         hdrs["If-Modified-Since"] = previous.last_modified
+    def once(client: httpx.Client, attempt: int) -> FetchOutcome:
+        out = _request_once(client, url, hdrs, raw, max_bytes, secret_headers)
+        return FetchOutcome(**{**out.__dict__, "attempts": attempt})
+
+    return _with_retries(url, retry, once)
+
+
+T = TypeVar("T")
+
+
+def _with_retries(url: str, retry: RetryPolicy, once: Callable[[httpx.Client, int], T]) -> T:
+    """Run ``once(client, attempt)`` in the host's slot, retrying transient failures with jittered waits."""
     last: TransientFetchError | None = None
     with httpx.Client(timeout=_timeout(), follow_redirects=False) as client:
         for attempt in range(1, retry.attempts + 1):
             try:
                 with host_slot(url):
-                    out = _request_once(client, url, hdrs, raw, max_bytes, secret_headers)
-                return FetchOutcome(**{**out.__dict__, "attempts": attempt})
+                    return once(client, attempt)
             except TransientFetchError as e:
                 last = e
             except httpx.TimeoutException as e:
@@ -276,25 +287,7 @@ def get_document(
         url = urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
     base = {"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"}
     base.update(headers or {})
-    last: TransientFetchError | None = None
-    with httpx.Client(timeout=_timeout(), follow_redirects=False) as client:
-        for attempt in range(1, retry.attempts + 1):
-            try:
-                with host_slot(url):
-                    return _get_once(client, url, base, cap, secret_headers, attempt)
-            except TransientFetchError as e:
-                last = e
-            except httpx.TimeoutException as e:
-                last = TransientFetchError(f"{redact(url)}: timed out ({type(e).__name__})", url=redact(url))
-            except httpx.TransportError as e:
-                last = TransientFetchError(f"{redact(url)}: connection failed ({type(e).__name__}: {e})", url=redact(url))
-            except httpx.InvalidURL as e:
-                raise TerminalFetchError(f"{redact(url)}: invalid URL ({e})", url=redact(url)) from None
-            if attempt < retry.attempts:
-                time.sleep(retry.wait(attempt, last.retry_after))
-    assert last is not None
-    raise TransientFetchError(f"{last} (gave up after {retry.attempts} attempts; will try again next run)",
-                              url=last.url, status=last.status)
+    return _with_retries(url, retry, lambda client, attempt: _get_once(client, url, base, cap, secret_headers, attempt))
 
 
 def _get_once(client: httpx.Client, url: str, headers: dict[str, str], cap: int, secret_headers: frozenset[str],
