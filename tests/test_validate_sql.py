@@ -99,14 +99,20 @@ TRAPS = {
 }
 
 
-@pytest.mark.parametrize("field", sorted(TRAPS))
-def test_tricky_values_are_judged_like_frictionless(tmp_path: Path, field: str) -> None:
+def trap_rows(field: str) -> list[list[str]]:
+    """Valid rows, each with one of ``field``'s trap values."""
     column = HEADER.index(field)
     rows = [HEADER]
     for i, value in enumerate(TRAPS[field]):
         row = good_row(i)
         row[column] = value
         rows.append(row)
+    return rows
+
+
+@pytest.mark.parametrize("field", sorted(TRAPS))
+def test_tricky_values_are_judged_like_frictionless(tmp_path: Path, field: str) -> None:
+    rows = trap_rows(field)
     sql, ref = compare(write(tmp_path / "t.csv", rows), IRVE_LIKE)
     assert engine_of(sql) == "duckdb"
     assert ref.error_count > 0  # every list holds at least one value frictionless refuses
@@ -115,12 +121,7 @@ def test_tricky_values_are_judged_like_frictionless(tmp_path: Path, field: str) 
 @pytest.mark.parametrize("field", sorted(TRAPS))
 def test_tricky_values_are_stored_as_frictionless_types_them(tmp_path: Path, field: str) -> None:
     """Typed Parquet (policy warn: every typable row) is the same from both engines, value for value."""
-    column = HEADER.index(field)
-    rows = [HEADER]
-    for i, value in enumerate(TRAPS[field]):
-        row = good_row(i)
-        row[column] = value
-        rows.append(row)
+    rows = trap_rows(field)
     path = write(tmp_path / "t.csv", rows)
     tables = []
     for engine in ("auto", "frictionless"):
