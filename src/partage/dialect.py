@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .catalog import Dialect as DialectConfig
+from .filefacts import file_facts
 
 DELIMITERS = (";", ",", "\t", "|")
 _CHUNK = 1 << 20
@@ -78,15 +79,8 @@ def detect_encoding(path: Path) -> str:
             return "utf-16"
         else:
             bom = ""
-        f.seek(0)
-        utf8 = codecs.getincrementaldecoder("utf-8")()
-        try:
-            while chunk := f.read(_CHUNK):
-                utf8.decode(chunk)
-            utf8.decode(b"", final=True)
+        if file_facts(path).utf8:  # one read shared with the validator's row count
             return bom or "utf-8"
-        except UnicodeDecodeError:
-            pass
         f.seek(0)
         cp1252 = codecs.getincrementaldecoder("cp1252")()
         try:

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..dialect import Dialect
+from ..filefacts import file_facts
 from ..warehouse import ident
 from .compiler import CONSTRAINT_ORDER, FieldPlan, SchemaPlan, Unsupported, compile_schema, oracle, sql_str
 from .report import STORED_ERRORS_LIMIT, Report
@@ -76,18 +77,6 @@ def _transcode(path: Path, encoding: str, tmp: Path) -> Path:
     return out
 
 
-def _line_feeds(path: Path) -> tuple[int, bool, bool]:
-    """Count b'\\n', and tell whether the file ends with one and holds a lone b'\\r' (old Mac line ends)."""
-    count, last, lone_cr = 0, b"", False
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            count += chunk.count(b"\n")
-            if not lone_cr and chunk.count(b"\r") != chunk.count(b"\r\n"):
-                lone_cr = chunk.replace(b"\r\n", b"").count(b"\r") > (1 if chunk.endswith(b"\r") else 0)
-            last = chunk[-1:]
-    return count, last == b"\n", lone_cr
-
-
 def _header(path: Path, encoding: str, dialect: Dialect) -> list[str]:
     with open(path, encoding=encoding, newline="", errors="strict") as f:
         head = f.read(1 << 20)
@@ -123,6 +112,9 @@ class SqlValidation:
         self.tmp = Path(tempfile.mkdtemp(prefix="partage-sqlv-", dir=tmp_root))
         self.con: duckdb.DuckDBPyConnection | None = None
         self.oracle_values = 0
+        self.wide = False
+        self.groups = 1
+        self.ends_with_lf = True
 
     def close(self) -> None:
         if self.con is not None:
@@ -131,7 +123,8 @@ class SqlValidation:
 
     # -- reading ---------------------------------------------------------------
 
-    def _load(self) -> tuple[list[str], int]:
+    def _source(self) -> tuple[list[str], str, int]:
+        """Check the file and header; return the labels, the SQL that reads the cells as text, and the line feeds."""
         d = self.dialect
         if d.format != "csv":
             raise Unsupported(f"format '{d.format}'")
@@ -154,51 +147,122 @@ class SqlValidation:
         names = [f.name for f in self.plan.fields]
         if labels != names:
             raise Unsupported("header that differs from the schema's field names")
-        feeds, ends_with_lf, lone_cr = _line_feeds(source)
-        if lone_cr:
+        # a single-byte codec's transcoding keeps every \n and \r where it was: the facts of the download (already
+        # read by dialect detection) hold; a multi-byte one (UTF-16...) needs the transcoded file's
+        single_byte = codecs.lookup(d.encoding).name.startswith(("cp", "iso8859", "latin", "mac"))
+        facts = file_facts(self.path if source == self.path or single_byte else source)
+        if facts.lone_cr:
             raise Unsupported("carriage-return line ends or carriage returns inside cells")
+        self.ends_with_lf = facts.ends_with_lf
         # in memory, spilling to the temp dir past memory_limit: faster than a database file, same bound on RSS
         con = self.con = duckdb.connect()
         con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
         con.execute(f"SET temp_directory = {sql_str(str(self.tmp / 'spill'))}")
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET enable_progress_bar = false")
+        con.execute("SET preserve_insertion_order = true")  # a table's rowid is then the row's place in the file
         columns = "{" + ", ".join(f"{sql_str(f'c{i}')}: 'VARCHAR'" for i in range(len(names))) + "}"
         q = d.quote_char or '"'
-        try:
-            con.execute(
-                f"CREATE TABLE raw AS SELECT * FROM read_csv({sql_str(str(source))}, header=true, auto_detect=false, "
+        read = (f"read_csv({sql_str(str(source))}, header=true, auto_detect=false, "
                 f"columns={columns}, delim={sql_str(d.delimiter)}, quote={sql_str(q)}, escape={sql_str(q)}, "
                 f"nullstr={sql_str(NOT_NULL_STR)}, strict_mode=true, null_padding=false, encoding={sql_str(duck_enc)}, "
-                f"max_line_size={MAX_LINE})"
-            )
-        except duckdb.Error as e:
+                f"max_line_size={MAX_LINE})")
+        return labels, read, facts.line_feeds
+
+    def _scan(self, read: str, feeds: int) -> int:
+        """Read the file once: per cell its text, its typed value and its errors when SQL decides it.
+
+        Narrow schemas (the usual case) are scanned straight from the CSV reader into one table
+        ``scan0``; wide ones are first read into ``raw`` and scanned in groups of fields (one
+        SELECT over hundreds of columns' checks exhausts DuckDB's memory), joined back by row.
+        """
+        con = self.con
+        assert con is not None
+        plans = self.plan.fields
+        for p in plans:  # a pattern RE2 cannot compile: frictionless judges that field's values
+            if "pattern" in p.notes and not _pattern_works(con, p.descriptor["constraints"]["pattern"]):
+                p.fast = "false"
+                p.checks = [c for c in p.checks if c[0] != "pattern"]
+        groups = [plans[s:s + GROUP_FIELDS] for s in range(0, len(plans), GROUP_FIELDS)]
+        try:
+            if len(groups) == 1:
+                con.execute(f"CREATE TABLE scan0 AS {self._scan_sql(plans, read, blank=True)}")
+                self.wide = False
+                self.groups = 1
+            else:
+                con.execute(f"CREATE TABLE raw AS SELECT * FROM {read}")
+                for g, group in enumerate(groups):
+                    con.execute(f"CREATE TABLE scan{g} AS {self._scan_sql(group, 'raw', blank=False, rid=True, g=g)}")
+                self.wide = True
+                self.groups = len(groups)
+        except duckdb.Error as e:  # the CSV reader's: ragged rows, bad bytes, an endless line
             first = str(e).splitlines()[0][:160]
             raise Unsupported(f"irregular CSV rows ({first})") from None
-        rows = con.execute("SELECT count(*) FROM raw").fetchall()[0][0]
-        expected = rows + 1 if ends_with_lf else rows
-        if feeds != expected:
+        rows = con.execute("SELECT count(*) FROM scan0").fetchall()[0][0]
+        if feeds != (rows + 1 if self.ends_with_lf else rows):
             raise Unsupported("blank lines or line breaks inside cells (row numbering)")
-        return labels, rows
+        if self.wide:
+            joined = "scan0" + "".join(f" JOIN scan{g} USING (rid)" for g in range(1, len(groups)))
+            blank = " AND ".join(f"({self._missing(p, f'v{p.index}')})" for p in plans)
+            con.execute(f"CREATE VIEW cells AS SELECT * FROM {joined}")
+            con.execute(f"CREATE TABLE blanks AS SELECT rid FROM cells WHERE {blank}")
+        else:
+            con.execute("CREATE VIEW cells AS SELECT rowid AS rid, * FROM scan0")
+            con.execute("CREATE TABLE blanks AS SELECT rowid AS rid FROM scan0 WHERE _blank")
+        return rows
+
+    def _scan_sql(self, group: list[FieldPlan], source: str, *, blank: bool, rid: bool = False, g: int = 0) -> str:
+        """The SELECT of one scan: v<i> the text, t<i> the typed value where SQL decides it, x<i> true where
+        it does not (frictionless will), and _e<g> the errors SQL found in the row, as 'field:code,code;...'
+        (one mostly-NULL column rather than one per field: a NULL VARCHAR still costs 16 bytes a row)."""
+        inner, middle, outer, kept, errs = [], [], [], [], []
+        for p in group:
+            i = p.index
+            col = f"c{i}"
+            inner.append(f"{col} AS v{i}, {self._missing(p, col)} AS m{i}, coalesce({self._on(p.fast, col)}, false) AS f{i}")
+            middle.append(f"v{i}, m{i}, f{i}, CASE WHEN f{i} THEN {self._on(p.cast, f'v{i}')} END AS tf{i}")
+            checks = ", ".join(
+                f"CASE WHEN coalesce({pred.replace('__T__', f'tf{i}').replace('__V__', f'v{i}')}, false) THEN {sql_str(name)} END"
+                for name, pred in sorted(p.checks, key=lambda c: CONSTRAINT_ORDER.index(c[0])))
+            fast_errs = f"CASE WHEN tf{i} IS NULL THEN 'type' ELSE nullif(concat_ws(',', {checks}), '') END" if checks \
+                else f"CASE WHEN tf{i} IS NULL THEN 'type' END"
+            required = "'required'" if p.required else "NULL"
+            outer.append(f"v{i}, CASE WHEN m{i} THEN {required} WHEN f{i} THEN {fast_errs} END AS e{i}")
+            kept.append(f"v{i}")
+            errs.append(f"'{i}:' || e{i}")
+            if not self._identity(p):
+                outer.append(f"CAST(CASE WHEN f{i} AND NOT m{i} THEN tf{i} END AS {p.target}) AS t{i}")
+                kept.append(f"t{i}")
+            if self._has_oracle(p):
+                outer.append(f"NOT m{i} AND NOT f{i} AS x{i}")
+                kept.append(f"x{i}")
+        if blank:
+            outer.append(" AND ".join(f"m{p.index}" for p in group) + " AS _blank")
+            kept.append("_blank")
+        if rid:  # wide files: groups are joined back by the row's place in `raw`
+            for part in (inner, middle, outer, kept):
+                part.insert(0, "rowid AS rid" if part is inner else "rid")
+        kept.append(f"nullif(concat_ws(';', {', '.join(errs)}), '') AS _e{g}")
+        return (f"SELECT {', '.join(kept)} FROM (SELECT {', '.join(outer)} FROM (SELECT {', '.join(middle)} FROM "
+                f"(SELECT {', '.join(inner)} FROM {source})))")
+
+    @staticmethod
+    def _identity(p: FieldPlan) -> bool:
+        """A text field whose typed value is its text (when not missing): no typed column to store."""
+        return p.cast == "__V__"
 
     # -- checks ----------------------------------------------------------------
 
     def _oracles(self) -> None:
-        """Judge with frictionless every distinct value SQL does not decide, and store the verdicts."""
+        """Judge with frictionless every distinct value SQL did not decide, and store the verdicts."""
         con = self.con
         assert con is not None
-        for p in self.plan.fields:
-            if "pattern" in p.notes and not _pattern_works(con, p.descriptor["constraints"]["pattern"]):
-                p.fast = "false"
-                p.checks = [c for c in p.checks if c[0] != "pattern"]
-        todo = [p for p in self.plan.fields if p.fast != "true"]
+        todo = [p for p in self.plan.fields if self._has_oracle(p)]
         if not todo:
             return
-        # one scan collects, for every field, the distinct values SQL does not decide
-        lists = ", ".join(
-            f"list(DISTINCT {p.raw}) FILTER (WHERE NOT ({self._missing(p, p.raw)}) "
-            f"AND NOT coalesce({self._on(p.fast, p.raw)}, false))" for p in todo)
-        found = con.execute(f"SELECT {lists} FROM raw").fetchall()[0]
+        # one scan collects, for every field, the distinct values SQL did not decide
+        lists = ", ".join(f"list(DISTINCT v{p.index}) FILTER (WHERE x{p.index})" for p in todo)
+        found = con.execute(f"SELECT {lists} FROM cells").fetchall()[0]
         for p, values in zip(todo, found):
             values = values or []
             judge = oracle(p.descriptor, self.plan.missing)
@@ -222,8 +286,14 @@ class SqlValidation:
             table = pa.table({"v": pa.array(rows["v"], pa.string()), "canon": pa.array(rows["canon"], pa.string()),
                               "errs": pa.array(codes, pa.string())})
             con.register(f"_o{p.index}", table)
-            con.execute(f"CREATE TABLE o{p.index} AS SELECT * FROM _o{p.index}")
+            canon = p.from_canon
+            con.execute(f"CREATE TABLE o{p.index} AS SELECT v, {canon} AS t, errs FROM _o{p.index}")
             con.unregister(f"_o{p.index}")
+            if values and not self._identity(p):
+                # the typed value of the few cells frictionless judged, written in place: the typed view then needs
+                # no join (a text field's typed value is its text whenever its row is stored)
+                i, scan = p.index, f"scan{p.index // GROUP_FIELDS if self.wide else 0}"
+                con.execute(f"UPDATE {scan} SET t{i} = o.t FROM o{i} o WHERE {scan}.x{i} AND {scan}.v{i} = o.v")
             if values:
                 log.debug("field %s: %d distinct value(s) judged by frictionless", p.name, len(values))
 
@@ -241,100 +311,67 @@ class SqlValidation:
     def _has_oracle(self, p: FieldPlan) -> bool:
         return p.fast != "true"
 
-    def _inner(self, p: FieldPlan) -> str:
-        """Per-field columns computed once per cell: the text, missing, fast, the oracle's verdict."""
-        col = f"raw.{p.raw}"
-        i = p.index
-        cols = [f"{col} AS v{i}", f"{self._missing(p, col)} AS m{i}"]
-        if self._has_oracle(p):
-            canon = p.from_canon.replace("canon", f"o{i}.canon")
-            cols += [f"coalesce({self._on(p.fast, col)}, false) AS f{i}", f"{canon} AS to{i}", f"o{i}.errs AS oe{i}"]
-        return ", ".join(cols)
-
-    def _middle(self, p: FieldPlan) -> str:
-        """The cast of a fast value, evaluated only where the value is fast (a cast can raise otherwise)."""
-        i = p.index
-        cast = self._on(p.cast, f"v{i}")
-        keep = f"v{i}, m{i}" + (f", f{i}, to{i}, oe{i}" if self._has_oracle(p) else "")
-        if self._has_oracle(p):
-            return f"{keep}, CASE WHEN f{i} THEN {cast} END AS tf{i}"
-        return f"{keep}, {cast} AS tf{i}"
-
-    def _outer(self, p: FieldPlan) -> str:
-        """The typed value t<i> and the error codes e<i> (comma-joined: 'type', constraint names, 'cast')."""
-        i = p.index
-        checks = ", ".join(
-            f"CASE WHEN coalesce({pred.replace('__T__', f'tf{i}').replace('__V__', f'v{i}')}, false) THEN {sql_str(name)} END"
-            for name, pred in sorted(p.checks, key=lambda c: CONSTRAINT_ORDER.index(c[0]))
-        )
-        fast_errs = f"CASE WHEN tf{i} IS NULL THEN 'type' ELSE nullif(concat_ws(',', {checks}), '') END" if checks \
-            else f"CASE WHEN tf{i} IS NULL THEN 'type' END"
-        required = "'required'" if p.required else "NULL"
-        if self._has_oracle(p):
-            typed = f"CASE WHEN m{i} THEN NULL WHEN f{i} THEN tf{i} ELSE to{i} END"
-            errs = f"CASE WHEN m{i} THEN {required} WHEN f{i} THEN {fast_errs} ELSE oe{i} END"
-        else:
-            typed = f"CASE WHEN m{i} THEN NULL ELSE tf{i} END"
-            errs = f"CASE WHEN m{i} THEN {required} ELSE {fast_errs} END"
-        return f"{typed} AS t{i}, {errs} AS e{i}"
+    def _judged(self) -> None:
+        """The view ``typed``: every row's typed values t<i> (those frictionless decided were written by _oracles).
+        A text field's typed value is its text: a row whose text frictionless calls a type error is never stored."""
+        con = self.con
+        assert con is not None
+        cols = []
+        for p in self.plan.fields:
+            i = p.index
+            typed = f"CASE WHEN NOT ({self._missing(p, f'v{i}')}) THEN v{i} END" if self._identity(p) else f"t{i}"
+            cols.append(f"{typed} AS t{i}")
+        con.execute(f"CREATE VIEW typed AS SELECT rid, {', '.join(cols)} FROM cells")
 
     def _collect_errors(self) -> None:
-        """One scan computes every typed value and error code into `typed` (in groups of fields, joined by position)."""
+        """The table ``errs``: for every row with an error, its codes ('<field>:<code>', ordered as frictionless)."""
         con = self.con
         assert con is not None
         plans = self.plan.fields
+        self._judged()
         con.execute("CREATE TABLE long (rid BIGINT, fi INTEGER, pos INTEGER, code VARCHAR)")
-        groups = []
-        # fields in groups: one SELECT over a hundred columns' checks exhausts DuckDB's memory
-        for g, start in enumerate(range(0, len(plans), GROUP_FIELDS)):
-            group = plans[start:start + GROUP_FIELDS]
-            joined = "raw" + "".join(f" LEFT JOIN o{p.index} ON o{p.index}.v = raw.{p.raw}" for p in group
-                                     if self._has_oracle(p))
-            inner = ", ".join(self._inner(p) for p in group)
-            middle = ", ".join(self._middle(p) for p in group)
-            outer = ", ".join(self._outer(p) for p in group)
-            con.execute(f"CREATE TABLE typed{g} AS SELECT rid, {outer} FROM (SELECT rid, {middle} FROM "
-                        f"(SELECT raw.rowid AS rid, {inner} FROM {joined}))")
-            groups.append(f"typed{g}")
-        if len(groups) == 1:
-            con.execute("CREATE VIEW typed AS SELECT * FROM typed0")
-        else:
-            con.execute(f"CREATE VIEW typed AS SELECT * FROM {' JOIN '.join(groups[:1] + [g + ' USING (rid)' for g in groups[1:]])}")
-        any_err = " OR ".join(f"e{p.index} IS NOT NULL" for p in plans)
-        ecols = ", ".join(f"e{p.index}" for p in plans)
-        con.execute(f"CREATE TABLE wide AS SELECT rid, {ecols} FROM typed WHERE {any_err}")
-        con.execute(
-            "INSERT INTO long SELECT rid, fi, unnest(range(len(string_split(codes, ',')))), "
-            "unnest(string_split(codes, ',')) FROM (SELECT rid, CAST(substr(name, 2) AS INTEGER) AS fi, codes FROM "
-            "(UNPIVOT wide ON COLUMNS('^e[0-9]+$') INTO NAME name VALUE codes))"
-        )
+
+        def insert(select: str) -> None:  # select: rows of (rid, fi, codes) -> one row per code, in order
+            con.execute(f"INSERT INTO long SELECT rid, fi, unnest(range(len(string_split(codes, ',')))), "
+                        f"unnest(string_split(codes, ',')) FROM ({select})")
+
+        for g in range(self.groups):  # what SQL found during the scan
+            insert(f"SELECT rid, CAST(split_part(fe, ':', 1) AS INTEGER) AS fi, split_part(fe, ':', 2) AS codes FROM "
+                   f"(SELECT rid, unnest(string_split(_e{g}, ';')) AS fe FROM cells WHERE _e{g} IS NOT NULL)")
+        for p in plans:  # frictionless' verdicts on the values SQL left to it
+            if self._has_oracle(p):
+                i = p.index
+                insert(f"SELECT c.rid, {i} AS fi, o.errs AS codes FROM cells c JOIN "
+                       f"(SELECT v, errs FROM o{i} WHERE errs IS NOT NULL) o ON c.x{i} AND o.v = c.v{i}")
         # a blank row has that one error, whatever its cells say (frictionless replaces them)
-        blank = " AND ".join(self._missing(p, f"raw.{p.raw}") for p in plans)
-        con.execute(f"CREATE TABLE blank AS SELECT raw.rowid AS rid FROM raw WHERE {blank}")
-        con.execute("DELETE FROM long WHERE rid IN (SELECT rid FROM blank)")
-        con.execute("INSERT INTO long SELECT rid, -1, 0, 'blank-row' FROM blank")
-        # unique constraints and the primary key: on typed values, like frictionless' in-memory sets
+        con.execute("DELETE FROM long WHERE rid IN (SELECT rid FROM blanks)")
+        con.execute("INSERT INTO long SELECT rid, -1, 0, 'blank-row' FROM blanks")
+        # unique constraints and the primary key: on typed values, like frictionless' in-memory sets;
+        # a hash aggregate finds the repeated values first, so only their rows are ordered
         n = len(plans)
         for p in plans:
             if p.unique:
                 t = f"t{p.index}"
                 con.execute(
                     f"INSERT INTO long SELECT rid, {n + p.index}, 0, 'unique:{p.index}:' || prev FROM (SELECT rid, "
-                    f"{t} AS t, lag(rid) OVER (PARTITION BY {t} ORDER BY rid) AS prev FROM typed) "
-                    "WHERE t IS NOT NULL AND prev IS NOT NULL"
+                    f"lag(rid) OVER (PARTITION BY {t} ORDER BY rid) AS prev FROM typed WHERE {t} IN "
+                    f"(SELECT {t} FROM typed WHERE {t} IS NOT NULL GROUP BY 1 HAVING count(*) > 1)) WHERE prev IS NOT NULL"
                 )
         if self.plan.primary_key:
             pks = sorted((p for p in plans if p.name in self.plan.primary_key),
                          key=lambda p: self.plan.primary_key.index(p.name))
             typed = [f"t{p.index}" for p in pks]
-            allnull = " AND ".join(f"k{i} IS NULL" for i in range(len(typed)))
-            kcols = ", ".join(f"{t} AS k{i}" for i, t in enumerate(typed))
-            part = ", ".join(typed)
+            allnull = " AND ".join(f"{t} IS NULL" for t in typed)
+            keys = ", ".join(f"{t} AS k{j}" for j, t in enumerate(typed))
+            same = " AND ".join(f"d.k{j} IS NOT DISTINCT FROM s.k{j}" for j in range(len(typed)))
+            kparts = ", ".join(f"k{j}" for j in range(len(typed)))
             con.execute(
-                f"INSERT INTO long SELECT rid, {2 * n}, 0, CASE WHEN {allnull} THEN 'pk:none' ELSE 'pk:' || prev END FROM ("
-                f"SELECT rid, {kcols}, lag(rid) OVER (PARTITION BY {part} ORDER BY rid) AS prev "
-                f"FROM typed) WHERE ({allnull}) OR prev IS NOT NULL"
+                f"INSERT INTO long SELECT rid, {2 * n}, 0, 'pk:' || prev FROM (SELECT rid, lag(rid) OVER "
+                f"(PARTITION BY {kparts} ORDER BY rid) AS prev FROM (SELECT rid, {keys} FROM typed WHERE NOT ({allnull})) s "
+                f"SEMI JOIN (SELECT {keys} FROM typed WHERE NOT ({allnull}) GROUP BY ALL HAVING count(*) > 1) d ON {same}) "
+                "WHERE prev IS NOT NULL"
             )
+            con.execute(f"INSERT INTO long SELECT rid, {2 * n}, 0, 'pk:none' FROM typed WHERE {allnull}")
         con.execute(
             "CREATE TABLE errs AS SELECT rid, list(CASE WHEN fi >= 0 AND fi < " + str(n) + " THEN fi || ':' || code "
             "WHEN fi = -1 THEN '-1:blank-row' ELSE code END ORDER BY fi, pos) AS errs FROM long GROUP BY rid"
@@ -362,7 +399,7 @@ class SqlValidation:
             "SELECT count(*) FROM errs WHERE len(list_filter(errs, lambda x: split_part(x, ':', 2) <> 'cast')) > 0"
         ).fetchall()[0][0]
         first = con.execute(
-            f"SELECT e.rid, e.errs, [{', '.join(f'r.{p.raw}' for p in plans)}] FROM errs e JOIN raw r ON r.rowid = e.rid "
+            f"SELECT e.rid, e.errs, [{', '.join(f'r.v{p.index}' for p in plans)}] FROM errs e JOIN cells r ON r.rid = e.rid "
             f"ORDER BY e.rid LIMIT {STORED_ERRORS_LIMIT}"
         ).fetchall()
         stored: list[dict[str, Any]] = []
@@ -424,7 +461,7 @@ class SqlValidation:
         else:
             bad = "SELECT rid FROM errs"
         con.execute(f"CREATE TABLE bad AS {bad}")
-        # every column nullable, as in validate/arrow.py (DuckDB marks a column 'required' when it saw no NULL)
+        # every column nullable, as in validate/arrow.py (DuckDB's writer marks a column 'required' when it saw no NULL)
         typed = ", ".join(f"CASE WHEN random() < 2 THEN t{p.index} END AS {ident(p.name)}" for p in plans)
         # sorted by the primary key (issue #5: range reads on the key); by row otherwise
         order = " ORDER BY " + ", ".join([ident(k) for k in self.plan.primary_key] + ["_row_number"])
@@ -432,9 +469,9 @@ class SqlValidation:
                     "CASE WHEN random() < 2 THEN rid + 2 END AS _row_number "
                     f"FROM typed WHERE rid NOT IN (SELECT rid FROM bad){order}")
         stored = self._copy(data_sql, out.data_path, out.data_schema)
-        q_sql = (f"SELECT {', '.join(f'r.{p.raw} AS {ident(p.name)}' for p in plans)}, {sql_str(out.source_key)} AS _source, "
-                 f"r.rowid + 2 AS _row_number, e.errs AS _codes FROM raw r JOIN errs e ON e.rid = r.rowid "
-                 "WHERE r.rowid IN (SELECT rid FROM bad) ORDER BY r.rowid")
+        q_sql = (f"SELECT {', '.join(f'r.v{p.index} AS {ident(p.name)}' for p in plans)}, {sql_str(out.source_key)} AS _source, "
+                 f"r.rid + 2 AS _row_number, e.errs AS _codes FROM cells r JOIN errs e ON e.rid = r.rid "
+                 "WHERE r.rid IN (SELECT rid FROM bad) ORDER BY r.rid")
         quarantined = self._copy_quarantine(q_sql, out)
         return stored, quarantined
 
@@ -490,7 +527,8 @@ class SqlValidation:
 
     def run(self, out: Output | None = None) -> Outcome:
         started = time.monotonic()
-        labels, rows = self._load()
+        labels, read, feeds = self._source()
+        rows = self._scan(read, feeds)
         self._oracles()
         self._collect_errors()
         report = self._report(labels, rows, started)
