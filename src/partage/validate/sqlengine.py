@@ -1,9 +1,14 @@
 """Run a compiled schema over a CSV file in DuckDB: errors, typed Parquet, quarantine.
 
-The file is read once by DuckDB's CSV reader (every column as text) into a
-table spilled to disk under the warehouse's tmp dir; the checks, the typed
-casts and the Parquet writing are scans of that table. Cell semantics come
-from :mod:`.compiler`; this module owns the file handling and the report.
+One scan: DuckDB's CSV reader feeds the compiled expressions directly, and one
+table ``scan0`` keeps per cell its text, its typed value where SQL decides it,
+a flag where it does not, and per row the errors SQL found (one mostly-NULL
+column). The distinct undecided values are then judged by frictionless and
+their typed values written in place, so the checks that need the whole file
+(primary key, unique) and the sorted Parquet write read a plain table, no joins.
+The table lives in memory and spills to the warehouse's tmp dir past
+``MEMORY_LIMIT``. Cell semantics come from :mod:`.compiler`; this module owns
+the file handling and the report.
 
 Files whose *row numbering* DuckDB cannot reproduce (ragged rows, blank lines,
 line breaks inside quoted cells), whose header does not match the schema, or
@@ -42,9 +47,11 @@ log = logging.getLogger("partage.validate")
 _CHUNK = 1 << 22
 NOT_NULL_STR = "\x01"  # DuckDB's nullstr: a byte no text cell holds, so '' stays ''
 MEMORY_LIMIT = "600MB"
+SCAN_COMPRESSION = "snappy"
 BATCH_ROWS = 65_536
 GROUP_FIELDS = 24
-MAX_LINE = 16 << 20  # longer records (a 100 MB line) go to frictionless-py
+MAX_FIELDS = 1000
+MAX_LINE = 2 << 20  # longer records go to frictionless-py; DuckDB sizes its CSV buffers on this (16 MB lines: 256 MB blocks)
 
 
 @dataclass
@@ -114,6 +121,7 @@ class SqlValidation:
         self.oracle_values = 0
         self.wide = False
         self.groups = 1
+        self.judged: list[int] = []  # typed fields with values frictionless decided
         self.ends_with_lf = True
 
     def close(self) -> None:
@@ -160,7 +168,7 @@ class SqlValidation:
         con.execute(f"SET temp_directory = {sql_str(str(self.tmp / 'spill'))}")
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET enable_progress_bar = false")
-        con.execute("SET preserve_insertion_order = true")  # a table's rowid is then the row's place in the file
+        con.execute("SET preserve_insertion_order = true")  # results keep the file's row order
         columns = "{" + ", ".join(f"{sql_str(f'c{i}')}: 'VARCHAR'" for i in range(len(names))) + "}"
         q = d.quote_char or '"'
         read = (f"read_csv({sql_str(str(source))}, header=true, auto_detect=false, "
@@ -172,9 +180,12 @@ class SqlValidation:
     def _scan(self, read: str, feeds: int) -> int:
         """Read the file once: per cell its text, its typed value and its errors when SQL decides it.
 
-        Narrow schemas (the usual case) are scanned straight from the CSV reader into one table
-        ``scan0``; wide ones are first read into ``raw`` and scanned in groups of fields (one
-        SELECT over hundreds of columns' checks exhausts DuckDB's memory), joined back by row.
+        The scan is written to a Parquet file in the run's tmp dir, not to a table: memory stays flat
+        whatever the file's size (a 5M-row table spills and every later pass reads it back from the
+        spill), and the later passes read only the columns they need. Narrow schemas (the usual case)
+        are scanned straight from the CSV reader; wide ones are first read into ``raw`` and scanned in
+        groups of fields (one SELECT over hundreds of columns' checks exhausts DuckDB's memory), joined
+        back by row.
         """
         con = self.con
         assert con is not None
@@ -183,32 +194,41 @@ class SqlValidation:
             if "pattern" in p.notes and not _pattern_works(con, p.descriptor["constraints"]["pattern"]):
                 p.fast = "false"
                 p.checks = [c for c in p.checks if c[0] != "pattern"]
+        if len(plans) > MAX_FIELDS:  # DuckDB reserves memory per column: 10,000 columns exhaust it
+            raise Unsupported(f"more than {MAX_FIELDS} columns ({len(plans)})")
         groups = [plans[s:s + GROUP_FIELDS] for s in range(0, len(plans), GROUP_FIELDS)]
+        self.groups = len(groups)
+        self.wide = len(groups) > 1
+        scan_file = self.tmp / "scan0.parquet"
         try:
-            if len(groups) == 1:
-                con.execute(f"CREATE TABLE scan0 AS {self._scan_sql(plans, read, blank=True)}")
-                self.wide = False
-                self.groups = 1
+            if not self.wide:
+                con.execute(f"COPY ({self._scan_sql(plans, read, blank=True)}) TO {sql_str(str(scan_file))} "
+                            f"(FORMAT parquet, COMPRESSION {SCAN_COMPRESSION})")
             else:
+                # wide files are short (hundreds of columns come with few rows): tables, joined by row
                 con.execute(f"CREATE TABLE raw AS SELECT * FROM {read}")
                 for g, group in enumerate(groups):
                     con.execute(f"CREATE TABLE scan{g} AS {self._scan_sql(group, 'raw', blank=False, rid=True, g=g)}")
-                self.wide = True
-                self.groups = len(groups)
+                con.execute("DROP TABLE raw")
+        except duckdb.OutOfMemoryException:
+            raise
         except duckdb.Error as e:  # the CSV reader's: ragged rows, bad bytes, an endless line
             first = str(e).splitlines()[0][:160]
             raise Unsupported(f"irregular CSV rows ({first})") from None
-        rows = con.execute("SELECT count(*) FROM scan0").fetchall()[0][0]
-        if feeds != (rows + 1 if self.ends_with_lf else rows):
-            raise Unsupported("blank lines or line breaks inside cells (row numbering)")
-        if self.wide:
+        if not self.wide:
+            # the scan was written in file order (preserve_insertion_order): a row's place in it is its place in the file
+            con.execute(f"CREATE VIEW cells AS SELECT file_row_number AS rid, * EXCLUDE (file_row_number) "
+                        f"FROM read_parquet({sql_str(str(scan_file))}, file_row_number = true)")
+            con.execute("CREATE TABLE blanks AS SELECT rid FROM cells WHERE _blank")
+        else:
             joined = "scan0" + "".join(f" JOIN scan{g} USING (rid)" for g in range(1, len(groups)))
             blank = " AND ".join(f"({self._missing(p, f'v{p.index}')})" for p in plans)
             con.execute(f"CREATE VIEW cells AS SELECT * FROM {joined}")
             con.execute(f"CREATE TABLE blanks AS SELECT rid FROM cells WHERE {blank}")
-        else:
-            con.execute("CREATE VIEW cells AS SELECT rowid AS rid, * FROM scan0")
-            con.execute("CREATE TABLE blanks AS SELECT rowid AS rid FROM scan0 WHERE _blank")
+        rows = con.execute("SELECT count(*) FROM " + ("scan0" if self.wide else f"read_parquet({sql_str(str(scan_file))})")
+                           ).fetchall()[0][0]
+        if feeds != (rows + 1 if self.ends_with_lf else rows):
+            raise Unsupported("blank lines or line breaks inside cells (row numbering)")
         return rows
 
     def _scan_sql(self, group: list[FieldPlan], source: str, *, blank: bool, rid: bool = False, g: int = 0) -> str:
@@ -246,6 +266,10 @@ class SqlValidation:
         return (f"SELECT {', '.join(kept)} FROM (SELECT {', '.join(outer)} FROM (SELECT {', '.join(middle)} FROM "
                 f"(SELECT {', '.join(inner)} FROM {source})))")
 
+    def _holder(self, p: FieldPlan) -> str:
+        """The relation holding a field's scan columns (all of a group's fields share it)."""
+        return f"scan{p.index // GROUP_FIELDS}" if self.wide else "cells"
+
     @staticmethod
     def _identity(p: FieldPlan) -> bool:
         """A text field whose typed value is its text (when not missing): no typed column to store."""
@@ -260,9 +284,13 @@ class SqlValidation:
         todo = [p for p in self.plan.fields if self._has_oracle(p)]
         if not todo:
             return
-        # one scan collects, for every field, the distinct values SQL did not decide
-        lists = ", ".join(f"list(DISTINCT v{p.index}) FILTER (WHERE x{p.index})" for p in todo)
-        found = con.execute(f"SELECT {lists} FROM cells").fetchall()[0]
+        # one scan (per group of fields) collects, for every field, the distinct values SQL did not decide
+        found: list[Any] = []
+        for g in range(self.groups):
+            part = [p for p in todo if p.index // GROUP_FIELDS == g]
+            if part:
+                lists = ", ".join(f"list(DISTINCT v{p.index}) FILTER (WHERE x{p.index})" for p in part)
+                found += con.execute(f"SELECT {lists} FROM {self._holder(part[0])}").fetchall()[0]
         for p, values in zip(todo, found):
             values = values or []
             judge = oracle(p.descriptor, self.plan.missing)
@@ -290,10 +318,7 @@ class SqlValidation:
             con.execute(f"CREATE TABLE o{p.index} AS SELECT v, {canon} AS t, errs FROM _o{p.index}")
             con.unregister(f"_o{p.index}")
             if values and not self._identity(p):
-                # the typed value of the few cells frictionless judged, written in place: the typed view then needs
-                # no join (a text field's typed value is its text whenever its row is stored)
-                i, scan = p.index, f"scan{p.index // GROUP_FIELDS if self.wide else 0}"
-                con.execute(f"UPDATE {scan} SET t{i} = o.t FROM o{i} o WHERE {scan}.x{i} AND {scan}.v{i} = o.v")
+                self.judged.append(p.index)
             if values:
                 log.debug("field %s: %d distinct value(s) judged by frictionless", p.name, len(values))
 
@@ -312,16 +337,21 @@ class SqlValidation:
         return p.fast != "true"
 
     def _judged(self) -> None:
-        """The view ``typed``: every row's typed values t<i> (those frictionless decided were written by _oracles).
+        """The view ``typed``: every row's typed values t<i>, frictionless' joined in for the values it decided.
         A text field's typed value is its text: a row whose text frictionless calls a type error is never stored."""
         con = self.con
         assert con is not None
-        cols = []
+        cols, joins = [], []
         for p in self.plan.fields:
             i = p.index
-            typed = f"CASE WHEN NOT ({self._missing(p, f'v{i}')}) THEN v{i} END" if self._identity(p) else f"t{i}"
-            cols.append(f"{typed} AS t{i}")
-        con.execute(f"CREATE VIEW typed AS SELECT rid, {', '.join(cols)} FROM cells")
+            if self._identity(p):
+                cols.append(f"CASE WHEN NOT ({self._missing(p, f'c.v{i}')}) THEN c.v{i} END AS t{i}")
+            elif i in self.judged:
+                joins.append(f" LEFT JOIN o{i} ON c.x{i} AND o{i}.v = c.v{i}")
+                cols.append(f"CASE WHEN c.x{i} THEN o{i}.t ELSE c.t{i} END AS t{i}")
+            else:
+                cols.append(f"c.t{i}")
+        con.execute(f"CREATE VIEW typed AS SELECT c.rid, {', '.join(cols)} FROM cells c{''.join(joins)}")
 
     def _collect_errors(self) -> None:
         """The table ``errs``: for every row with an error, its codes ('<field>:<code>', ordered as frictionless)."""
@@ -337,11 +367,12 @@ class SqlValidation:
 
         for g in range(self.groups):  # what SQL found during the scan
             insert(f"SELECT rid, CAST(split_part(fe, ':', 1) AS INTEGER) AS fi, split_part(fe, ':', 2) AS codes FROM "
-                   f"(SELECT rid, unnest(string_split(_e{g}, ';')) AS fe FROM cells WHERE _e{g} IS NOT NULL)")
+                   f"(SELECT rid, unnest(string_split(_e{g}, ';')) AS fe FROM {f'scan{g}' if self.wide else 'cells'} "
+                   f"WHERE _e{g} IS NOT NULL)")
         for p in plans:  # frictionless' verdicts on the values SQL left to it
             if self._has_oracle(p):
                 i = p.index
-                insert(f"SELECT c.rid, {i} AS fi, o.errs AS codes FROM cells c JOIN "
+                insert(f"SELECT c.rid, {i} AS fi, o.errs AS codes FROM {self._holder(p)} c JOIN "
                        f"(SELECT v, errs FROM o{i} WHERE errs IS NOT NULL) o ON c.x{i} AND o.v = c.v{i}")
         # a blank row has that one error, whatever its cells say (frictionless replaces them)
         con.execute("DELETE FROM long WHERE rid IN (SELECT rid FROM blanks)")
