@@ -283,7 +283,7 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
                 if attempt == 2:
                     raise
                 engine.forget(key)  # its table was evicted under us: read the files
-                source = v.relation
+                source = query.Source(v.relation)
             except duckdb.IOException:
                 raise gone(ds, v) from None
             except (duckdb.ConversionException, duckdb.InvalidInputException, duckdb.OutOfRangeException) as e:
@@ -315,7 +315,7 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
             elif page.page == 1 and not more:
                 total = len(rows)
             else:
-                count_key = (ds.id, v.version, tuple(q.where), tuple(map(str, q.params)))
+                count_key = (ds.id, v.version, q.filter_key())
                 total = counts.get(count_key)
                 if total is None:
                     total = run(ds, v, q, cols, count=True)[1][0][0]

@@ -30,8 +30,15 @@ import duckdb
 import pyarrow as pa
 
 from ..warehouse import ident
+from .query import Source
 
 log = logging.getLogger("partage.api")
+
+# A text column gets a dictionary (see query.Source) when it has at most 1/DICTIONARY_RATIO as many
+# distinct values as rows: below that, matching the distinct values saves little over every row.
+DICTIONARY_RATIO = 4
+MAX_DICTIONARIES = 16
+CODE_PREFIX = "__partage_code_"
 
 
 class QueryTimeout(Exception):
@@ -96,7 +103,7 @@ class Engine:
         self._local = threading.local()
         self._watchdog = Watchdog()
         self.cache_rows = cache_rows
-        self._tables: OrderedDict[tuple[str, str], tuple[str, int]] = OrderedDict()  # key -> (table, rows)
+        self._tables: OrderedDict[tuple[str, str], tuple[Source, int]] = OrderedDict()  # key -> (source, rows)
         self._pending: set[tuple[str, str]] = set()
         self._tables_lock = threading.Lock()
         self._names = itertools.count()
@@ -105,7 +112,7 @@ class Engine:
 
     # -- the in-memory copies of versions ----------------------------------------------
 
-    def source(self, key: tuple[str, str], relation: str, rows: int, indexed: tuple[str, ...] | list[str] = ()) -> str:
+    def source(self, key: tuple[str, str], relation: str, rows: int, indexed: tuple[str, ...] | list[str] = ()) -> Source:
         """What to read a version from: its in-memory table if ready, else its relation over the
         Parquet files (and ask for the table to be made)."""
         with self._tables_lock:
@@ -116,15 +123,15 @@ class Engine:
             if key not in self._pending and 0 < rows <= self.cache_rows:
                 self._pending.add(key)
                 self._queue.put((key, relation, rows, tuple(indexed)))
-        return relation
+        return Source(relation)
 
     def retain(self, keys: set[tuple[str, str]]) -> None:
         """Drop the tables of versions no longer stored (removed by retention)."""
         with self._tables_lock:
             gone = [k for k in self._tables if k not in keys]
-            names = [self._tables.pop(k)[0] for k in gone]
+            names = [self._tables.pop(k)[0].relation for k in gone]
         for name in names:
-                self._queue.put((("", name), "", -1, ()))  # the loader thread drops it
+            self._queue.put((("", name), "", -1, ()))  # the loader thread drops it
 
     def forget(self, key: tuple[str, str]) -> None:
         """A table was dropped under a query: do not offer it again."""
@@ -136,40 +143,88 @@ class Engine:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._tables_lock:
-                if not self._pending and self._queue.empty():
+                if not self._pending and not self._queue.unfinished_tasks:
                     return
             time.sleep(0.02)
 
     def _loader(self) -> None:
         cur = self._db.cursor()
         while True:
-            key, relation, rows, indexed = self._queue.get()
-            if rows < 0:
-                cur.execute(f"DROP TABLE IF EXISTS {ident(key[1])}")
-                continue
-            name = f"v{next(self._names)}"
+            item = self._queue.get()
             try:
-                t = time.perf_counter()
-                cur.execute(f"CREATE TABLE {name} AS SELECT * FROM {relation}")
-                for col in indexed:
-                    cur.execute(f"CREATE INDEX {ident(name + '_' + col)} ON {name} ({ident(col)})")
-                log.info("version %s/%s in memory (%d rows, %d index(es)) in %.2f s", key[0], key[1], rows,
-                         len(indexed), time.perf_counter() - t)
-            except duckdb.Error as e:  # removed by retention meanwhile, unreadable...: stay on Parquet
-                log.warning("version %s/%s stays on Parquet: %s", key[0], key[1], e)
-                cur.execute(f"DROP TABLE IF EXISTS {name}")
-                with self._tables_lock:
-                    self._pending.discard(key)
-                continue
-            drop = []
+                self._load(cur, *item)
+            finally:
+                self._queue.task_done()
+
+    def _load(self, cur: duckdb.DuckDBPyConnection, key: tuple[str, str], relation: str, rows: int,
+              indexed: tuple[str, ...]) -> None:
+        if rows < 0:
+            self._drop(cur, key[1])
+            return
+        name = f"v{next(self._names)}"
+        try:
+            t = time.perf_counter()
+            source = self._copy(cur, name, relation, rows)
+            for col in indexed:
+                cur.execute(f"CREATE INDEX {ident(name + '_' + col)} ON {name} ({ident(col)})")
+            log.info("version %s/%s in memory (%d rows, %d index(es), %d dictionar(ies)) in %.2f s", key[0],
+                     key[1], rows, len(indexed), len(source.dictionaries), time.perf_counter() - t)
+        except duckdb.Error as e:  # removed by retention meanwhile, unreadable...: stay on Parquet
+            log.warning("version %s/%s stays on Parquet: %s", key[0], key[1], e)
+            self._drop(cur, name)
             with self._tables_lock:
                 self._pending.discard(key)
-                self._tables[key] = (name, rows)
-                while sum(r for _, r in self._tables.values()) > self.cache_rows and len(self._tables) > 1:
-                    _, (old, _) = self._tables.popitem(last=False)
-                    drop.append(old)
-            for old in drop:
-                cur.execute(f"DROP TABLE IF EXISTS {old}")
+            return
+        drop = []
+        with self._tables_lock:
+            self._pending.discard(key)
+            self._tables[key] = (source, rows)
+            while sum(r for _, r in self._tables.values()) > self.cache_rows and len(self._tables) > 1:
+                _, (old, _) = self._tables.popitem(last=False)
+                drop.append(old.relation)
+        for old_name in drop:
+            self._drop(cur, old_name)
+
+    def _copy(self, cur: duckdb.DuckDBPyConnection, name: str, relation: str, rows: int) -> Source:
+        """Copy a version into table ``name``, in the version's stored order, with a dictionary
+        (:class:`Source`) for each text column having at most a quarter as many distinct values as rows."""
+        cur.execute(f"CREATE TABLE {name}_raw AS SELECT * FROM {relation}")
+        described = cur.execute(f"DESCRIBE {name}_raw").fetchall()
+        text = [r[0] for r in described if str(r[1]).upper() == "VARCHAR"]
+        coded: list[str] = []
+        if text:
+            approx = cur.execute("SELECT " + ", ".join(f"approx_count_distinct({ident(c)})" for c in text)
+                                 + f" FROM {name}_raw").fetchall()[0]
+            taken = {r[0] for r in described}
+            coded = [c for c, n in zip(text, approx, strict=True) if n * DICTIONARY_RATIO <= rows][:MAX_DICTIONARIES]
+            coded = [c for i, c in enumerate(coded) if f"{CODE_PREFIX}{i}" not in taken]
+        dictionaries: dict[str, tuple[str, str]] = {}
+        joins = []
+        for i, col in enumerate(coded):
+            table, code = f"{name}_d{i}", f"{CODE_PREFIX}{i}"
+            cur.execute(f"CREATE TABLE {table} AS SELECT (row_number() OVER (ORDER BY value))::UINTEGER AS code, value "
+                        f"FROM (SELECT DISTINCT {ident(col)} AS value FROM {name}_raw WHERE {ident(col)} IS NOT NULL)")
+            joins.append((table, col, code))
+            dictionaries[col] = (table, code)
+        if joins:
+            # Joined, then put back in the stored order (rowid of the plain copy): pages without a sort
+            # come in that order.
+            codes = ", ".join(f"{t}.code AS {ident(code)}" for t, _, code in joins)
+            on = " ".join(f"LEFT JOIN {t} ON {name}_raw.{ident(col)} = {t}.value" for t, col, _ in joins)
+            cur.execute(f"CREATE TABLE {name} AS SELECT {name}_raw.*, {codes} FROM {name}_raw {on} "
+                        f"ORDER BY {name}_raw.rowid")
+            cur.execute(f"DROP TABLE {name}_raw")
+        else:
+            cur.execute(f"ALTER TABLE {name}_raw RENAME TO {name}")
+        return Source(name, dictionaries)
+
+    def _drop(self, cur: duckdb.DuckDBPyConnection, name: str) -> None:
+        """Drop a version's table, its dictionaries, and a half-made copy."""
+        extra = [r[0] for r in cur.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = 'memory' AND schema_name = 'main' "
+            "AND (table_name = ? OR table_name LIKE ? ESCAPE '\\')", [f"{name}_raw", f"{name}\\_d%"]).fetchall()]
+        for table in [name, *extra]:
+            cur.execute(f"DROP TABLE IF EXISTS {ident(table)}")
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cur = getattr(self._local, "cursor", None)
