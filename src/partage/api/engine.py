@@ -9,6 +9,12 @@ point lookups. Until a version's table is ready, or when it does not fit the
 budget, its queries read the Parquet files directly: same rows, slower.
 Versions are immutable, so a table never needs refreshing.
 
+Page queries run one thread each (``threads=1``): the API runs a few of them at once on its own
+query threads (see :mod:`partage.api.app`), and with 16 requests in flight on 2 cores, splitting
+each small query over DuckDB's worker threads only added scheduling and made the quick queries
+wait behind the slow ones' tasks. Exports, long scans of the Parquet files, have their own DuckDB
+with every core.
+
 One cursor per thread. Each query has a deadline: a watchdog thread interrupts
 the cursor past it (DuckDB stops at its next check and raises
 ``InterruptException``), which the API answers with a clear 503.
@@ -89,14 +95,16 @@ class Watchdog:
 
 
 class Engine:
-    def __init__(self, threads: int | None = None, cache_rows: int = 20_000_000,
+    def __init__(self, threads: int | None = 1, cache_rows: int = 20_000_000,
                  register: Callable[[duckdb.DuckDBPyConnection], None] | None = None):
         config: dict[str, Any] = {"threads": threads} if threads else {}
         self._db = duckdb.connect(":memory:", config=config)
-        if register is not None:  # an object-store warehouse: its fsspec filesystem
-            register(self._db)
-        # Parquet footers are read once per file, not once per query (the files never change).
-        self._db.execute("SET GLOBAL parquet_metadata_cache = true")
+        self._exports = duckdb.connect(":memory:")
+        for db in (self._db, self._exports):
+            if register is not None:  # an object-store warehouse: its fsspec filesystem
+                register(db)
+            # Parquet footers are read once per file, not once per query (the files never change).
+            db.execute("SET GLOBAL parquet_metadata_cache = true")
         # Late materialization turns `WHERE code = ? LIMIT 21` into a rowid semi-join that cannot use
         # the ART index (4 ms instead of 1 ms on 1M rows); pages are small, so it buys nothing here.
         self._db.execute("SET GLOBAL late_materialization_max_rows = 0")
@@ -255,7 +263,7 @@ class Engine:
                rows_per_batch: int = 50_000) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
         """Start a query and stream its result. The query starts here, so a bad value fails before the
         response does; the batches come from its own cursor (a streaming response may hop threads)."""
-        cur = self._db.cursor()
+        cur = self._exports.cursor()
         key = self._watchdog.arm(cur, timeout)
         try:
             reader: pa.RecordBatchReader = cur.execute(sql, params).to_arrow_reader(rows_per_batch)
@@ -282,4 +290,5 @@ class Engine:
 
     def close(self) -> None:
         self._db.close()
+        self._exports.close()
 
