@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -76,6 +77,10 @@ class ApiError(Exception):
         self.status, self.detail, self.extra = status, detail, extra
 
 
+# Rows fetched for a page found by an index, so that its total needs no count (see rows_page).
+LOOKUP_ROWS = 100
+
+
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body, default=str, option=orjson.OPT_NON_STR_KEYS), status_code=status,
                     media_type="application/json", headers=headers)
@@ -94,6 +99,7 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
     query_pool = ThreadPoolExecutor(settings.query_threads or os.cpu_count() or 2, thread_name_prefix="partage-query")
     responses = LRU(int(settings.response_cache_mb * 1024 * 1024))  # (dataset, version, query) -> body
     counts = LRU(4 * 1024 * 1024)  # (dataset, version, where, params) -> total
+    indexed_by_version: dict[tuple[str, str], tuple[str, ...]] = {}
 
     def prepare(datasets: dict[str, Dataset]) -> None:
         """Before a new snapshot is served, copy its new latest versions into memory (for up to
@@ -276,11 +282,21 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
                            columns=[c.name for c in cols]) from None
         return ds, lvl, v, q, page, cols
 
+    def indexed(ds: Dataset, v: Version, cols: tuple[Column, ...]) -> tuple[str, ...]:
+        """The columns the version's in-memory copy has an index on (worked out once per version)."""
+        key = (ds.id, v.version)
+        found = indexed_by_version.get(key)
+        if found is None:
+            if len(indexed_by_version) > 1024:
+                indexed_by_version.clear()
+            found = indexed_by_version[key] = tuple(indexed_columns(cols, cache.schema(ds.id, v.version)))
+        return found
+
     def run(ds: Dataset, v: Version, q: query.RowQuery, cols: tuple[Column, ...], *,
             limit: int | None = None, offset: int = 0, count: bool = False) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run on the version's in-memory table if it is ready, else on its Parquet files."""
         key = (ds.id, v.version)
-        source = engine.source(key, v.relation, v.row_count, indexed_columns(cols, cache.schema(ds.id, v.version)))
+        source = engine.source(key, v.relation, v.row_count, indexed(ds, v, cols))
         for attempt in (1, 2):
             sql, params = q.count_sql(source) if count else q.sql(source, limit=limit, offset=offset)
             try:
@@ -319,14 +335,18 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
             names, total = [c.name for c in q.columns], 0
             rows: list[tuple[Any, ...]] = []
         else:
-            # One row more than the page says whether there is a next page without counting.
-            names, rows = run(ds, v, q, cols, limit=page.page_size + 1, offset=(page.page - 1) * page.page_size)
-            more = len(rows) > page.page_size
-            rows = rows[:page.page_size]
+            # One row more than the page says whether there is a next page. When an index finds the
+            # rows (an __exact / __in on an indexed column), DuckDB fetches every match before the
+            # LIMIT anyway: taking up to LOOKUP_ROWS of them then gives the total without counting.
+            offset = (page.page - 1) * page.page_size
+            lookup = any(c.lookup in indexed(ds, v, cols) for c in q.where if c.lookup)
+            limit = max(page.page_size, LOOKUP_ROWS if lookup else 0) + 1
+            names, fetched = run(ds, v, q, cols, limit=limit, offset=offset)
+            rows = fetched[:page.page_size]
             if not q.where:
                 total = v.row_count
-            elif page.page == 1 and not more:
-                total = len(rows)
+            elif len(fetched) < limit and (fetched or page.page == 1):  # every row from the offset on
+                total = offset + len(fetched)
             else:
                 count_key = (ds.id, v.version, q.filter_key())
                 total = counts.get(count_key)
@@ -419,6 +439,12 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
         cache.close()
         engine.close()
 
+    def _startup() -> None:
+        # What is built by now (modules, the app) lives as long as the server: out of the collector's
+        # way, so its full passes, which stop every thread, no longer walk it.
+        gc.freeze()
+
+    app.router.on_startup.append(_startup)
     app.router.on_shutdown.append(_shutdown)
     return app
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 import queue
 import threading
 import time
@@ -45,6 +46,7 @@ log = logging.getLogger("partage.api")
 DICTIONARY_RATIO = 4
 MAX_DICTIONARIES = 16
 CODE_PREFIX = "__partage_code_"
+UNCODED = ("_source", "_source_version")  # Partage's own columns: a handful of values, nobody searches them
 
 
 class QueryTimeout(Exception):
@@ -156,6 +158,12 @@ class Engine:
             time.sleep(0.02)
 
     def _loader(self) -> None:
+        # Copying a version takes seconds of one core: let the page queries have the CPU first. On
+        # Linux a thread has its own nice value; elsewhere this is skipped.
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except (AttributeError, OSError):
+            pass
         cur = self._db.cursor()
         while True:
             item = self._queue.get()
@@ -198,7 +206,7 @@ class Engine:
         (:class:`Source`) for each text column having at most a quarter as many distinct values as rows."""
         cur.execute(f"CREATE TABLE {name}_raw AS SELECT * FROM {relation}")
         described = cur.execute(f"DESCRIBE {name}_raw").fetchall()
-        text = [r[0] for r in described if str(r[1]).upper() == "VARCHAR"]
+        text = [r[0] for r in described if str(r[1]).upper() == "VARCHAR" and r[0] not in UNCODED]
         coded: list[str] = []
         if text:
             approx = cur.execute("SELECT " + ", ".join(f"approx_count_distinct({ident(c)})" for c in text)

@@ -67,6 +67,7 @@ class Cond:
     sql: str
     params: tuple[Any, ...] = ()
     contains: str | None = None
+    lookup: str | None = None  # the column of an __exact / __in: an index on it finds every match at once
 
     def render(self, source: Source) -> str:
         if self.contains is not None and self.contains in source.dictionaries:
@@ -208,14 +209,15 @@ def build(params: list[tuple[str, str]], columns: tuple[Column, ...], *, max_pag
             if len(values) > MAX_IN_VALUES:
                 raise _bad(f"{key} lists {len(values)} values; at most {MAX_IN_VALUES}", columns)
             conv = [convert(col, v) if _is_scalar(col) else v for v in values]
-            query.where.append(Cond(f"{_lhs(col)} IN ({', '.join('?' for _ in conv)})", tuple(conv)))
+            query.where.append(Cond(f"{_lhs(col)} IN ({', '.join('?' for _ in conv)})", tuple(conv), lookup=name))
         else:
             if op in ("less", "greater", "strictly_less", "strictly_greater") and not (
                     _is_scalar(col) and col.sql_type.upper().startswith(ORDERED)):
                 raise _bad(f"operator {op!r} does not apply to column {name!r} of type {col.sql_type}", columns)
             sql_op = {"exact": "=", "differs": "IS DISTINCT FROM", "less": "<=", "greater": ">=",
                       "strictly_less": "<", "strictly_greater": ">"}[op]
-            query.where.append(Cond(f"{_lhs(col)} {sql_op} ?", (convert(col, raw) if _is_scalar(col) else raw,)))
+            query.where.append(Cond(f"{_lhs(col)} {sql_op} ?", (convert(col, raw) if _is_scalar(col) else raw,),
+                                    lookup=name if op == "exact" else None))
     if "sort" in reserved:
         for item in filter(None, (s.strip() for s in reserved["sort"].split(","))):
             desc = item.startswith("-")
