@@ -112,18 +112,20 @@ def test_dictionary_contains_finds_the_rows_ilike_finds_in_the_same_order(tmp_pa
     assert set(memory.dictionaries) == {"nom"}
     for extra in ([], [("n__less", "2")], [("libre__contains", "1")], [("nom__sort", "desc")]):
         q, _, _ = build([("nom__contains", needle), *extra], COLS, max_page_size=50)
-        for offset in (0, 40):
-            sql, params = q.sql(memory, limit=50, offset=offset)
-            assert "__partage_code_" in sql and "ILIKE" in sql
-            got = engine.fetch(sql, params, 10)
-            want = engine.fetch(*q.sql(relation, limit=50, offset=offset), 10)
-            assert got == want
-        count_sql, count_params = q.count_sql(memory)
         # The expectation, independently of ILIKE and its escapes: a case-insensitive substring test.
         filters = " AND ".join(["contains(lower(nom), lower(?))"] + [
             {"n__less": "n <= 2", "libre__contains": "contains(libre, '1')", "nom__sort": "true"}[k] for k, _ in extra])
         expected = engine.fetch(f"SELECT count(*) FROM {relation} WHERE {filters}", [needle], 10)[1]
-        assert engine.fetch(count_sql, count_params, 10)[1] == expected
+        listed = engine.matches(memory, q, 10)  # the matching codes, as a bound list
+        assert list(listed) == [0]
+        for matches, says in ((listed, "list_contains" if listed[0] else "false"), ({}, "SELECT code FROM")):
+            for offset in (0, 40):
+                sql, params = q.sql(memory, limit=50, offset=offset, matches=matches)
+                assert says in sql and (says == "false" or "__partage_code_" in sql)
+                got = engine.fetch(sql, params, 10)
+                want = engine.fetch(*q.sql(relation, limit=50, offset=offset), 10)
+                assert got == want
+            assert engine.fetch(*q.count_sql(memory, matches), 10)[1] == expected
     engine.close()
 
 
@@ -137,4 +139,20 @@ def test_dropped_versions_take_their_dictionaries_along(tmp_path: Path) -> None:
     engine.wait_loaded()
     time.sleep(0.2)
     assert engine.fetch("SELECT count(*) FROM duckdb_tables()", [], 5)[1] == [(0,)]
+    engine.close()
+
+
+def test_many_matching_values_take_the_semi_join(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from partage.api import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "MAX_LISTED_CODES", 1)
+    relation = _table(tmp_path / "t.parquet", 400)
+    engine = Engine(threads=1)
+    engine.source(("d", "v1"), relation, 400)
+    engine.wait_loaded()
+    memory = engine.source(("d", "v1"), relation, 400)
+    q, _, _ = build([("nom__contains", "saint")], COLS, max_page_size=50)  # Saint-Étienne, SAINT-DENIS
+    assert engine.matches(memory, q, 10) == {}
+    q, _, _ = build([("nom__contains", "denis")], COLS, max_page_size=50)
+    assert len(engine.matches(memory, q, 10)[0]) == 1
     engine.close()

@@ -298,8 +298,10 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
         key = (ds.id, v.version)
         source = engine.source(key, v.relation, v.row_count, indexed(ds, v, cols))
         for attempt in (1, 2):
-            sql, params = q.count_sql(source) if count else q.sql(source, limit=limit, offset=offset)
             try:
+                matches = engine.matches(source, q, settings.query_timeout)
+                sql, params = q.count_sql(source, matches) if count else q.sql(source, limit=limit, offset=offset,
+                                                                               matches=matches)
                 return engine.fetch(sql, params, settings.query_timeout)
             except QueryTimeout as e:
                 raise ApiError(503, f"{e}; add filters or ask for fewer rows "

@@ -37,7 +37,8 @@ import duckdb
 import pyarrow as pa
 
 from ..warehouse import ident
-from .query import Source
+from .lru import LRU
+from .query import Matches, RowQuery, Source
 
 log = logging.getLogger("partage.api")
 
@@ -46,6 +47,7 @@ log = logging.getLogger("partage.api")
 DICTIONARY_RATIO = 4
 MAX_DICTIONARIES = 16
 CODE_PREFIX = "__partage_code_"
+MAX_LISTED_CODES = 256  # more matching values than this: a semi-join with the dictionary (a long list is slow)
 UNCODED = ("_source", "_source_version")  # Partage's own columns: a handful of values, nobody searches them
 
 
@@ -112,6 +114,7 @@ class Engine:
         self._db.execute("SET GLOBAL late_materialization_max_rows = 0")
         self._local = threading.local()
         self._watchdog = Watchdog()
+        self._matches = LRU(8 * 1024 * 1024)  # (dictionary table, pattern) -> codes, or None: too many
         self.cache_rows = cache_rows
         self._tables: OrderedDict[tuple[str, str], tuple[Source, int]] = OrderedDict()  # key -> (source, rows)
         self._pending: set[tuple[str, str]] = set()
@@ -241,6 +244,25 @@ class Engine:
             "AND (table_name = ? OR table_name LIKE ? ESCAPE '\\')", [f"{name}_raw", f"{name}\\_d%"]).fetchall()]
         for table in [name, *extra]:
             cur.execute(f"DROP TABLE IF EXISTS {ident(table)}")
+
+    def matches(self, source: Source, q: RowQuery, timeout: float) -> Matches:
+        """For each ``__contains`` on a column with a dictionary, the codes of the matching values, when
+        there are at most MAX_LISTED_CODES (cached per dictionary and pattern: versions never change)."""
+        out: dict[int, list[int]] = {}
+        for i, c in enumerate(q.where):
+            if c.contains is None or c.contains not in source.dictionaries:
+                continue
+            table = source.dictionaries[c.contains][0]
+            key = (table, c.params[0])
+            hit = self._matches.get(key)
+            if hit is None:
+                rows = self.fetch(f"SELECT code FROM {table} WHERE value ILIKE ? ESCAPE '\\' ORDER BY code LIMIT ?",
+                                  [c.params[0], MAX_LISTED_CODES + 1], timeout)[1]
+                hit = ([r[0] for r in rows],) if len(rows) <= MAX_LISTED_CODES else (None,)
+                self._matches.put(key, hit, 64 + 8 * len(rows))
+            if hit[0] is not None:
+                out[i] = hit[0]
+        return out
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cur = getattr(self._local, "cursor", None)
