@@ -17,7 +17,6 @@ import datetime as dt
 import gc
 import logging
 import os
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -446,11 +445,6 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
         # What is built by now (modules, the app) lives as long as the server: out of the collector's
         # way, so its full passes, which stop every thread, no longer walk it.
         gc.freeze()
-        # A thread waiting for the GIL gets it after at most this long (Python's default: 5 ms). The
-        # event loop waiting behind a query thread's Python work (rows to dicts, JSON) left the cores
-        # idle: 1 ms gave 330-390 req/s against 277-280 at 5 ms (3 alternating rounds of 8 s, same
-        # load on the machine); 0.3 ms and 0.1 ms were no better.
-        sys.setswitchinterval(0.001)
 
     app.router.on_startup.append(_startup)
     app.router.on_shutdown.append(_shutdown)
