@@ -311,7 +311,7 @@ def main() -> None:
         load = (lambda: run_wrk(base, args.duration, args.connections, tmp)) if use_wrk else (
             lambda: run_python(base, args.duration, args.connections))
         results = [("idle", load(), "")]
-        loads = [os.getloadavg()[0]]  # the 1-minute load average at the end of each phase: other work shows here
+        loads = [os.getloadavg()[0]]  # 1-minute load at the end of each phase (this load counts too): compare runs
         stop = threading.Event()
         log: list[str] = []
         w = threading.Thread(target=writer, args=(tmp, args.rows, stop, log))
