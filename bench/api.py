@@ -311,12 +311,14 @@ def main() -> None:
         load = (lambda: run_wrk(base, args.duration, args.connections, tmp)) if use_wrk else (
             lambda: run_python(base, args.duration, args.connections))
         results = [("idle", load(), "")]
+        loads = [os.getloadavg()[0]]  # 1-minute load at the end of each phase (this load counts too): compare runs
         stop = threading.Event()
         log: list[str] = []
         w = threading.Thread(target=writer, args=(tmp, args.rows, stop, log))
         w.start()
         time.sleep(1)
         during = load()
+        loads.append(os.getloadavg()[0])
         stop.set()
         w.join()
         landed = sum(1 for line in log if line.startswith("bornes-big"))
@@ -324,11 +326,11 @@ def main() -> None:
         results.append(("harvest writing", during, f"{len(harvests)} harvests of petit, {landed} new versions of bornes-big"))
         print(f"\n### Filtered page queries, {args.connections} connections, {args.duration} s per phase, "
               f"{args.distinct:,} distinct URLs, response cache {args.response_cache_mb:g} MB\n")
-        print("| phase | requests | req/s | p50 ms | p90 ms | p99 ms | errors | writes during the phase |")
-        print("|---|---:|---:|---:|---:|---:|---:|---|")
-        for name, r, note in results:
+        print("| phase | requests | req/s | p50 ms | p90 ms | p99 ms | errors | load avg at end | writes during the phase |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+        for (name, r, note), after in zip(results, loads, strict=True):
             print(f"| {name} | {r['requests']:,} | {r['rps']:.0f} | {r['p50']:.1f} | {r['p90']:.1f} | {r['p99']:.1f} "
-                  f"| {r['errors']} | {note} |")
+                  f"| {r['errors']} | {after:.2f} | {note} |")
         ok = all(r["rps"] >= 500 and r["p99"] <= 100 and r["errors"] == 0 for _, r, _ in results)
         print(f"\nTargets (>= 500 req/s, p99 <= 100 ms, 0 errors): {'met' if ok else 'NOT met'}")
         for line in harvests:

@@ -1,16 +1,23 @@
 """The FastAPI application behind ``partage serve``.
 
-Read-only. Endpoints are plain ``def`` functions: Starlette runs them in its
-thread pool and DuckDB releases the GIL while it scans, so queries overlap.
+Read-only. Most endpoints are plain ``def`` functions that Starlette runs in its
+thread pool. Row pages, the hot path, go to a pool of their own with one thread
+per core (``PARTAGE_API_QUERY_THREADS``): each page query runs on one DuckDB
+thread, DuckDB releases the GIL while it scans, and queuing the rest in order
+kept the 99th percentile at a third of what 16 requests sharing 2 cores in
+Starlette's 40 threads gave (more threads only interleave and contend for the GIL).
 A dataset the caller may not read answers exactly like one that does not
 exist — same status, same body, same headers — so ids do not leak.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import gc
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +49,8 @@ class Settings:
     query_timeout: float = 10.0
     export_timeout: float = 600.0
     refresh: float = 1.0
-    threads: int | None = None
+    threads: int | None = 1
+    query_threads: int = 0  # 0: one per core
     cache_rows: int = 20_000_000
     preload_wait: float = 60.0
     response_cache_mb: float = 64.0
@@ -56,7 +64,8 @@ class Settings:
             query_timeout=float(env.get("PARTAGE_API_QUERY_TIMEOUT", 10)),
             export_timeout=float(env.get("PARTAGE_API_EXPORT_TIMEOUT", 600)),
             refresh=float(env.get("PARTAGE_API_REFRESH", 1)),
-            threads=int(env["PARTAGE_API_THREADS"]) if env.get("PARTAGE_API_THREADS") else None,
+            threads=int(env.get("PARTAGE_API_THREADS") or 1),
+            query_threads=int(env.get("PARTAGE_API_QUERY_THREADS") or 0),
             cache_rows=int(env.get("PARTAGE_API_CACHE_ROWS", 20_000_000)),
             preload_wait=float(env.get("PARTAGE_API_PRELOAD_WAIT", 60)),
             response_cache_mb=float(env.get("PARTAGE_API_RESPONSE_CACHE_MB", 64)),
@@ -66,6 +75,10 @@ class Settings:
 class ApiError(Exception):
     def __init__(self, status: int, detail: str, **extra: Any):
         self.status, self.detail, self.extra = status, detail, extra
+
+
+# Rows fetched for a page found by an index, so that its total needs no count (see rows_page).
+LOOKUP_ROWS = 100
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -83,8 +96,10 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
     settings = settings or Settings.from_env()
     store = tokens or TokenStore(str(wh.root / ".tokens.json"))
     engine = Engine(threads=settings.threads, cache_rows=settings.cache_rows, register=wh.register)
+    query_pool = ThreadPoolExecutor(settings.query_threads or os.cpu_count() or 2, thread_name_prefix="partage-query")
     responses = LRU(int(settings.response_cache_mb * 1024 * 1024))  # (dataset, version, query) -> body
     counts = LRU(4 * 1024 * 1024)  # (dataset, version, where, params) -> total
+    indexed_by_version: dict[tuple[str, str], tuple[str, ...]] = {}
 
     def prepare(datasets: dict[str, Dataset]) -> None:
         """Before a new snapshot is served, copy its new latest versions into memory (for up to
@@ -267,14 +282,26 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
                            columns=[c.name for c in cols]) from None
         return ds, lvl, v, q, page, cols
 
+    def indexed(ds: Dataset, v: Version, cols: tuple[Column, ...]) -> tuple[str, ...]:
+        """The columns the version's in-memory copy has an index on (worked out once per version)."""
+        key = (ds.id, v.version)
+        found = indexed_by_version.get(key)
+        if found is None:
+            if len(indexed_by_version) > 1024:
+                indexed_by_version.clear()
+            found = indexed_by_version[key] = tuple(indexed_columns(cols, cache.schema(ds.id, v.version)))
+        return found
+
     def run(ds: Dataset, v: Version, q: query.RowQuery, cols: tuple[Column, ...], *,
             limit: int | None = None, offset: int = 0, count: bool = False) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Run on the version's in-memory table if it is ready, else on its Parquet files."""
         key = (ds.id, v.version)
-        source = engine.source(key, v.relation, v.row_count, indexed_columns(cols, cache.schema(ds.id, v.version)))
+        source = engine.source(key, v.relation, v.row_count, indexed(ds, v, cols))
         for attempt in (1, 2):
-            sql, params = q.count_sql(source) if count else q.sql(source, limit=limit, offset=offset)
             try:
+                matches = engine.matches(source, q, settings.query_timeout)
+                sql, params = q.count_sql(source, matches) if count else q.sql(source, limit=limit, offset=offset,
+                                                                               matches=matches)
                 return engine.fetch(sql, params, settings.query_timeout)
             except QueryTimeout as e:
                 raise ApiError(503, f"{e}; add filters or ask for fewer rows "
@@ -283,7 +310,7 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
                 if attempt == 2:
                     raise
                 engine.forget(key)  # its table was evicted under us: read the files
-                source = v.relation
+                source = query.Source(v.relation)
             except duckdb.IOException:
                 raise gone(ds, v) from None
             except (duckdb.ConversionException, duckdb.InvalidInputException, duckdb.OutOfRangeException) as e:
@@ -291,7 +318,11 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
         raise AssertionError("unreachable")
 
     @app.get("/datasets/{dataset_id}/rows")
-    def get_rows(dataset_id: str, request: Request) -> Response:
+    async def get_rows(dataset_id: str, request: Request) -> Response:
+        # Async only to hand the whole page (parsing, query, JSON) to the query threads.
+        return await asyncio.get_running_loop().run_in_executor(query_pool, rows_response, dataset_id, request)
+
+    def rows_response(dataset_id: str, request: Request) -> Response:
         ds, lvl, v, q, page, cols = _prepare(request, dataset_id)
         cache_key = (ds.id, v.version, request.url.query)
         body = responses.get(cache_key)
@@ -306,16 +337,20 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
             names, total = [c.name for c in q.columns], 0
             rows: list[tuple[Any, ...]] = []
         else:
-            # One row more than the page says whether there is a next page without counting.
-            names, rows = run(ds, v, q, cols, limit=page.page_size + 1, offset=(page.page - 1) * page.page_size)
-            more = len(rows) > page.page_size
-            rows = rows[:page.page_size]
+            # One row more than the page says whether there is a next page. When an index finds the
+            # rows (an __exact / __in on an indexed column), DuckDB fetches every match before the
+            # LIMIT anyway: taking up to LOOKUP_ROWS of them then gives the total without counting.
+            offset = (page.page - 1) * page.page_size
+            lookup = any(c.lookup in indexed(ds, v, cols) for c in q.where if c.lookup)
+            limit = max(page.page_size, LOOKUP_ROWS if lookup else 0) + 1
+            names, fetched = run(ds, v, q, cols, limit=limit, offset=offset)
+            rows = fetched[:page.page_size]
             if not q.where:
                 total = v.row_count
-            elif page.page == 1 and not more:
-                total = len(rows)
+            elif len(fetched) < limit and (fetched or page.page == 1):  # every row from the offset on
+                total = offset + len(fetched)
             else:
-                count_key = (ds.id, v.version, tuple(q.where), tuple(map(str, q.params)))
+                count_key = (ds.id, v.version, q.filter_key())
                 total = counts.get(count_key)
                 if total is None:
                     total = run(ds, v, q, cols, count=True)[1][0][0]
@@ -402,9 +437,16 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
         return get_swagger_ui_html(openapi_url="/openapi.json", title="Partage tabular API")
 
     def _shutdown() -> None:
+        query_pool.shutdown(wait=False, cancel_futures=True)
         cache.close()
         engine.close()
 
+    def _startup() -> None:
+        # What is built by now (modules, the app) lives as long as the server: out of the collector's
+        # way, so its full passes, which stop every thread, no longer walk it.
+        gc.freeze()
+
+    app.router.on_startup.append(_startup)
     app.router.on_shutdown.append(_shutdown)
     return app
 

@@ -9,6 +9,12 @@ point lookups. Until a version's table is ready, or when it does not fit the
 budget, its queries read the Parquet files directly: same rows, slower.
 Versions are immutable, so a table never needs refreshing.
 
+Page queries run one thread each (``threads=1``): the API runs a few of them at once on its own
+query threads (see :mod:`partage.api.app`), and with 16 requests in flight on 2 cores, splitting
+each small query over DuckDB's worker threads only added scheduling and made the quick queries
+wait behind the slow ones' tasks. Exports, long scans of the Parquet files, have their own DuckDB
+with every core.
+
 One cursor per thread. Each query has a deadline: a watchdog thread interrupts
 the cursor past it (DuckDB stops at its next check and raises
 ``InterruptException``), which the API answers with a clear 503.
@@ -19,6 +25,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 import queue
 import threading
 import time
@@ -30,8 +37,18 @@ import duckdb
 import pyarrow as pa
 
 from ..warehouse import ident
+from .lru import LRU
+from .query import Matches, RowQuery, Source
 
 log = logging.getLogger("partage.api")
+
+# A text column gets a dictionary (see query.Source) when it has at most 1/DICTIONARY_RATIO as many
+# distinct values as rows: below that, matching the distinct values saves little over every row.
+DICTIONARY_RATIO = 4
+MAX_DICTIONARIES = 16
+CODE_PREFIX = "__partage_code_"
+MAX_LISTED_CODES = 256  # more matching values than this: a semi-join with the dictionary (a long list is slow)
+UNCODED = ("_source", "_source_version")  # Partage's own columns: a handful of values, nobody searches them
 
 
 class QueryTimeout(Exception):
@@ -82,21 +99,24 @@ class Watchdog:
 
 
 class Engine:
-    def __init__(self, threads: int | None = None, cache_rows: int = 20_000_000,
+    def __init__(self, threads: int | None = 1, cache_rows: int = 20_000_000,
                  register: Callable[[duckdb.DuckDBPyConnection], None] | None = None):
         config: dict[str, Any] = {"threads": threads} if threads else {}
         self._db = duckdb.connect(":memory:", config=config)
-        if register is not None:  # an object-store warehouse: its fsspec filesystem
-            register(self._db)
-        # Parquet footers are read once per file, not once per query (the files never change).
-        self._db.execute("SET GLOBAL parquet_metadata_cache = true")
+        self._exports = duckdb.connect(":memory:")
+        for db in (self._db, self._exports):
+            if register is not None:  # an object-store warehouse: its fsspec filesystem
+                register(db)
+            # Parquet footers are read once per file, not once per query (the files never change).
+            db.execute("SET GLOBAL parquet_metadata_cache = true")
         # Late materialization turns `WHERE code = ? LIMIT 21` into a rowid semi-join that cannot use
         # the ART index (4 ms instead of 1 ms on 1M rows); pages are small, so it buys nothing here.
         self._db.execute("SET GLOBAL late_materialization_max_rows = 0")
         self._local = threading.local()
         self._watchdog = Watchdog()
+        self._matches = LRU(8 * 1024 * 1024)  # (dictionary table, pattern) -> codes, or None: too many
         self.cache_rows = cache_rows
-        self._tables: OrderedDict[tuple[str, str], tuple[str, int]] = OrderedDict()  # key -> (table, rows)
+        self._tables: OrderedDict[tuple[str, str], tuple[Source, int]] = OrderedDict()  # key -> (source, rows)
         self._pending: set[tuple[str, str]] = set()
         self._tables_lock = threading.Lock()
         self._names = itertools.count()
@@ -105,7 +125,7 @@ class Engine:
 
     # -- the in-memory copies of versions ----------------------------------------------
 
-    def source(self, key: tuple[str, str], relation: str, rows: int, indexed: tuple[str, ...] | list[str] = ()) -> str:
+    def source(self, key: tuple[str, str], relation: str, rows: int, indexed: tuple[str, ...] | list[str] = ()) -> Source:
         """What to read a version from: its in-memory table if ready, else its relation over the
         Parquet files (and ask for the table to be made)."""
         with self._tables_lock:
@@ -116,15 +136,15 @@ class Engine:
             if key not in self._pending and 0 < rows <= self.cache_rows:
                 self._pending.add(key)
                 self._queue.put((key, relation, rows, tuple(indexed)))
-        return relation
+        return Source(relation)
 
     def retain(self, keys: set[tuple[str, str]]) -> None:
         """Drop the tables of versions no longer stored (removed by retention)."""
         with self._tables_lock:
             gone = [k for k in self._tables if k not in keys]
-            names = [self._tables.pop(k)[0] for k in gone]
+            names = [self._tables.pop(k)[0].relation for k in gone]
         for name in names:
-                self._queue.put((("", name), "", -1, ()))  # the loader thread drops it
+            self._queue.put((("", name), "", -1, ()))  # the loader thread drops it
 
     def forget(self, key: tuple[str, str]) -> None:
         """A table was dropped under a query: do not offer it again."""
@@ -136,40 +156,113 @@ class Engine:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self._tables_lock:
-                if not self._pending and self._queue.empty():
+                if not self._pending and not self._queue.unfinished_tasks:
                     return
             time.sleep(0.02)
 
     def _loader(self) -> None:
+        # Copying a version takes seconds of one core: let the page queries have the CPU first. On
+        # Linux a thread has its own nice value; elsewhere this is skipped.
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except (AttributeError, OSError):
+            pass
         cur = self._db.cursor()
         while True:
-            key, relation, rows, indexed = self._queue.get()
-            if rows < 0:
-                cur.execute(f"DROP TABLE IF EXISTS {ident(key[1])}")
-                continue
-            name = f"v{next(self._names)}"
+            item = self._queue.get()
             try:
-                t = time.perf_counter()
-                cur.execute(f"CREATE TABLE {name} AS SELECT * FROM {relation}")
-                for col in indexed:
-                    cur.execute(f"CREATE INDEX {ident(name + '_' + col)} ON {name} ({ident(col)})")
-                log.info("version %s/%s in memory (%d rows, %d index(es)) in %.2f s", key[0], key[1], rows,
-                         len(indexed), time.perf_counter() - t)
-            except duckdb.Error as e:  # removed by retention meanwhile, unreadable...: stay on Parquet
-                log.warning("version %s/%s stays on Parquet: %s", key[0], key[1], e)
-                cur.execute(f"DROP TABLE IF EXISTS {name}")
-                with self._tables_lock:
-                    self._pending.discard(key)
-                continue
-            drop = []
+                self._load(cur, *item)
+            finally:
+                self._queue.task_done()
+
+    def _load(self, cur: duckdb.DuckDBPyConnection, key: tuple[str, str], relation: str, rows: int,
+              indexed: tuple[str, ...]) -> None:
+        if rows < 0:
+            self._drop(cur, key[1])
+            return
+        name = f"v{next(self._names)}"
+        try:
+            t = time.perf_counter()
+            source = self._copy(cur, name, relation, rows)
+            for col in indexed:
+                cur.execute(f"CREATE INDEX {ident(name + '_' + col)} ON {name} ({ident(col)})")
+            log.info("version %s/%s in memory (%d rows, %d index(es), %d dictionar(ies)) in %.2f s", key[0],
+                     key[1], rows, len(indexed), len(source.dictionaries), time.perf_counter() - t)
+        except duckdb.Error as e:  # removed by retention meanwhile, unreadable...: stay on Parquet
+            log.warning("version %s/%s stays on Parquet: %s", key[0], key[1], e)
+            self._drop(cur, name)
             with self._tables_lock:
                 self._pending.discard(key)
-                self._tables[key] = (name, rows)
-                while sum(r for _, r in self._tables.values()) > self.cache_rows and len(self._tables) > 1:
-                    _, (old, _) = self._tables.popitem(last=False)
-                    drop.append(old)
-            for old in drop:
-                cur.execute(f"DROP TABLE IF EXISTS {old}")
+            return
+        drop = []
+        with self._tables_lock:
+            self._pending.discard(key)
+            self._tables[key] = (source, rows)
+            while sum(r for _, r in self._tables.values()) > self.cache_rows and len(self._tables) > 1:
+                _, (old, _) = self._tables.popitem(last=False)
+                drop.append(old.relation)
+        for old_name in drop:
+            self._drop(cur, old_name)
+
+    def _copy(self, cur: duckdb.DuckDBPyConnection, name: str, relation: str, rows: int) -> Source:
+        """Copy a version into table ``name``, in the version's stored order, with a dictionary
+        (:class:`Source`) for each text column having at most a quarter as many distinct values as rows."""
+        cur.execute(f"CREATE TABLE {name}_raw AS SELECT * FROM {relation}")
+        described = cur.execute(f"DESCRIBE {name}_raw").fetchall()
+        text = [r[0] for r in described if str(r[1]).upper() == "VARCHAR" and r[0] not in UNCODED]
+        coded: list[str] = []
+        if text:
+            approx = cur.execute("SELECT " + ", ".join(f"approx_count_distinct({ident(c)})" for c in text)
+                                 + f" FROM {name}_raw").fetchall()[0]
+            taken = {r[0] for r in described}
+            coded = [c for c, n in zip(text, approx, strict=True) if n * DICTIONARY_RATIO <= rows][:MAX_DICTIONARIES]
+            coded = [c for i, c in enumerate(coded) if f"{CODE_PREFIX}{i}" not in taken]
+        dictionaries: dict[str, tuple[str, str]] = {}
+        joins = []
+        for i, col in enumerate(coded):
+            table, code = f"{name}_d{i}", f"{CODE_PREFIX}{i}"
+            cur.execute(f"CREATE TABLE {table} AS SELECT (row_number() OVER (ORDER BY value))::UINTEGER AS code, value "
+                        f"FROM (SELECT DISTINCT {ident(col)} AS value FROM {name}_raw WHERE {ident(col)} IS NOT NULL)")
+            joins.append((table, col, code))
+            dictionaries[col] = (table, code)
+        if joins:
+            # Joined, then put back in the stored order (rowid of the plain copy): pages without a sort
+            # come in that order.
+            codes = ", ".join(f"{t}.code AS {ident(code)}" for t, _, code in joins)
+            on = " ".join(f"LEFT JOIN {t} ON {name}_raw.{ident(col)} = {t}.value" for t, col, _ in joins)
+            cur.execute(f"CREATE TABLE {name} AS SELECT {name}_raw.*, {codes} FROM {name}_raw {on} "
+                        f"ORDER BY {name}_raw.rowid")
+            cur.execute(f"DROP TABLE {name}_raw")
+        else:
+            cur.execute(f"ALTER TABLE {name}_raw RENAME TO {name}")
+        return Source(name, dictionaries)
+
+    def _drop(self, cur: duckdb.DuckDBPyConnection, name: str) -> None:
+        """Drop a version's table, its dictionaries, and a half-made copy."""
+        extra = [r[0] for r in cur.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = 'memory' AND schema_name = 'main' "
+            "AND (table_name = ? OR table_name LIKE ? ESCAPE '\\')", [f"{name}_raw", f"{name}\\_d%"]).fetchall()]
+        for table in [name, *extra]:
+            cur.execute(f"DROP TABLE IF EXISTS {ident(table)}")
+
+    def matches(self, source: Source, q: RowQuery, timeout: float) -> Matches:
+        """For each ``__contains`` on a column with a dictionary, the codes of the matching values, when
+        there are at most MAX_LISTED_CODES (cached per dictionary and pattern: versions never change)."""
+        out: dict[int, list[int]] = {}
+        for i, c in enumerate(q.where):
+            if c.contains is None or c.contains not in source.dictionaries:
+                continue
+            table = source.dictionaries[c.contains][0]
+            key = (table, c.params[0])
+            hit = self._matches.get(key)
+            if hit is None:
+                rows = self.fetch(f"SELECT code FROM {table} WHERE value ILIKE ? ESCAPE '\\' ORDER BY code LIMIT ?",
+                                  [c.params[0], MAX_LISTED_CODES + 1], timeout)[1]
+                hit = ([r[0] for r in rows],) if len(rows) <= MAX_LISTED_CODES else (None,)
+                self._matches.put(key, hit, 64 + 8 * len(rows))
+            if hit[0] is not None:
+                out[i] = hit[0]
+        return out
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cur = getattr(self._local, "cursor", None)
@@ -200,7 +293,7 @@ class Engine:
                rows_per_batch: int = 50_000) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
         """Start a query and stream its result. The query starts here, so a bad value fails before the
         response does; the batches come from its own cursor (a streaming response may hop threads)."""
-        cur = self._db.cursor()
+        cur = self._exports.cursor()
         key = self._watchdog.arm(cur, timeout)
         try:
             reader: pa.RecordBatchReader = cur.execute(sql, params).to_arrow_reader(rows_per_batch)
@@ -227,4 +320,5 @@ class Engine:
 
     def close(self) -> None:
         self._db.close()
+        self._exports.close()
 

@@ -10,7 +10,7 @@ here to the column's type so a wrong value is a clear 400, not a DuckDB error.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -44,32 +44,86 @@ class Page:
     page_size: int = 20
 
 
+@dataclass(frozen=True)
+class Source:
+    """Where a version's rows are read from, and the shortcuts that place offers.
+
+    ``dictionaries`` maps a text column to (dictionary table, code column): the in-memory copy of a
+    version keeps, for each text column with few distinct values, a table of those values and a
+    hidden integer column of codes. ``__contains`` then matches the pattern against the distinct
+    values only and keeps the rows whose code is among the matches: the same rows as ``ILIKE`` on
+    every row, for a fraction of the work. The engine looks the matching codes up first (see
+    :meth:`partage.api.engine.Engine.matches`); when there are few, they are a bound list the scan
+    checks each row against (a count over 1M rows: ~2.5 ms instead of ~20 ms), otherwise a
+    semi-join with the dictionary does the same (~4 ms).
+    """
+
+    relation: str
+    dictionaries: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+Matches = Mapping[int, list[int]]  # index of a __contains condition in RowQuery.where -> matching codes
+
+
+@dataclass(frozen=True)
+class Cond:
+    """One condition of the WHERE clause, its own bound values, and (``contains``) the text column
+    whose ``__contains`` it is: a source with a dictionary for that column rewrites it."""
+
+    sql: str
+    params: tuple[Any, ...] = ()
+    contains: str | None = None
+    lookup: str | None = None  # the column of an __exact / __in: an index on it finds every match at once
+
+    def render(self, source: Source, codes: list[int] | None = None) -> tuple[str, tuple[Any, ...]]:
+        if self.contains is not None and self.contains in source.dictionaries:
+            table, code = source.dictionaries[self.contains]
+            if codes is not None:
+                return (f"list_contains(?::UINTEGER[], {ident(code)})", (codes,)) if codes else ("false", ())
+            return f"{ident(code)} IN (SELECT code FROM {table} WHERE value ILIKE ? ESCAPE '\\')", self.params
+        return self.sql, self.params
+
+
 @dataclass
 class RowQuery:
     columns: list[Column]  # selected, in order
-    where: list[str] = field(default_factory=list)
-    params: list[Any] = field(default_factory=list)
+    where: list[Cond] = field(default_factory=list)
     order: list[str] = field(default_factory=list)
 
-    def sql(self, source: str, *, limit: int | None = None, offset: int = 0,
-            select: Iterable[str] | None = None) -> tuple[str, list[Any]]:
+    @property
+    def params(self) -> list[Any]:
+        return [p for c in self.where for p in c.params]
+
+    def filter_key(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """The filters, whatever the source they will run on (the key of a cached total)."""
+        return tuple((c.sql, tuple(map(str, c.params))) for c in self.where)
+
+    def _where(self, source: Source, matches: Matches | None) -> tuple[str, list[Any]]:
+        if not self.where:
+            return "", []
+        parts = [c.render(source, (matches or {}).get(i)) for i, c in enumerate(self.where)]
+        return " WHERE " + " AND ".join(sql for sql, _ in parts), [p for _, params in parts for p in params]
+
+    def sql(self, source: Source | str, *, limit: int | None = None, offset: int = 0,
+            select: Iterable[str] | None = None, matches: Matches | None = None) -> tuple[str, list[Any]]:
+        src = source if isinstance(source, Source) else Source(source)
         cols = ", ".join(select) if select is not None else ", ".join(ident(c.name) for c in self.columns)
-        sql = f"SELECT {cols} FROM {source}"
-        params = list(self.params)
-        if self.where:
-            sql += " WHERE " + " AND ".join(self.where)
+        where, params = self._where(src, matches)
+        sql = f"SELECT {cols} FROM {src.relation}" + where
         if self.order:
             sql += " ORDER BY " + ", ".join(self.order)
         if limit is not None:
-            sql += " LIMIT ? OFFSET ?"
-            params += [limit, offset]
+            sql += " LIMIT ?"
+            params.append(limit)
+            if offset:  # only when needed: with an OFFSET, DuckDB does not look a key up in its index
+                sql += " OFFSET ?"  # (a point lookup takes 1.1 ms instead of 0.45 ms)
+                params.append(offset)
         return sql, params
 
-    def count_sql(self, source: str) -> tuple[str, list[Any]]:
-        sql = f"SELECT count(*) FROM {source}"
-        if self.where:
-            sql += " WHERE " + " AND ".join(self.where)
-        return sql, list(self.params)
+    def count_sql(self, source: Source | str, matches: Matches | None = None) -> tuple[str, list[Any]]:
+        src = source if isinstance(source, Source) else Source(source)
+        where, params = self._where(src, matches)
+        return f"SELECT count(*) FROM {src.relation}" + where, params
 
 
 def _bad(message: str, columns: Iterable[Column]) -> ApiQueryError:
@@ -155,28 +209,27 @@ def build(params: list[tuple[str, str]], columns: tuple[Column, ...], *, max_pag
         elif op not in OPERATORS:
             raise _bad(f"unknown operator {op!r} in {key!r}", columns)
         elif op == "isnull":
-            query.where.append(f"{q} IS NULL")
+            query.where.append(Cond(f"{q} IS NULL"))
         elif op == "isnotnull":
-            query.where.append(f"{q} IS NOT NULL")
+            query.where.append(Cond(f"{q} IS NOT NULL"))
         elif op == "contains":
             text = q if _is_text(col) else f"CAST({q} AS VARCHAR)"
-            query.where.append(f"{text} ILIKE ? ESCAPE '\\'")
-            query.params.append("%" + raw.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+            pattern = "%" + raw.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            query.where.append(Cond(f"{text} ILIKE ? ESCAPE '\\'", (pattern,), name if _is_text(col) else None))
         elif op == "in":
             values = raw.split(",")
             if len(values) > MAX_IN_VALUES:
                 raise _bad(f"{key} lists {len(values)} values; at most {MAX_IN_VALUES}", columns)
             conv = [convert(col, v) if _is_scalar(col) else v for v in values]
-            query.where.append(f"{_lhs(col)} IN ({', '.join('?' for _ in conv)})")
-            query.params += conv
+            query.where.append(Cond(f"{_lhs(col)} IN ({', '.join('?' for _ in conv)})", tuple(conv), lookup=name))
         else:
             if op in ("less", "greater", "strictly_less", "strictly_greater") and not (
                     _is_scalar(col) and col.sql_type.upper().startswith(ORDERED)):
                 raise _bad(f"operator {op!r} does not apply to column {name!r} of type {col.sql_type}", columns)
             sql_op = {"exact": "=", "differs": "IS DISTINCT FROM", "less": "<=", "greater": ">=",
                       "strictly_less": "<", "strictly_greater": ">"}[op]
-            query.where.append(f"{_lhs(col)} {sql_op} ?")
-            query.params.append(convert(col, raw) if _is_scalar(col) else raw)
+            query.where.append(Cond(f"{_lhs(col)} {sql_op} ?", (convert(col, raw) if _is_scalar(col) else raw,),
+                                    lookup=name if op == "exact" else None))
     if "sort" in reserved:
         for item in filter(None, (s.strip() for s in reserved["sort"].split(","))):
             desc = item.startswith("-")
