@@ -268,7 +268,10 @@ class SqlValidation:
 
     def _holder(self, p: FieldPlan) -> str:
         """The relation holding a field's scan columns (all of a group's fields share it)."""
-        return f"scan{p.index // GROUP_FIELDS}" if self.wide else "cells"
+        return self._group_relation(p.index // GROUP_FIELDS)
+
+    def _group_relation(self, g: int) -> str:
+        return f"scan{g}" if self.wide else "cells"
 
     @staticmethod
     def _identity(p: FieldPlan) -> bool:
@@ -367,7 +370,7 @@ class SqlValidation:
 
         for g in range(self.groups):  # what SQL found during the scan
             insert(f"SELECT rid, CAST(split_part(fe, ':', 1) AS INTEGER) AS fi, split_part(fe, ':', 2) AS codes FROM "
-                   f"(SELECT rid, unnest(string_split(_e{g}, ';')) AS fe FROM {f'scan{g}' if self.wide else 'cells'} "
+                   f"(SELECT rid, unnest(string_split(_e{g}, ';')) AS fe FROM {self._group_relation(g)} "
                    f"WHERE _e{g} IS NOT NULL)")
         for p in plans:  # frictionless' verdicts on the values SQL left to it
             if self._has_oracle(p):
