@@ -428,25 +428,55 @@ def test_schemathesis_finds_no_server_error(api: Api, token: str | None, tmp_pat
     assert "No issues found" in r.stdout or "passed" in r.stdout
 
 
-def test_several_worker_processes_serve_the_same_rules(api: Api) -> None:
-    """`partage serve --workers 2`: each process builds the app from the environment; access rules hold in each."""
-    env = dict(os.environ, PARTAGE_WAREHOUSE=str(api.hub.warehouse), PARTAGE_API_REFRESH="0.2")
+def test_several_worker_processes_serve_the_same_rules_and_pinned_versions(api: Api) -> None:
+    """`partage serve --workers 2`: each process builds the app from the environment, computes its pages on its
+    event loop, and holds the access rules. A version one process learnt of first (here: neither re-reads the
+    catalog in the background) is found by the other when a pinned link names it, never a 404."""
+    hub = api.hub
+    env = dict(os.environ, PARTAGE_WAREHOUSE=str(hub.warehouse), PARTAGE_API_REFRESH="3600")
     env.pop("PARTAGE_TOKENS", None)
     port = free_port()
-    log_path = api.hub.root / "serve-workers.log"
+    log_path = hub.root / "serve-workers.log"
     with open(log_path, "w") as log:
         server = subprocess.Popen([str(BIN / "partage"), "serve", "--port", str(port), "--workers", "2"],
                                   env=env, stdout=log, stderr=log)
         base = f"http://127.0.0.1:{port}"
         try:
             wait_until_serving(base, server, log, log_path)
-            for _ in range(10):  # spread over both processes
+            for _ in range(10):  # new connections: spread over both processes
                 anonymous = {d["id"] for d in httpx.get(base + "/datasets", timeout=5).json()["data"]}
                 assert anonymous == {"communes"}
                 internal = httpx.get(base + "/datasets/communes-internes",
                                      headers={"Authorization": f"Bearer {api.tokens['internal']}"}, timeout=5)
                 assert internal.status_code == 200
+                assert httpx.get(base + "/datasets/communes-partenaires/rows", timeout=5).status_code == 404
+            old = latest_version(hub, "communes")
+            assert httpx.get(base + "/datasets/communes/rows", timeout=5).json()["meta"]["version"] == old
+            hub.file("communes.csv", communes_csv(125, generation=31))
+            assert run_harvest(hub, ["communes"]).exit_code == 0
+            new = latest_version(hub, "communes")
+            assert new != old
+            count = query(hub, 'SELECT count(*) FROM history."communes" WHERE _version = ?', [new])[0][0]
+            for _ in range(10):
+                r = httpx.get(base + "/datasets/communes/rows", params={"version": new, "page_size": 5}, timeout=10)
+                assert r.status_code == 200, r.text
+                assert r.json()["meta"]["version"] == new and r.json()["meta"]["total"] == count
+                assert httpx.get(base + "/datasets/communes/rows", params={"version": old}, timeout=10).status_code == 200
+            missing = httpx.get(base + "/datasets/communes/rows", params={"version": "19990101T000000000Z"}, timeout=10)
+            assert missing.status_code == 404 and "has no version" in missing.json()["detail"]
+            hidden = httpx.get(base + "/datasets/communes-internes/rows", params={"version": new}, timeout=10)
+            assert hidden.status_code == 404 and "no dataset" in hidden.json()["detail"]  # as if it did not exist
         finally:
             server.terminate()
             server.wait(timeout=20)
-    assert "with 2 processes" in log_path.read_text()
+    text = log_path.read_text()
+    assert "with 2 processes" in text and "Traceback" not in text, text[-5000:]
+
+
+def test_page_threads_follow_the_number_of_processes() -> None:
+    from partage.api.app import Settings
+
+    assert Settings().page_threads == (os.cpu_count() or 2)  # one process: a pool, one thread per core
+    assert Settings(workers=2).page_threads == 0  # several: each computes its pages on its event loop
+    assert Settings(workers=2, query_threads=3).page_threads == 3
+    assert Settings(query_threads=0).page_threads == 0

@@ -127,3 +127,32 @@ def test_a_page_past_the_end_and_a_sorted_page(served: tuple[httpx.Client, str])
     assert body["data"] == [] and body["meta"]["total"] == len(want)
     body = http.get("/datasets/lieux/rows", params={"nom__contains": "gare", "sort": "-n,id", "page_size": 10}).json()
     assert [r["id"] for r in body["data"]] == expected(parquet, "contains(lower(nom), 'gare')", [], "n DESC, id")[:10]
+
+
+def test_pages_read_the_in_memory_table_once(tmp_path: Path) -> None:
+    """A page of the in-memory copy is one scan that stops at the page (or one index lookup), not DuckDB's
+    late materialization: a rowid semi-join that scans a whole row group again and keeps the index unused."""
+    from partage.api.engine import Engine
+
+    parquet = tmp_path / "t.parquet"
+    duckdb.execute(f"COPY (SELECT 'ID' || lpad(i::VARCHAR, 6, '0') AS id, i % 7 AS n, 'x' || i AS label "
+                   f"FROM range(200000) t(i)) TO '{parquet}' (FORMAT parquet)")
+    engine = Engine(threads=1)
+    try:
+        engine.source(("t", "1"), f"read_parquet('{parquet}')", 200_000, ("id",))
+        engine.wait_loaded()
+        table = engine.source(("t", "1"), f"read_parquet('{parquet}')", 200_000, ("id",)).relation
+        assert table != f"read_parquet('{parquet}')"  # the in-memory copy is ready
+        for sql, params in ((f"SELECT * FROM {table} LIMIT 21", []),
+                            (f"SELECT * FROM {table} WHERE n = ? LIMIT 21", [3]),
+                            (f"SELECT * FROM {table} WHERE id = ? LIMIT 101", ["ID000042"])):
+            plan = engine.fetch("EXPLAIN " + sql, params, 10)[1][0][1]
+            assert "HASH_JOIN" not in plan.upper().replace(" ", "_") and "SEMI" not in plan.upper(), plan
+        # DuckDB picks the index when it runs the scan: only EXPLAIN ANALYZE shows it.
+        lookup = engine.fetch(f"EXPLAIN ANALYZE SELECT * FROM {table} WHERE id = ? LIMIT 101", ["ID000042"], 10)[1][0][1]
+        assert "Index Scan" in lookup, lookup
+        first = engine.fetch(f"EXPLAIN ANALYZE SELECT * FROM {table} LIMIT 21", [], 10)[1][0][1]
+        assert "HASH_JOIN" not in first.upper().replace(" ", "_"), first
+        assert engine.fetch(f"SELECT * FROM {table} WHERE id = ? LIMIT 101", ["ID000042"], 10)[1] == [("ID000042", 0, "x42")]
+    finally:
+        engine.close()

@@ -644,7 +644,8 @@ def serve(
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     warehouse: WarehouseOpt = "warehouse",
     tokens: TokensOpt = None,
-    workers: Annotated[int, typer.Option(min=1, help="Server processes (each keeps its own in-memory copies).")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="Server processes: one per core for the most requests per second "
+                                                      "(each keeps its own in-memory copies; see docs/serving.md).")] = 1,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log each request (never its token).")] = True,
 ) -> None:
     """Serve the warehouse as a read-only tabular API (OpenAPI at /docs)."""
@@ -672,6 +673,7 @@ def serve(
     else:  # several processes: each builds the app from the environment (uvicorn needs an import string)
         os.environ["PARTAGE_API_WAREHOUSE"] = wh.spec
         os.environ["PARTAGE_API_TOKENS"] = store.location
+        os.environ["PARTAGE_API_WORKERS"] = str(workers)  # each process then computes its pages on its event loop
         uvicorn.run("partage.api.app:app_from_env", factory=True, workers=workers, host=host, port=port,
                     access_log=access_log, log_level="info", timeout_graceful_shutdown=5)
 

@@ -1,11 +1,16 @@
 """The FastAPI application behind ``partage serve``.
 
 Read-only. Most endpoints are plain ``def`` functions that Starlette runs in its
-thread pool. Row pages, the hot path, go to a pool of their own with one thread
-per core (``PARTAGE_API_QUERY_THREADS``): each page query runs on one DuckDB
-thread, DuckDB releases the GIL while it scans, and queuing the rest in order
-kept the 99th percentile at a third of what 16 requests sharing 2 cores in
-Starlette's 40 threads gave (more threads only interleave and contend for the GIL).
+thread pool. Row pages, the hot path, are computed one of two ways:
+
+- one server process (the default): on a pool of their own with one thread per core
+  (``PARTAGE_API_QUERY_THREADS``). Each page query runs on one DuckDB thread, DuckDB
+  releases the GIL while it scans, and queuing the rest in order kept the 99th percentile
+  at a third of what 16 requests sharing 2 cores in Starlette's 40 threads gave;
+- several processes (``partage serve --workers N``): on the event loop itself, one page
+  at a time per process, like a prefork server's sync workers. Handing each page to a
+  thread and back cost about a fifth of a page's CPU (thread wake-ups, GIL hand-offs);
+  the processes give the parallelism, without a GIL to share.
 A dataset the caller may not read answers exactly like one that does not
 exist — same status, same body, same headers — so ids do not leak.
 """
@@ -50,7 +55,8 @@ class Settings:
     export_timeout: float = 600.0
     refresh: float = 1.0
     threads: int | None = 1
-    query_threads: int = 0  # 0: one per core
+    query_threads: int | None = None  # None: one per core in a single process, 0 (inline) in several
+    workers: int = 1  # server processes serving the same warehouse (set by `partage serve --workers`)
     cache_rows: int = 20_000_000
     preload_wait: float = 60.0
     response_cache_mb: float = 64.0
@@ -65,11 +71,19 @@ class Settings:
             export_timeout=float(env.get("PARTAGE_API_EXPORT_TIMEOUT", 600)),
             refresh=float(env.get("PARTAGE_API_REFRESH", 1)),
             threads=int(env.get("PARTAGE_API_THREADS") or 1),
-            query_threads=int(env.get("PARTAGE_API_QUERY_THREADS") or 0),
+            query_threads=int(env["PARTAGE_API_QUERY_THREADS"]) if env.get("PARTAGE_API_QUERY_THREADS") else None,
+            workers=int(env.get("PARTAGE_API_WORKERS") or 1),
             cache_rows=int(env.get("PARTAGE_API_CACHE_ROWS", 20_000_000)),
             preload_wait=float(env.get("PARTAGE_API_PRELOAD_WAIT", 60)),
             response_cache_mb=float(env.get("PARTAGE_API_RESPONSE_CACHE_MB", 64)),
         )
+
+    @property
+    def page_threads(self) -> int:
+        """Threads computing row pages; 0: on the event loop (see the module's docstring)."""
+        if self.query_threads is not None:
+            return max(self.query_threads, 0)
+        return 0 if self.workers > 1 else (os.cpu_count() or 2)
 
 
 class ApiError(Exception):
@@ -96,7 +110,8 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
     settings = settings or Settings.from_env()
     store = tokens or TokenStore(str(wh.root / ".tokens.json"))
     engine = Engine(threads=settings.threads, cache_rows=settings.cache_rows, register=wh.register)
-    query_pool = ThreadPoolExecutor(settings.query_threads or os.cpu_count() or 2, thread_name_prefix="partage-query")
+    query_pool = ThreadPoolExecutor(settings.page_threads, thread_name_prefix="partage-query") \
+        if settings.page_threads else None
     responses = LRU(int(settings.response_cache_mb * 1024 * 1024))  # (dataset, version, query) -> body
     counts = LRU(4 * 1024 * 1024)  # (dataset, version, where, params) -> total
     indexed_by_version: dict[tuple[str, str], tuple[str, ...]] = {}
@@ -137,7 +152,9 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
 
     @app.exception_handler(ApiError)
     def _api_error(request: Request, exc: ApiError) -> Response:
-        return _json({"detail": exc.detail, **exc.extra}, exc.status)
+        retry = exc.extra.get("retry_after")
+        return _json({"detail": exc.detail, **exc.extra}, exc.status,
+                     headers={"Retry-After": str(retry)} if retry is not None else None)
 
     @app.exception_handler(StarletteHTTPException)
     def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -185,6 +202,8 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
         if "version" in reserved:
             v = ds.find(reserved["version"])
             if v is None:
+                v = unseen_version(ds, reserved["version"])
+            if v is None:
                 raise ApiError(404, f"dataset {ds.id!r} has no version {reserved['version']!r}; "
                                     f"GET /datasets/{ds.id} lists its versions")
             return v
@@ -206,6 +225,16 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
         if ds.latest is None:
             raise ApiError(404, f"dataset {ds.id!r} has no stored version yet (its sources were never accepted)")
         return ds.latest
+
+    def unseen_version(ds: Dataset, version: str) -> Version | None:
+        """A version newer than this process's snapshot, if the catalog now has it (see
+        CatalogCache.refresh_now); the dataset's access is checked again on the fresh snapshot."""
+        snap = cache.refresh_now()
+        if snap is None:
+            raise ApiError(503, f"version {version!r} of {ds.id!r} may have just landed and the catalog is being "
+                                "written by a harvest; retry in a few seconds", retry_after=2)
+        fresh = snap.datasets.get(ds.id)
+        return fresh.find(version) if fresh is not None and fresh.access == ds.access else None
 
     def columns_of(ds: Dataset, v: Version) -> tuple[Column, ...]:
         try:
@@ -319,7 +348,10 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
 
     @app.get("/datasets/{dataset_id}/rows")
     async def get_rows(dataset_id: str, request: Request) -> Response:
-        # Async only to hand the whole page (parsing, query, JSON) to the query threads.
+        # Async to hand the whole page (parsing, query, JSON) to the query threads, or to compute it
+        # right here when this is one of several processes (no pool).
+        if query_pool is None:
+            return rows_response(dataset_id, request)
         return await asyncio.get_running_loop().run_in_executor(query_pool, rows_response, dataset_id, request)
 
     def rows_response(dataset_id: str, request: Request) -> Response:
@@ -437,7 +469,8 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
         return get_swagger_ui_html(openapi_url="/openapi.json", title="Partage tabular API")
 
     def _shutdown() -> None:
-        query_pool.shutdown(wait=False, cancel_futures=True)
+        if query_pool is not None:
+            query_pool.shutdown(wait=False, cancel_futures=True)
         cache.close()
         engine.close()
 

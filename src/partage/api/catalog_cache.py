@@ -97,6 +97,7 @@ class CatalogCache:
         self._snapshot: Snapshot | None = None
         self._stamp: tuple[int, int] | None = None
         self._lock = threading.Lock()
+        self._publish_lock = threading.RLock()
         self._generation = 0
         self._stop = threading.Event()
         self._columns: dict[tuple[str, str], tuple[Column, ...]] = {}
@@ -131,12 +132,39 @@ class CatalogCache:
             return None
         return (st.st_mtime_ns, st.st_size)
 
-    def _publish(self, datasets: dict[str, Dataset], stamp: tuple[int, int]) -> None:
-        if self.prepare is not None:
+    def refresh_now(self, wait: float = 0.0) -> Snapshot | None:
+        """Re-read the catalog at once if its file changed since the snapshot being served.
+
+        For a request naming a version this process has not seen: with ``--workers N`` another
+        process, or a client quicker than the refresh interval, may have learnt of it first, and a
+        pinned ``next`` link must not answer 404 on one process and 200 on the other. The new
+        versions are not copied into memory first (their queries read Parquet until the copy is
+        made). None when the file changed but a harvest holds it now: the caller cannot know yet.
+        ``wait`` is 0 by default: the caller may be an event loop, which must not block on a lock.
+        """
+        current = self.snapshot()
+        stamp = self._stat()
+        if stamp is None or stamp == self._stamp:
+            return current
+        with self._publish_lock:
+            if stamp == self._stamp:  # another request re-read it meanwhile
+                return self._snapshot
+            try:
+                datasets = self._load(wait=wait)
+            except WarehouseBusy:
+                return None
+            self._publish(datasets, stamp, prepare=False)
+            return self._snapshot
+
+    def _publish(self, datasets: dict[str, Dataset], stamp: tuple[int, int], prepare: bool = True) -> None:
+        if prepare and self.prepare is not None:
             self.prepare(datasets)
-        self._generation += 1
-        self._snapshot = Snapshot(datasets, self._generation)
-        self._stamp = stamp
+        with self._publish_lock:
+            if self._stamp is not None and stamp[0] < self._stamp[0]:
+                return  # refresh_now published a newer catalog while this one was being prepared
+            self._generation += 1
+            self._snapshot = Snapshot(datasets, self._generation)
+            self._stamp = stamp
 
     def _refresher(self) -> None:
         while not self._stop.wait(self.refresh):
