@@ -317,6 +317,8 @@ def main() -> None:
             lambda: run_python(base, args.duration, args.connections))
         results = [("idle", load(), "")]
         loads = [os.getloadavg()[0]]  # 1-minute load at the end of each phase (this load counts too): compare runs
+        # Other URLs for the second phase (another seed): none of its totals is remembered from the first.
+        QUERIES[:] = queries(args.distinct, args.rows, seed=9)
         stop = threading.Event()
         log: list[str] = []
         w = threading.Thread(target=writer, args=(tmp, args.rows, stop, log))
