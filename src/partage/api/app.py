@@ -22,6 +22,7 @@ import datetime as dt
 import gc
 import logging
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -354,6 +355,17 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
             return rows_response(dataset_id, request)
         return await asyncio.get_running_loop().run_in_executor(query_pool, rows_response, dataset_id, request)
 
+    async def rows_fast(dataset_id: str, request: Request) -> Response:
+        """get_rows for RowsFastPath, with the exception handlers FastAPI would have applied."""
+        try:
+            return await get_rows(dataset_id, request)
+        except ApiError as e:
+            return _api_error(request, e)
+        except PartageError as e:
+            return _partage_error(request, e)
+
+    app.add_middleware(RowsFastPath, rows=rows_fast)
+
     def rows_response(dataset_id: str, request: Request) -> Response:
         ds, lvl, v, q, page, cols = _prepare(request, dataset_id)
         cache_key = (ds.id, v.version, request.url.query)
@@ -482,6 +494,31 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
     app.router.on_startup.append(_startup)
     app.router.on_shutdown.append(_shutdown)
     return app
+
+
+class RowsFastPath:
+    """ASGI middleware sending ``GET /datasets/{id}/rows`` straight to the page function.
+
+    Row pages are the requests data services send by the thousand; FastAPI's routing, dependency
+    solving and inner middleware cost about a twentieth of a page's CPU and give it nothing: the
+    page reads the raw query string itself. The route stays declared (and documented) as usual;
+    errors get the same handlers and bodies; anything else goes to the application as before.
+    """
+
+    def __init__(self, app: Any, rows: Any) -> None:
+        self.app, self.rows = app, rows
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            m = ROWS_PATH.fullmatch(scope["path"])
+            if m is not None:
+                response = await self.rows(m.group(1), Request(scope, receive))
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+ROWS_PATH = re.compile(r"/datasets/([^/]+)/rows")
 
 
 def app_from_env() -> FastAPI:
