@@ -30,8 +30,10 @@ from partage.pipeline import (
     fail_dataset,
     new_run_id,
     plan,
+    schema_descriptor,
     store_dataset,
 )
+from partage.references import harvest_order
 from partage.sources import Acquired, SourceResource, acquire
 from partage.summaries import artifact_key, dataset_markdown, needs_attention, run_table
 from partage.warehouse import DatasetState, SourceRecord, Warehouse, now
@@ -184,8 +186,9 @@ def harvest(
     """Harvest the catalog's datasets (or only ``ids``) into the warehouse."""
     logger = get_run_logger()
     cat = load_catalog(catalog)
-    entries = cat.select(ids)
     schemas_dir = str(default_schemas_dir(cat))
+    # a dataset whose foreign keys point to another is stored after it, so it is checked against this run's rows
+    entries = harvest_order(cat.select(ids), lambda e: schema_descriptor(e, Path(schemas_dir)))
     wh = Warehouse(warehouse)
     summary = HarvestSummary(run_id=new_run_id())
     with wh.harvest_lock():

@@ -389,6 +389,8 @@ def validate(
     decimal_char: Annotated[str | None, typer.Option("--decimal-char", help="Decimal separator for numbers, e.g. ','.")] = None,
     schemas_dir: Annotated[Path, typer.Option("--schemas", envvar="PARTAGE_SCHEMAS", help="Local schema cache.")] = Path("schemas"),
     max_errors: Annotated[int, typer.Option(help="Errors shown (not --json).")] = 20,
+    warehouse: Annotated[str, typer.Option(envvar="PARTAGE_WAREHOUSE",
+                                           help="Where the datasets the schema's foreign keys point to are read.")] = "warehouse",
 ) -> None:
     """Validate one file against a Table Schema: exit 0 valid, 1 invalid, 2 could not validate."""
     from pydantic import ValidationError
@@ -419,9 +421,14 @@ def validate(
             dialect = detect(path, config, target)
             resolved = (resolve_schema(schema, catalog_dir=None, schemas_dir=schemas_dir) if schema
                         else schema_from_descriptor(infer_schema(path, dialect)))
+            from .references import foreign_references
+            from .warehouse import Warehouse
+
+            # keys to datasets this warehouse lacks are reported as not checked (the report's warnings)
+            references, _ = foreign_references(resolved.descriptor, Warehouse(warehouse), None, strict=False)
         except PartageError as e:
             _fail(str(e), 2)
-        report = run_validate(path, resolved, dialect)
+        report = run_validate(path, resolved, dialect, references=references)
     report.descriptor["partage"] = {"source": target, "schema": resolved.ref, "dialect": dialect.to_dict()}
     unreadable = bool(report.errors) and all(e.get("type") in UNREADABLE for e in report.errors)
     code = 0 if report.valid else 2 if unreadable else 1
@@ -430,6 +437,8 @@ def validate(
         raise typer.Exit(code)
     d = dialect
     out.print(f"[dim]{escape(target)}: {d.format}, encoding {d.encoding}, delimiter {d.delimiter!r}; schema {escape(resolved.ref)}[/dim]")
+    for warning in report.descriptor.get("warnings") or []:
+        out.print(f"[yellow]! {escape(str(warning))}[/yellow]")
     if report.valid:
         out.print(f"[green]✓ valid[/green]: {report.row_count:,} rows")
         raise typer.Exit(0)

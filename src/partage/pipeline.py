@@ -27,6 +27,7 @@ from .dialect import detect
 from .errors import PartageError
 from .faults import checkpoint
 from .publish import datapackage
+from .references import foreign_references, harvest_order
 from .schemas import ResolvedSchema, resolve_schema, schema_from_descriptor
 from .sources import Acquired, SourceResource, acquire, expand
 from .validate import infer_schema, validate_and_type
@@ -100,6 +101,14 @@ def default_schemas_dir(catalog: Catalog) -> Path:
     return Path(env) if env else catalog.root.parent / "schemas"
 
 
+def schema_descriptor(entry: CatalogEntry, schemas_dir: Path | None) -> dict[str, Any] | None:
+    """The entry's schema, if it names a local one (for ordering datasets by their foreign keys; a schema
+    pinned by URL is not fetched for that, the hub's own schemas being the ones that point to its datasets)."""
+    if not entry.dataset.schema_ or entry.dataset.schema_.lower().startswith(("http://", "https://")):
+        return None
+    return resolve_schema(entry.dataset.schema_, catalog_dir=entry.path.parent, schemas_dir=schemas_dir).descriptor
+
+
 def plan(entry: CatalogEntry, state: DatasetState | None = None) -> tuple[list[SourceResource], list[Acquired]]:
     """The dataset's resources (portals are listed here, over the network) and what failed to expand."""
     return expand(entry, state.records if state else None)
@@ -112,13 +121,17 @@ def acquire_source(resource: SourceResource, warehouse: Warehouse) -> Acquired:
     return acquired
 
 
-def fingerprint(entry: CatalogEntry, schema_sha256: str) -> str:
-    """What a validation depends on besides the file: a change here revalidates unchanged files."""
+def fingerprint(entry: CatalogEntry, schema_sha256: str, references: dict[str, str] | None = None) -> str:
+    """What a validation depends on besides the file: a change here revalidates unchanged files.
+
+    ``references``: the version of each dataset the schema's foreign keys point to."""
     ds = entry.dataset
     what: dict[str, Any] = {"schema": schema_sha256, "policy": ds.policy, "dialect": ds.dialect.model_dump(),
                             "timezone": ds.timezone}
     if ds.duplicates != "first-source":  # only when set, so fingerprints of existing warehouses stay valid
         what["duplicates"] = ds.duplicates
+    if references:
+        what["references"] = references
     blob = json.dumps(what, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -196,9 +209,12 @@ def store_dataset(
 
     # The schema: resolved once per dataset; a bad reference fails every source with the same clear reason.
     schema: ResolvedSchema | None = None
+    references: dict[str, Any] = {}
+    ref_versions: dict[str, str] = {}
     if ds.schema_:
         try:
             schema = resolve_schema(ds.schema_, catalog_dir=entry.path.parent, schemas_dir=schemas_dir)
+            references, ref_versions = foreign_references(schema.descriptor, warehouse, ds.id)
         except PartageError as e:
             for a in acquired:
                 done(a, "failed", a.reason if a.state == "failed" else str(e))
@@ -221,19 +237,22 @@ def store_dataset(
             if schema is None:  # no schema in the catalog: infer from the data, whole columns
                 dialect = detect(raw_path, ds.dialect, a.resource.location)
                 schema = schema_from_descriptor(infer_schema(raw_path, dialect), "(inferred)")
-            fp = fingerprint(entry, schema.sha256)
+            fp = fingerprint(entry, schema.sha256, ref_versions)
             if record is not None and record.validated_sha256 == a.sha256 and record.fingerprint == fp:
                 note = ""
                 if record.accepted_sha256 != a.sha256:
                     note = "; its last validation rejected it (see the report), the previous data is kept"
                 done(a, "unchanged", a.reason + note)
                 continue
-            why = a.reason if a.state == "changed" else a.reason + "; revalidated because the schema, policy or dialect changed"
+            why = a.reason if a.state == "changed" else \
+                a.reason + "; revalidated because the schema, policy or dialect changed" + \
+                (" (or a dataset its foreign keys point to has a new version)" if ref_versions else "")
             dialect = dialect or detect(raw_path, ds.dialect, a.resource.location)
             data_rel, q_rel = f"data/{key}.parquet", f"quarantine/{key}.parquet"
             result = validate_and_type(
                 raw_path, schema, dialect, policy=ds.policy, source_key=key,
                 data_path=staging / data_rel, quarantine_path=staging / q_rel, timezone=ds.timezone,
+                references=references, name=ds.id,
             )
             checkpoint("validated")
             report_desc = result.report.descriptor
@@ -363,7 +382,7 @@ def harvest_without_prefect(catalog_dir: Path | str, warehouse_dir: Path | str,
         wh.repoint_moved_views()
         started = now()
         wh.record_run(summary.run_id, started)
-        for entry in cat.select(ids):
+        for entry in harvest_order(cat.select(ids), lambda e: schema_descriptor(e, schemas_dir)):
             resources, failures = plan(entry)
             state = wh.dataset_state(entry.id)
             acquired = []

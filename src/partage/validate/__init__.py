@@ -3,5 +3,6 @@
 from .engine import TypedResult, validate, validate_and_type
 from .infer import infer_schema
 from .report import Report
+from .sqlengine import Reference
 
-__all__ = ["Report", "TypedResult", "infer_schema", "validate", "validate_and_type"]
+__all__ = ["Reference", "Report", "TypedResult", "infer_schema", "validate", "validate_and_type"]

@@ -306,12 +306,65 @@ def canonical(kind: str, value: Any) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
+# typed values a foreign key can compare in SQL as frictionless compares them in Python (``==`` on ints,
+# Decimals, dates, strings): geopoints, JSON values and durations have no such SQL equality
+FK_TYPES = ("string", "any", "integer", "number", "year", "boolean", "date", "datetime", "time")
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    """``fields`` of this file must be found among ``ref_fields`` of ``resource`` ('' = this same file)."""
+
+    fields: tuple[str, ...]
+    resource: str
+    ref_fields: tuple[str, ...]
+
+    def note(self, values: list[Any]) -> str:
+        """frictionless' note, word for word (the report's readers match on it)."""
+        return (f'for "{", ".join(self.fields)}": values "{", ".join(str(v) for v in values)}" not found in the '
+                f'lookup table "{self.resource}" as "{", ".join(self.ref_fields)}"')
+
+
 @dataclass
 class SchemaPlan:
     fields: list[FieldPlan]
     primary_key: list[str]
-    foreign_keys: list[dict[str, Any]]
+    foreign_keys: list[ForeignKey]
     missing: list[str]
+
+
+def _names(value: Any, what: str) -> tuple[str, ...]:
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise Unsupported(f"foreignKeys: {what} must be a field name or a list of field names (got {value!r})")
+    return tuple(names)
+
+
+def foreign_keys(descriptor: dict[str, Any], by_name: dict[str, FieldPlan]) -> list[ForeignKey]:
+    """The schema's ``foreignKeys``, checked: a malformed one names the property to fix."""
+    raw = descriptor.get("foreignKeys") or []
+    if not isinstance(raw, list):
+        raise Unsupported("foreignKeys: must be a list of {fields, reference} objects")
+    out = []
+    for n, fk in enumerate(raw):
+        where = f"foreignKeys[{n}]"
+        if not isinstance(fk, dict) or not isinstance(fk.get("reference"), dict):
+            raise Unsupported(f"{where}: needs 'fields' and a 'reference' object with 'resource' and 'fields'")
+        ref = fk["reference"]
+        key = ForeignKey(_names(fk.get("fields"), f"{where}.fields"), str(ref.get("resource") or ""),
+                         _names(ref.get("fields"), f"{where}.reference.fields"))
+        if len(key.fields) != len(key.ref_fields):
+            raise Unsupported(f"{where}: {len(key.fields)} field(s) refer to {len(key.ref_fields)} field(s)")
+        for name in key.fields + (key.ref_fields if not key.resource else ()):
+            if name not in by_name:
+                raise Unsupported(f"{where}: field '{name}' is not in the schema")
+            if by_name[name].type not in FK_TYPES:
+                raise Unsupported(f"{where}: a foreign key on a '{by_name[name].type}' field ('{name}')")
+            if by_name[name].type == "string" and by_name[name].descriptor.get("format", "default") != "default":
+                # a string with a format can be a type error: frictionless then looks the key up as None
+                raise Unsupported(f"{where}: a foreign key on a string field with a format ('{name}')")
+        out.append(key)
+    return out
 
 
 def compile_schema(descriptor: dict[str, Any], timezone: str = "Europe/Paris") -> SchemaPlan:
@@ -322,8 +375,6 @@ def compile_schema(descriptor: dict[str, Any], timezone: str = "Europe/Paris") -
     pk = descriptor.get("primaryKey") or []
     if isinstance(pk, str):
         pk = [pk]
-    if descriptor.get("foreignKeys"):
-        raise Unsupported("foreignKeys")
     from frictionless import FrictionlessException
 
     try:
@@ -335,4 +386,4 @@ def compile_schema(descriptor: dict[str, Any], timezone: str = "Europe/Paris") -
         raise Unsupported("duplicate field names in the schema")
     if any(k not in names for k in pk):
         raise Unsupported("primaryKey naming a field the schema does not have")
-    return SchemaPlan(plans, list(pk), [], missing)
+    return SchemaPlan(plans, list(pk), foreign_keys(descriptor, {p.name: p for p in plans}), missing)

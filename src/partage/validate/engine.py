@@ -32,7 +32,7 @@ from .arrow import (
 )
 from .compiler import Unsupported
 from .report import UNTYPABLE_ERROR_TYPES, Report, add_french, describe_error
-from .sqlengine import Outcome, Output, SqlValidation
+from .sqlengine import Outcome, Output, Reference, SqlValidation
 
 log = logging.getLogger("partage.validate")
 
@@ -64,17 +64,47 @@ def _resource(path: Path, descriptor: dict[str, Any], dialect: Dialect) -> Any:
     return Resource(path=path.name, basepath=str(path.parent), **options)
 
 
-def _run(path: Path, descriptor: dict[str, Any], dialect: Dialect, on_row: Any = None) -> Report:
+def _local_keys(descriptor: dict[str, Any], name: str | None, stem: str) -> tuple[dict[str, Any], list[str]]:
+    """The descriptor as frictionless-py can check it, and a warning for each foreign key it cannot.
+
+    frictionless-py resolves keys to other resources only inside a data package it reads; the hub's
+    datasets are Parquet in the warehouse, which only the SQL engine reads. A key to the dataset's own
+    id is a self-reference: frictionless knows one by the file's name (``stem``) or an empty name."""
+    keys = descriptor.get("foreignKeys")
+    if not isinstance(keys, list):
+        return descriptor, []
+    kept, warnings = [], []
+    for fk in keys:
+        ref = fk.get("reference") if isinstance(fk, dict) else None
+        resource = ref.get("resource") if isinstance(ref, dict) else None
+        if ref and resource and resource == name and resource != stem:
+            kept.append({**fk, "reference": {**ref, "resource": ""}})
+        elif resource and resource != stem:
+            warnings.append(f"the foreign key {fk.get('fields')!r} -> {resource!r} was not checked: this file went to "
+                            "frictionless-py (see the log for why), which cannot read the hub's other datasets")
+        else:
+            kept.append(fk)
+    return {**descriptor, "foreignKeys": kept}, warnings
+
+
+def _run(path: Path, descriptor: dict[str, Any], dialect: Dialect, on_row: Any = None, name: str | None = None) -> Report:
     import csv
 
     csv.field_size_limit(1 << 30)  # real files have huge cells (geometries); the default 128 KiB fails them
+    descriptor, warnings = _local_keys(descriptor, name, path.stem)
     try:
         resource = _resource(path, descriptor, dialect)
         result = resource.validate(on_row=on_row, limit_errors=0)
     except Exception as e:  # a file we cannot read must give a report, never a crash
         log.debug("validation crashed", exc_info=True)
         return Report.failure("source-error", f"the file could not be read as {dialect.format}: {type(e).__name__}: {e}")
-    return Report.from_frictionless(result)
+    report = Report.from_frictionless(result)
+    for w in warnings:
+        log.warning("%s: %s", path.name, w)
+        report.descriptor.setdefault("warnings", []).append(w)
+        for task in report.descriptor.get("tasks", []):
+            task.setdefault("warnings", []).append(w)
+    return report
 
 
 def _fallback(feature: str, path: Path) -> None:
@@ -82,10 +112,12 @@ def _fallback(feature: str, path: Path) -> None:
 
 
 def _sql(path: Path, descriptor: dict[str, Any], dialect: Dialect, timezone: str, out: Output | None,
-         tmp_root: Path | None = None) -> Outcome | None:
+         tmp_root: Path | None = None, references: dict[str, Reference] | None = None,
+         name: str | None = None) -> Outcome | None:
     """The SQL engine's outcome, or None when the file must go to frictionless-py (logged with the feature)."""
     try:
-        run = SqlValidation(path, descriptor, dialect, timezone=timezone, tmp_root=tmp_root)
+        run = SqlValidation(path, descriptor, dialect, timezone=timezone, tmp_root=tmp_root, references=references,
+                            name=name)
     except Unsupported as e:
         _fallback(e.feature, path)
         return None
@@ -104,15 +136,20 @@ def _sql(path: Path, descriptor: dict[str, Any], dialect: Dialect, timezone: str
 
 
 def validate(path: Path, schema: ResolvedSchema | dict[str, Any], dialect: Dialect, *,
-             timezone: str = "Europe/Paris", engine: Literal["auto", "frictionless"] = "auto") -> Report:
-    """Judge ``path`` against ``schema``; the report has frictionless' shape."""
+             timezone: str = "Europe/Paris", engine: Literal["auto", "frictionless"] = "auto",
+             references: dict[str, Reference] | None = None, name: str | None = None) -> Report:
+    """Judge ``path`` against ``schema``; the report has frictionless' shape.
+
+    ``references`` gives the rows of the other datasets the schema's foreign keys point to (see
+    :func:`partage.pipeline.foreign_references`); ``name`` is the dataset's own id (a key to it is a self-reference)."""
     descriptor = prepared_descriptor(schema, dialect)
+    name = name or path.stem  # frictionless names a resource after its file
     if engine == "auto":
-        outcome = _sql(path, descriptor, dialect, timezone, None)
+        outcome = _sql(path, descriptor, dialect, timezone, None, references=references, name=name)
         if outcome is not None:
             add_french(outcome.report.descriptor)
             return outcome.report
-    report = _run(path, descriptor, dialect)
+    report = _run(path, descriptor, dialect, name=name)
     report.descriptor["partage_engine"] = {"engine": "frictionless"}
     add_french(report.descriptor)
     return report
@@ -141,6 +178,8 @@ def validate_and_type(
     timezone: str = "Europe/Paris",
     engine: Literal["auto", "frictionless"] = "auto",
     tmp_root: Path | None = None,
+    references: dict[str, Reference] | None = None,
+    name: str | None = None,
 ) -> TypedResult:
     """Validate and write typed rows in one pass, then apply the entry's policy.
 
@@ -155,21 +194,22 @@ def validate_and_type(
     columns do not line up with the schema, no row can be trusted.
     """
     descriptor = prepared_descriptor(schema, dialect)
+    name = name or path.stem  # frictionless names a resource after its file
     fields = descriptor.get("fields", [])
     if engine == "auto":
         out = Output(policy, source_key, data_path, quarantine_path, data_schema(fields), quarantine_schema(fields))
         # DuckDB spills next to the output (the warehouse's staging dir), never to a small system /tmp
         data_path.parent.mkdir(parents=True, exist_ok=True)
-        outcome = _sql(path, descriptor, dialect, timezone, out, tmp_root or data_path.parent)
+        outcome = _sql(path, descriptor, dialect, timezone, out, tmp_root or data_path.parent, references, name)
         if outcome is not None:
             return _decide(outcome.report, policy, outcome.rows, outcome.quarantined, data_path, quarantine_path)
     return _frictionless_and_type(path, descriptor, dialect, policy=policy, source_key=source_key,
-                                  data_path=data_path, quarantine_path=quarantine_path, timezone=timezone)
+                                  data_path=data_path, quarantine_path=quarantine_path, timezone=timezone, name=name)
 
 
 def _frictionless_and_type(
     path: Path, descriptor: dict[str, Any], dialect: Dialect, *, policy: Policy, source_key: str,
-    data_path: Path, quarantine_path: Path, timezone: str,
+    data_path: Path, quarantine_path: Path, timezone: str, name: str | None = None,
 ) -> TypedResult:
     """The frictionless-py pass (one read, rows typed in Python): the fallback of the SQL engine."""
     fields = descriptor.get("fields", [])
@@ -204,7 +244,7 @@ def _frictionless_and_type(
             cells += [None] * (width - len(cells))
             quarantine.append(cells + [source_key, row.row_number, json.dumps(errors, ensure_ascii=False)])
 
-    report = _run(path, descriptor, dialect, on_row)
+    report = _run(path, descriptor, dialect, on_row, name=name)
     report.descriptor["partage_engine"] = {"engine": "frictionless"}
     data.close()
     quarantine.close()

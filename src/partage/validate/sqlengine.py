@@ -1,14 +1,14 @@
 """Run a compiled schema over a CSV file in DuckDB: errors, typed Parquet, quarantine.
 
-One scan: DuckDB's CSV reader feeds the compiled expressions directly, and one
-table ``scan0`` keeps per cell its text, its typed value where SQL decides it,
-a flag where it does not, and per row the errors SQL found (one mostly-NULL
-column). The distinct undecided values are then judged by frictionless and
-their typed values written in place, so the checks that need the whole file
-(primary key, unique) and the sorted Parquet write read a plain table, no joins.
-The table lives in memory and spills to the warehouse's tmp dir past
-``MEMORY_LIMIT``. Cell semantics come from :mod:`.compiler`; this module owns
-the file handling and the report.
+One scan: DuckDB's CSV reader feeds the compiled expressions directly, and the
+result goes to a Parquet file in the run's temp dir (not a table: memory stays
+flat with the file's size): per cell its text, its typed value where SQL decides
+it, a flag where it does not, and per row the errors SQL found (one mostly-NULL
+column). The distinct undecided values are then judged by frictionless and their
+verdicts joined back; the checks that need the whole file (unique, primary key,
+foreign keys) read the typed values, and the sorted Parquet write reads them once
+more. Cell semantics come from :mod:`.compiler`; this module owns the file
+handling and the report.
 
 Files whose *row numbering* DuckDB cannot reproduce (ragged rows, blank lines,
 line breaks inside quoted cells), whose header does not match the schema, or
@@ -28,7 +28,8 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ import pyarrow.parquet as pq
 from ..dialect import Dialect
 from ..filefacts import file_facts
 from ..warehouse import ident
-from .compiler import CONSTRAINT_ORDER, FieldPlan, SchemaPlan, Unsupported, compile_schema, oracle, sql_str
+from .compiler import CONSTRAINT_ORDER, FieldPlan, ForeignKey, SchemaPlan, Unsupported, compile_schema, oracle, sql_str
 from .report import STORED_ERRORS_LIMIT, Report
 
 log = logging.getLogger("partage.validate")
@@ -52,6 +53,28 @@ BATCH_ROWS = 65_536
 GROUP_FIELDS = 24
 MAX_FIELDS = 1000
 MAX_LINE = 2 << 20  # longer records go to frictionless-py; DuckDB sizes its CSV buffers on this (16 MB lines: 256 MB blocks)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Another dataset a foreign key points to: a SQL relation of its stored rows, and its columns' SQL types.
+
+    ``attach`` lets the validation's own DuckDB connection read where the rows are (an object store)."""
+
+    relation: str
+    columns: dict[str, str]
+    attach: Callable[[duckdb.DuckDBPyConnection], None] | None = field(default=None, compare=False)
+
+
+_NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE", "DECIMAL")
+
+
+def _comparable(a: str, b: str) -> bool:
+    """Would Python's ``==`` on frictionless' values of these SQL types ever be true? (1 == Decimal('1.0'), 1 != '1')"""
+    def family(t: str) -> str:
+        t = t.upper()
+        return "number" if t.startswith(_NUMERIC) else t
+    return family(a) == family(b)
 
 
 @dataclass
@@ -110,12 +133,22 @@ class SqlValidation:
     """One validation run: a DuckDB database in a temp dir, dropped at the end."""
 
     def __init__(self, path: Path, descriptor: dict[str, Any], dialect: Dialect, *, timezone: str,
-                 tmp_root: Path | None = None):
+                 tmp_root: Path | None = None, references: Mapping[str, Reference] | None = None,
+                 name: str | None = None):
         self.path = path
         self.descriptor = descriptor
         self.dialect = dialect
         self.timezone = timezone
         self.plan: SchemaPlan = compile_schema(descriptor, timezone)
+        self.name = name  # the dataset's own name: a foreign key to it is a self-reference, as in frictionless
+        self.references = dict(references or {})
+        self.warnings: list[str] = []
+        for fk in list(self.plan.foreign_keys):
+            if not self._is_self(fk) and fk.resource not in self.references:
+                self.plan.foreign_keys.remove(fk)
+                self.warnings.append(f"the foreign key {', '.join(fk.fields)} -> {fk.resource} "
+                                     f"({', '.join(fk.ref_fields)}) was not checked: no dataset '{fk.resource}' "
+                                     "in the warehouse (harvest it, or pass --warehouse)")
         self.tmp = Path(tempfile.mkdtemp(prefix="partage-sqlv-", dir=tmp_root))
         self.con: duckdb.DuckDBPyConnection | None = None
         self.oracle_values = 0
@@ -278,6 +311,9 @@ class SqlValidation:
         """A text field whose typed value is its text (when not missing): no typed column to store."""
         return p.cast == "__V__"
 
+    def _is_self(self, fk: ForeignKey) -> bool:
+        return not fk.resource or fk.resource == self.name
+
     # -- checks ----------------------------------------------------------------
 
     def _oracles(self) -> None:
@@ -406,10 +442,56 @@ class SqlValidation:
                 "WHERE prev IS NOT NULL"
             )
             con.execute(f"INSERT INTO long SELECT rid, {2 * n}, 0, 'pk:none' FROM typed WHERE {allnull}")
+        for k, fk in enumerate(self.plan.foreign_keys):
+            self._foreign_key(k, fk, 2 * n + 1 + k)
         con.execute(
             "CREATE TABLE errs AS SELECT rid, list(CASE WHEN fi >= 0 AND fi < " + str(n) + " THEN fi || ':' || code "
             "WHEN fi = -1 THEN '-1:blank-row' ELSE code END ORDER BY fi, pos) AS errs FROM long GROUP BY rid"
         )
+
+    def _foreign_key(self, k: int, fk: ForeignKey, fi: int) -> None:
+        """Rows whose key is not among the referenced values: frictionless' lookup, as an anti-join.
+
+        As in frictionless, a key whose cells are all missing (or type errors) is not checked, a partly
+        missing one must be found with the same cells missing, and a self-reference looks among every row
+        of the file, invalid ones included (their typed cells; a type error counts as missing)."""
+        con = self.con
+        assert con is not None
+        by_name = {p.name: p for p in self.plan.fields}
+        mine = [f"t{by_name[f].index}" for f in fk.fields]
+        if self._is_self(fk):
+            theirs, source = [f"t{by_name[f].index}" for f in fk.ref_fields], "typed"
+            pairs = [by_name[a].target == by_name[b].target or _comparable(by_name[a].target, by_name[b].target)
+                     for a, b in zip(fk.fields, fk.ref_fields)]
+        else:
+            ref = self.references[fk.resource]
+            if ref.attach is not None:
+                ref.attach(con)
+            theirs, source = [ident(f) for f in fk.ref_fields], ref.relation
+            pairs = [_comparable(by_name[a].target, ref.columns[b]) for a, b in zip(fk.fields, fk.ref_fields)]
+        keys = ", ".join(f"{t} AS k{j}" for j, t in enumerate(theirs))
+        unset = " AND ".join(f"{t} IS NULL" for t in theirs)
+        same = " AND ".join(f"s.{m} IS NOT DISTINCT FROM l.k{j}" for j, m in enumerate(mine))
+        checked = f"SELECT rid, {', '.join(mine)} FROM typed WHERE NOT ({' AND '.join(f'{m} IS NULL' for m in mine)})"
+        if all(pairs):
+            con.execute(f"INSERT INTO long SELECT s.rid, {fi}, 0, 'fk:{k}' FROM ({checked}) s ANTI JOIN "
+                        f"(SELECT DISTINCT {keys} FROM {source} WHERE NOT ({unset})) l ON {same}")
+        else:  # a text key against numbers (or the like): Python never finds '1' == 1, nor does this
+            con.execute(f"INSERT INTO long SELECT s.rid, {fi}, 0, 'fk:{k}' FROM ({checked}) s")
+
+    def _fk_values(self, fk: ForeignKey, cells: list[Any]) -> list[Any]:
+        """The key's cells as frictionless types them (for its note: ``str()`` of each value)."""
+        from frictionless import Schema
+
+        if not hasattr(self, "_fl_schema"):
+            self._fl_schema = Schema.from_descriptor(self.descriptor)
+        out = []
+        for name in fk.fields:
+            p = next(p for p in self.plan.fields if p.name == name)
+            text = cells[p.index]
+            value, _notes = self._fl_schema.get_field(name).read_cell(text) if text not in p.missing else (None, {})
+            out.append(value)
+        return out
 
     # -- report ----------------------------------------------------------------
 
@@ -423,10 +505,13 @@ class SqlValidation:
         total = 0
         invalid_rows = 0
         for kind, n in con.execute(
-            "SELECT k, count(*) FROM (SELECT split_part(unnest(errs), ':', 2) AS k FROM errs) "
+            # '<field>:<code>' for a cell, '-1:blank-row', and 'pk:…', 'unique:…', 'fk:…' for the whole-file checks
+            "SELECT k, count(*) FROM (SELECT CASE WHEN split_part(x, ':', 1) IN ('pk', 'unique', 'fk') "
+            "THEN split_part(x, ':', 1) ELSE split_part(x, ':', 2) END AS k FROM (SELECT unnest(errs) AS x FROM errs)) "
             "WHERE k <> 'cast' GROUP BY k"
         ).fetchall():
-            key = {"blank-row": "blank-row", "unique": "unique-error", "pk": "primary-key"}.get(kind, "type-error" if kind == "type" else "constraint-error")
+            key = {"blank-row": "blank-row", "unique": "unique-error", "pk": "primary-key", "fk": "foreign-key"}.get(
+                kind, "type-error" if kind == "type" else "constraint-error")
             counts[key] += n
             total += n
         invalid_rows = con.execute(
@@ -441,11 +526,18 @@ class SqlValidation:
             row_number = rid + 2
             for code in codes:
                 head, _, rest = code.partition(":")
-                if head in ("unique", "pk"):
+                if head == "fk":
+                    fk = self.plan.foreign_keys[int(rest)]
+                    values = self._fk_values(fk, cells)
+                    err: ferr.RowError = ferr.ForeignKeyError(note=fk.note(values), cells=cells, row_number=row_number,
+                                               field_names=list(fk.fields),
+                                               field_cells=["" if v is None else str(v) for v in values],
+                                               reference_name=fk.resource, reference_field_names=list(fk.ref_fields))
+                elif head in ("unique", "pk"):
                     if head == "pk":
                         note = 'cells composing the primary keys are all "None"' if rest == "none" else \
                             f"the same as in the row at position {int(rest) + 2}"
-                        err: ferr.RowError = ferr.PrimaryKeyError(note=note, cells=cells, row_number=row_number)
+                        err = ferr.PrimaryKeyError(note=note, cells=cells, row_number=row_number)
                     else:
                         idx, _, prev = rest.partition(":")
                         p = plans[int(idx)]
@@ -471,16 +563,16 @@ class SqlValidation:
         task: dict[str, Any] = {
             "name": self.path.stem, "type": "table", "valid": total == 0, "place": str(self.path.name),
             "labels": labels,
-            "stats": {"errors": total, "warnings": 0, "seconds": seconds, "bytes": self.path.stat().st_size,
+            "stats": {"errors": total, "warnings": len(self.warnings), "seconds": seconds, "bytes": self.path.stat().st_size,
                       "fields": len(plans), "rows": rows},
-            "warnings": [], "errors": stored,
+            "warnings": list(self.warnings), "errors": stored,
         }
         if total > len(stored):
             task["warnings"].append(
                 f"report truncated to the first {len(stored)} of {total} errors; every invalid row and its errors "
                 "is kept in the dataset's quarantine table")
-        desc = {"valid": total == 0, "stats": {"tasks": 1, "errors": total, "warnings": 0, "seconds": seconds},
-                "warnings": [], "errors": [], "tasks": [task]}
+        desc = {"valid": total == 0, "stats": {"tasks": 1, "errors": total, "warnings": len(self.warnings), "seconds": seconds},
+                "warnings": list(self.warnings), "errors": [], "tasks": [task]}
         desc["partage_engine"] = {"engine": "duckdb", "oracle_values": self.oracle_values}
         return Report(desc, total, rows, invalid_rows, dict(counts))
 
@@ -544,6 +636,11 @@ class SqlValidation:
         plans = self.plan.fields
         if head == "pk":
             return {"type": "primary-key", "field": None, "message": "duplicate or empty primary key"}
+        if head == "fk":
+            fk = self.plan.foreign_keys[int(rest)]
+            where = f"dataset '{fk.resource}'" if not self._is_self(fk) else "this file"
+            return {"type": "foreign-key", "field": ", ".join(fk.fields),
+                    "message": f"{', '.join(fk.fields)}: not found among {', '.join(fk.ref_fields)} of {where}"}
         if head == "unique":
             idx = int(rest.partition(":")[0])
             return {"type": "unique-error", "field": plans[idx].name, "message": "duplicate value"}
