@@ -77,6 +77,7 @@ def compare(path: Path, schema: dict[str, Any]) -> tuple[Any, Any]:
     ref = validate(path, schema, dialect, engine="frictionless")
     assert Counter(map(key, sql.errors)) == Counter(map(key, ref.errors)), path
     assert sql.error_count == ref.error_count
+    assert sql.errors_by_type == ref.errors_by_type  # the counts quality reports show, by error type
     assert sql.valid == ref.valid
     assert sql.row_count == ref.row_count
     return sql, ref
