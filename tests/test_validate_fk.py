@@ -221,3 +221,24 @@ def test_harvest_fails_a_key_to_an_unknown_dataset_with_the_fix(hub: CatalogBuil
     (src,) = harvest().sources
     assert src.state == "failed"
     assert "dataset 'communes'" in src.reason and "harvest it first" in src.reason
+
+
+def test_quarantine_lists_each_rows_errors_in_frictionless_order(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    from partage.validate import validate_and_type
+
+    schema = {**TREE, "primaryKey": ["id"]}
+    rows = [TREE_HEADER, ["1", "", "AA", "", "1"], ["1", "7", "BB", "", "12"], ["2", "1", "CC", "AA", "x"]]
+    path = write(tmp_path / "q.csv", rows)
+    res = validate_and_type(path, schema, detect(path), policy="quarantine", source_key="src",
+                            data_path=tmp_path / "d.parquet", quarantine_path=tmp_path / "q.parquet")
+    assert engine_of(res.report) == "duckdb" and (res.rows, res.quarantined) == (1, 2)
+    table = pq.read_table(tmp_path / "q.parquet")
+    assert table.schema.field("id").type == "string" and table.column("_row_number").to_pylist() == [3, 4]
+    assert table.column("parent").to_pylist() == ["7", "1"]  # as received
+    errors = [json.loads(e) for e in table.column("_errors").to_pylist()]
+    assert [[e["type"] for e in row] for row in errors] == [
+        ["constraint-error", "primary-key", "foreign-key", "foreign-key"], ["type-error"]]
+    assert errors[0][0]["field"] == "weight" and errors[0][2]["field"] == "parent"
+    assert errors[0][3]["field"] == "parent_code, parent"

@@ -49,7 +49,6 @@ _CHUNK = 1 << 22
 NOT_NULL_STR = "\x01"  # DuckDB's nullstr: a byte no text cell holds, so '' stays ''
 MEMORY_LIMIT = "600MB"
 SCAN_COMPRESSION = "uncompressed"  # a temp file read back at once: compressing it cost more CPU than the bytes (A/B: 3 of 3)
-BATCH_ROWS = 65_536
 GROUP_FIELDS = 24
 MAX_FIELDS = 1000
 MAX_LINE = 2 << 20  # longer records go to frictionless-py; DuckDB sizes its CSV buffers on this (16 MB lines: 256 MB blocks)
@@ -595,10 +594,7 @@ class SqlValidation:
                     "CASE WHEN random() < 2 THEN rid + 2 END AS _row_number "
                     f"FROM typed WHERE rid NOT IN (SELECT rid FROM bad){order}")
         stored = self._copy(data_sql, out.data_path, out.data_schema)
-        q_sql = (f"SELECT {', '.join(f'r.v{p.index} AS {ident(p.name)}' for p in plans)}, {sql_str(out.source_key)} AS _source, "
-                 f"r.rid + 2 AS _row_number, e.errs AS _codes FROM cells r JOIN errs e ON e.rid = r.rid "
-                 "WHERE r.rid IN (SELECT rid FROM bad) ORDER BY r.rid")
-        quarantined = self._copy_quarantine(q_sql, out)
+        quarantined = self._copy_quarantine(out)
         return stored, quarantined
 
     def _copy(self, sql: str, path: Path, schema: pa.Schema) -> int:
@@ -612,29 +608,42 @@ class SqlValidation:
             raise pa.ArrowTypeError(f"typed Parquet schema {written} differs from the expected {schema}")
         return pq.ParquetFile(path).metadata.num_rows
 
-    def _copy_quarantine(self, sql: str, out: Output) -> int:
+    def _copy_quarantine(self, out: Output) -> int:
+        """The bad rows as received, with ``_errors`` (a JSON list), written by DuckDB.
+
+        A code's description depends on its field and kind only (not on the row a duplicate repeats),
+        so each distinct one is described once in Python and the lists are assembled in SQL: a file
+        whose every row is bad (a whole column in the wrong format) costs seconds, not a Python loop."""
         con = self.con
         assert con is not None
-        out.quarantine_path.parent.mkdir(parents=True, exist_ok=True)
-        reader = con.sql(sql).to_arrow_reader(BATCH_ROWS)
-        n = 0
-        with pq.ParquetWriter(out.quarantine_path, out.quarantine_schema, compression="zstd") as w:
-            for batch in reader:
-                cols = batch.to_pydict()
-                errors_json = []
-                for codes in cols.pop("_codes"):
-                    errors_json.append(json.dumps([self._describe(c) for c in codes], ensure_ascii=False))
-                cols["_errors"] = errors_json
-                w.write_table(pa.Table.from_pydict(cols, schema=out.quarantine_schema))
-                n += batch.num_rows
-        if n == 0:
-            out.quarantine_path.unlink(missing_ok=True)
-        return n
+        plans = self.plan.fields
+        # the description key: 'pk:17' -> 'pk', 'unique:3:17' -> 'unique:3', the others as they are
+        kinds = ("CASE WHEN starts_with(code, 'pk:') THEN 'pk' WHEN starts_with(code, 'unique:') "
+                 "THEN 'unique:' || split_part(code, ':', 2) ELSE code END")
+        con.execute(f"CREATE TABLE qcodes AS SELECT e.rid, c.pos, {kinds} AS k FROM errs e, "
+                    "unnest(e.errs) WITH ORDINALITY AS c(code, pos) WHERE e.rid IN (SELECT rid FROM bad)")
+        keys = [r[0] for r in con.execute("SELECT DISTINCT k FROM qcodes").fetchall()]
+        described = pa.table({"k": pa.array(keys, pa.string()),
+                              "j": pa.array([json.dumps(self._describe(k), ensure_ascii=False) for k in keys], pa.string())})
+        con.register("_qdesc", described)
+        try:
+            text = ", ".join(f"CASE WHEN random() < 2 THEN r.v{p.index} END AS {ident(p.name)}" for p in plans)
+            sql = (f"SELECT {text}, CASE WHEN random() < 2 THEN {sql_str(out.source_key)} END AS _source, "
+                   "CASE WHEN random() < 2 THEN r.rid + 2 END AS _row_number, "
+                   "CASE WHEN random() < 2 THEN q._errors END AS _errors FROM cells r JOIN "
+                   "(SELECT c.rid, '[' || string_agg(d.j, ', ' ORDER BY c.pos) || ']' AS _errors FROM qcodes c "
+                   "JOIN _qdesc d ON d.k = c.k GROUP BY c.rid) q ON q.rid = r.rid ORDER BY r.rid")
+            n = con.execute("SELECT count(DISTINCT rid) FROM qcodes").fetchall()[0][0]
+            if n:
+                self._copy(sql, out.quarantine_path, out.quarantine_schema)
+        finally:
+            con.unregister("_qdesc")
+        return int(n)
 
     def _describe(self, code: str) -> dict[str, Any]:
         head, _, rest = code.partition(":")
         plans = self.plan.fields
-        if head == "pk":
+        if head == "pk":  # 'pk:<row>' or 'pk': the description does not depend on the row
             return {"type": "primary-key", "field": None, "message": "duplicate or empty primary key"}
         if head == "fk":
             fk = self.plan.foreign_keys[int(rest)]
