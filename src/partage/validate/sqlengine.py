@@ -142,6 +142,7 @@ class SqlValidation:
         self.name = name  # the dataset's own name: a foreign key to it is a self-reference, as in frictionless
         self.references = dict(references or {})
         self.warnings: list[str] = []
+        self._fl_schema: Any = None  # frictionless' Schema, built only to print foreign-key notes
         for fk in list(self.plan.foreign_keys):
             if not self._is_self(fk) and fk.resource not in self.references:
                 self.plan.foreign_keys.remove(fk)
@@ -460,8 +461,7 @@ class SqlValidation:
         mine = [f"t{by_name[f].index}" for f in fk.fields]
         if self._is_self(fk):
             theirs, source = [f"t{by_name[f].index}" for f in fk.ref_fields], "typed"
-            pairs = [by_name[a].target == by_name[b].target or _comparable(by_name[a].target, by_name[b].target)
-                     for a, b in zip(fk.fields, fk.ref_fields)]
+            pairs = [_comparable(by_name[a].target, by_name[b].target) for a, b in zip(fk.fields, fk.ref_fields)]
         else:
             ref = self.references[fk.resource]
             if ref.attach is not None:
@@ -482,7 +482,7 @@ class SqlValidation:
         """The key's cells as frictionless types them (for its note: ``str()`` of each value)."""
         from frictionless import Schema
 
-        if not hasattr(self, "_fl_schema"):
+        if self._fl_schema is None:
             self._fl_schema = Schema.from_descriptor(self.descriptor)
         out = []
         for name in fk.fields:
