@@ -208,6 +208,26 @@ def test_duplicate_and_empty_primary_keys(tmp_path: Path) -> None:
         "the same as in the row at position 4"]
 
 
+def test_text_keys_with_a_format_are_none_when_frictionless_calls_them_type_errors(tmp_path: Path) -> None:
+    """A bad uuid or e-mail is a type error, and frictionless' cell is then None: an all-None primary key,
+    and no unique error between two equal bad values (found by fuzzing a corpus schema)."""
+    schema = {"fields": [{"name": "id", "type": "string", "format": "uuid"},
+                         {"name": "mail", "type": "string", "format": "email", "constraints": {"unique": True}},
+                         {"name": "n", "type": "integer"}],
+              "primaryKey": "id"}
+    rows = [["id", "mail", "n"],
+            ["828e1140-523c-4a41-b466-ab1b64a4a4bd", "a@b.fr", "1"],
+            ["828e1140-523c-4a41-b466-ab1b64a4a4b+", "pas-un-email", "2"],
+            ["Ville de Vaulx-en-Velin", "pas-un-email", "3"],
+            ["828e1140-523c-4a41-b466-ab1b64a4a4bd", "a@b.fr", "4"]]
+    sql, _ = compare(write(tmp_path / "uuid.csv", rows), schema)
+    assert engine_of(sql) == "duckdb"
+    assert Counter(map(key, sql.errors)) == Counter([
+        (3, None, "primary-key"), (3, "id", "type-error"), (3, "mail", "type-error"),
+        (4, None, "primary-key"), (4, "id", "type-error"), (4, "mail", "type-error"),
+        (5, None, "primary-key"), (5, "mail", "unique-error")])
+
+
 @pytest.mark.parametrize("content, feature", [
     (b"", "empty"), (b"id,code_insee\n", "header"), (b"\x00\xff\xfe\x89PNG\r\n\x1a\n" * 50, "binary"),
     (b",".join(HEADER[:3]).replace(b"", b"") if False else ",".join(HEADER).encode() + b"\n1,2\n1,2,3,4,5,6,7,8,9,10,11,12,13\n", "ragged"),

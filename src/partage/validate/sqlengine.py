@@ -155,6 +155,7 @@ class SqlValidation:
         self.wide = False
         self.groups = 1
         self.judged: list[int] = []  # typed fields with values frictionless decided
+        self.text_type_errors: list[int] = []  # text fields (uuid, email...) with values frictionless calls type errors
         self.ends_with_lf = True
 
     def close(self) -> None:
@@ -358,6 +359,8 @@ class SqlValidation:
             con.unregister(f"_o{p.index}")
             if values and not self._identity(p):
                 self.judged.append(p.index)
+            elif self._identity(p) and "type" in codes:
+                self.text_type_errors.append(p.index)
             if values:
                 log.debug("field %s: %d distinct value(s) judged by frictionless", p.name, len(values))
 
@@ -377,14 +380,20 @@ class SqlValidation:
 
     def _judged(self) -> None:
         """The view ``typed``: every row's typed values t<i>, frictionless' joined in for the values it decided.
-        A text field's typed value is its text: a row whose text frictionless calls a type error is never stored."""
+
+        A text field's typed value is its text, except where frictionless calls it a type error (a bad uuid
+        or e-mail): then it is NULL, as frictionless' cell is None, so that the primary key, unique and
+        foreign-key checks see what frictionless sees ("cells composing the primary keys are all None")."""
         con = self.con
         assert con is not None
         cols, joins = [], []
         for p in self.plan.fields:
             i = p.index
             if self._identity(p):
-                cols.append(f"CASE WHEN NOT ({self._missing(p, f'c.v{i}')}) THEN c.v{i} END AS t{i}")
+                bad = ""
+                if i in self.text_type_errors:
+                    bad = f" AND NOT (c.x{i} AND c.v{i} IN (SELECT v FROM o{i} WHERE errs = 'type'))"
+                cols.append(f"CASE WHEN NOT ({self._missing(p, f'c.v{i}')}){bad} THEN c.v{i} END AS t{i}")
             elif i in self.judged:
                 joins.append(f" LEFT JOIN o{i} ON c.x{i} AND o{i}.v = c.v{i}")
                 cols.append(f"CASE WHEN c.x{i} THEN o{i}.t ELSE c.t{i} END AS t{i}")
