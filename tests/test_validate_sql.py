@@ -228,6 +228,30 @@ def test_text_keys_with_a_format_are_none_when_frictionless_calls_them_type_erro
         (5, None, "primary-key"), (5, "mail", "unique-error")])
 
 
+def test_unique_and_keys_compare_values_as_python_does(tmp_path: Path) -> None:
+    """frictionless finds repeats with Python dicts: a naive time or datetime never equals an aware one,
+    aware ones are equal at the same UTC instant, and NaN is never found again (found by fuzzing schemas)."""
+    schema = {"fields": [{"name": "t", "type": "time", "constraints": {"unique": True}},
+                         {"name": "d", "type": "datetime", "constraints": {"unique": True}},
+                         {"name": "x", "type": "number", "constraints": {"unique": True}},
+                         {"name": "k", "type": "datetime"}],
+              "primaryKey": ["k", "x"]}
+    rows = [["t", "d", "x", "k"],
+            ["10:20:00", "2024-03-10T10:20:00", "NaN", "2024-03-10T10:20:00"],
+            ["10:20:00Z", "2024-03-10T10:20:00Z", "NaN", "2024-03-10T10:20:00Z"],
+            ["11:20:00+01:00", "2024-03-10T11:20:00+01:00", "1.5", "2024-03-10T10:20:00"],
+            ["10:20", "2024-03-10T10:20:00", "1.50", "2024-03-10T10:20:00"],
+            ["10:20:00", "2024-03-10T09:20:00", "2", "2024-03-10T11:20:00+01:00"],
+            ["09:20:00", "2024-03-10T10:20:00", "3", "2024-03-10T11:20:00+01:00"]]
+    sql, _ = compare(write(tmp_path / "times.csv", rows), schema)
+    assert engine_of(sql) == "duckdb"
+    assert Counter(map(key, sql.errors)) == Counter([
+        (4, "t", "unique-error"), (4, "d", "unique-error"),
+        (5, "t", "type-error"), (5, "d", "unique-error"), (5, "x", "unique-error"), (5, None, "primary-key"),
+        (6, "t", "unique-error"),
+        (7, "d", "unique-error")])
+
+
 @pytest.mark.parametrize("content, feature", [
     (b"", "empty"), (b"id,code_insee\n", "header"), (b"\x00\xff\xfe\x89PNG\r\n\x1a\n" * 50, "binary"),
     (b",".join(HEADER[:3]).replace(b"", b"") if False else ",".join(HEADER).encode() + b"\n1,2\n1,2,3,4,5,6,7,8,9,10,11,12,13\n", "ragged"),

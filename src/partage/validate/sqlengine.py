@@ -120,6 +120,25 @@ def _duck_encoding(encoding: str) -> str | None:
     return {"utf-8": "utf-8", "utf-8-sig": "utf-8", "ascii": "utf-8", "iso8859-1": "latin-1", "latin-1": "latin-1"}.get(enc)
 
 
+def _compare_aux(kind: str, canon: str | None) -> str | None:
+    """For the whole-file checks' keys: a time's comparison key ('n'/'a' + microseconds, aware ones in UTC),
+    a datetime's 'n' (naive) or 'a' (aware) — Python never finds a naive value equal to an aware one."""
+    import datetime as dt
+
+    if canon is None or kind not in ("time", "datetime"):
+        return None
+    try:
+        value = dt.time.fromisoformat(canon) if kind == "time" else dt.datetime.fromisoformat(canon)
+    except ValueError:
+        return None
+    offset = value.utcoffset()
+    if kind == "datetime":
+        return "n" if offset is None else "a"
+    assert isinstance(value, dt.time)
+    us = ((value.hour * 60 + value.minute) * 60 + value.second) * 1_000_000 + value.microsecond
+    return f"n{us}" if offset is None else f"a{us - offset // dt.timedelta(microseconds=1)}"
+
+
 def _pattern_works(con: duckdb.DuckDBPyConnection, pattern: str) -> bool:
     try:
         con.execute(f"SELECT regexp_full_match('', {sql_str(pattern)})").fetchall()
@@ -352,10 +371,11 @@ class SqlValidation:
             self.oracle_values += len(values)
             codes = [",".join(e + (["cast"] if c else [])) or None for e, c in zip(rows["errs"], rows["cast_err"])]
             table = pa.table({"v": pa.array(rows["v"], pa.string()), "canon": pa.array(rows["canon"], pa.string()),
-                              "errs": pa.array(codes, pa.string())})
+                              "errs": pa.array(codes, pa.string()),
+                              "aux": pa.array([_compare_aux(p.type, c) for c in rows["canon"]], pa.string())})
             con.register(f"_o{p.index}", table)
             canon = p.from_canon
-            con.execute(f"CREATE TABLE o{p.index} AS SELECT v, {canon} AS t, errs FROM _o{p.index}")
+            con.execute(f"CREATE TABLE o{p.index} AS SELECT v, {canon} AS t, errs, aux FROM _o{p.index}")
             con.unregister(f"_o{p.index}")
             if values and not self._identity(p):
                 self.judged.append(p.index)
@@ -399,7 +419,20 @@ class SqlValidation:
                 cols.append(f"CASE WHEN c.x{i} THEN o{i}.t ELSE c.t{i} END AS t{i}")
             else:
                 cols.append(f"c.t{i}")
-        con.execute(f"CREATE VIEW typed AS SELECT c.rid, {', '.join(cols)} FROM cells c{''.join(joins)}")
+            if p.type in ("time", "datetime"):
+                # Python's == on times and datetimes: a naive value never equals an aware one, aware ones
+                # compare in UTC; the key says which it is ('n'/'a') before the instant
+                judged = f"o{i}.aux" if i in self.judged else "NULL"
+                if p.type == "time":
+                    cols.append(f"CASE WHEN c.x{i} THEN {judged} END AS ck{i}")
+                else:
+                    fmt = p.descriptor.get("format", "default")
+                    fast = f"length(c.v{i}) > 19" if fmt == "default" else ("true" if "%z" in str(fmt) else "false")
+                    cols.append(f"CASE WHEN c.x{i} THEN {judged} ELSE CASE WHEN {fast} THEN 'a' ELSE 'n' END END AS cm{i}")
+        keys = [f"CASE WHEN t{p.index} IS NOT NULL THEN cm{p.index} || epoch_us(t{p.index}) END AS ck{p.index}"
+                for p in self.plan.fields if p.type == "datetime"]
+        con.execute(f"CREATE VIEW typed AS SELECT *{''.join(', ' + k for k in keys)} FROM "
+                    f"(SELECT c.rid, {', '.join(cols)} FROM cells c{''.join(joins)})")
 
     def _collect_errors(self) -> None:
         """The table ``errs``: for every row with an error, its codes ('<field>:<code>', ordered as frictionless)."""
@@ -430,16 +463,17 @@ class SqlValidation:
         n = len(plans)
         for p in plans:
             if p.unique:
-                t = f"t{p.index}"
+                t = self._key(p)
                 con.execute(
                     f"INSERT INTO long SELECT rid, {n + p.index}, 0, 'unique:{p.index}:' || prev FROM (SELECT rid, "
                     f"lag(rid) OVER (PARTITION BY {t} ORDER BY rid) AS prev FROM typed WHERE {t} IN "
-                    f"(SELECT {t} FROM typed WHERE {t} IS NOT NULL GROUP BY 1 HAVING count(*) > 1)) WHERE prev IS NOT NULL"
+                    f"(SELECT {t} FROM typed WHERE {t} IS NOT NULL{self._no_nan([p])} GROUP BY 1 HAVING count(*) > 1)) "
+                    "WHERE prev IS NOT NULL"
                 )
         if self.plan.primary_key:
             pks = sorted((p for p in plans if p.name in self.plan.primary_key),
                          key=lambda p: self.plan.primary_key.index(p.name))
-            typed = [f"t{p.index}" for p in pks]
+            typed = [self._key(p) for p in pks]
             allnull = " AND ".join(f"{t} IS NULL" for t in typed)
             keys = ", ".join(f"{t} AS k{j}" for j, t in enumerate(typed))
             same = " AND ".join(f"d.k{j} IS NOT DISTINCT FROM s.k{j}" for j in range(len(typed)))
@@ -447,8 +481,8 @@ class SqlValidation:
             con.execute(
                 f"INSERT INTO long SELECT rid, {2 * n}, 0, 'pk:' || prev FROM (SELECT rid, lag(rid) OVER "
                 f"(PARTITION BY {kparts} ORDER BY rid) AS prev FROM (SELECT rid, {keys} FROM typed WHERE NOT ({allnull})) s "
-                f"SEMI JOIN (SELECT {keys} FROM typed WHERE NOT ({allnull}) GROUP BY ALL HAVING count(*) > 1) d ON {same}) "
-                "WHERE prev IS NOT NULL"
+                f"SEMI JOIN (SELECT {keys} FROM typed WHERE NOT ({allnull}){self._no_nan(pks)} GROUP BY ALL "
+                f"HAVING count(*) > 1) d ON {same}) WHERE prev IS NOT NULL"
             )
             con.execute(f"INSERT INTO long SELECT rid, {2 * n}, 0, 'pk:none' FROM typed WHERE {allnull}")
         for k, fk in enumerate(self.plan.foreign_keys):
@@ -469,7 +503,8 @@ class SqlValidation:
         by_name = {p.name: p for p in self.plan.fields}
         mine = [f"t{by_name[f].index}" for f in fk.fields]
         if self._is_self(fk):
-            theirs, source = [f"t{by_name[f].index}" for f in fk.ref_fields], "typed"
+            mine = [self._key(by_name[f]) for f in fk.fields]
+            theirs, source = [self._key(by_name[f]) for f in fk.ref_fields], "typed"
             pairs = [_comparable(by_name[a].target, by_name[b].target) for a, b in zip(fk.fields, fk.ref_fields)]
         else:
             ref = self.references[fk.resource]
@@ -486,6 +521,17 @@ class SqlValidation:
                         f"(SELECT DISTINCT {keys} FROM {source} WHERE NOT ({unset})) l ON {same}")
         else:  # a text key against numbers (or the like): Python never finds '1' == 1, nor does this
             con.execute(f"INSERT INTO long SELECT s.rid, {fi}, 0, 'fk:{k}' FROM ({checked}) s")
+
+    @staticmethod
+    def _key(p: FieldPlan) -> str:
+        """The column the whole-file checks compare: the typed value, or for times and datetimes a key
+        that keeps Python's distinction between naive and aware values."""
+        return f"ck{p.index}" if p.type in ("time", "datetime") else f"t{p.index}"
+
+    @staticmethod
+    def _no_nan(fields: list[FieldPlan]) -> str:
+        """frictionless' dicts never find a NaN again (Decimal('NaN') != Decimal('NaN')): no repeat among them."""
+        return "".join(f" AND NOT coalesce(isnan(t{p.index}), false)" for p in fields if p.target == "DOUBLE")
 
     def _fk_values(self, fk: ForeignKey, cells: list[Any]) -> list[Any]:
         """The key's cells as frictionless types them (for its note: ``str()`` of each value)."""
