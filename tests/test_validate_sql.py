@@ -252,6 +252,25 @@ def test_unique_and_keys_compare_values_as_python_does(tmp_path: Path) -> None:
         (7, "d", "unique-error")])
 
 
+@pytest.mark.parametrize("content, sql", [
+    # frictionless sniffs skipInitialSpace on its first lines even with the delimiter given: a header
+    # whose every delimiter is followed by a space, or without a delimiter (one column), turns it on
+    ("code; n; d\n01001; 1; 2024-01-05\n 2A004;  2;2024-01-06\n7505; x; 2024-13-01\n", True),
+    ("code;n;d\n01001; 1; 2024-01-05\n 2A004;2;2024-01-06\n", True),  # sniffed off: the spaces stay
+    ("code\n 01001\n2A004\n   7505\n", True),
+    ('code; n; d\n01001; " 1"; 2024-01-05\n', False),  # a quote after the spaces opens a quoted cell
+])
+def test_skip_initial_space_as_frictionless_sniffs_it(tmp_path: Path, content: str, sql: bool) -> None:
+    fields = [{"name": "code", "type": "string", "constraints": {"pattern": "[0-9][0-9AB][0-9]{3}"}},
+              {"name": "n", "type": "integer"}, {"name": "d", "type": "date"}]
+    header = [label.strip() for label in content.split("\n")[0].split(";")]
+    schema = {"fields": [f for f in fields if f["name"] in header]}
+    path = tmp_path / "spaces.csv"
+    path.write_text(content, encoding="utf-8")
+    report, _ = compare(path, schema)
+    assert engine_of(report) == ("duckdb" if sql else "frictionless")
+
+
 @pytest.mark.parametrize("content, feature", [
     (b"", "empty"), (b"id,code_insee\n", "header"), (b"\x00\xff\xfe\x89PNG\r\n\x1a\n" * 50, "binary"),
     (b",".join(HEADER[:3]).replace(b"", b"") if False else ",".join(HEADER).encode() + b"\n1,2\n1,2,3,4,5,6,7,8,9,10,11,12,13\n", "ragged"),

@@ -21,6 +21,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import itertools
 import json
 import logging
 import re
@@ -106,13 +107,46 @@ def _transcode(path: Path, encoding: str, tmp: Path) -> Path:
     return out
 
 
-def _header(path: Path, encoding: str, dialect: Dialect) -> list[str]:
+def _header(path: Path, encoding: str, dialect: Dialect, skip_initial_space: bool = False) -> list[str]:
     with open(path, encoding=encoding, newline="", errors="strict") as f:
         head = f.read(1 << 20)
-    reader = csv.reader(io.StringIO(head), delimiter=dialect.delimiter, quotechar=dialect.quote_char)
+    reader = csv.reader(io.StringIO(head), delimiter=dialect.delimiter, quotechar=dialect.quote_char,
+                        skipinitialspace=skip_initial_space)
     for row in reader:
         return row
     raise Unsupported("empty file")
+
+
+def _frictionless_skips_initial_space(path: Path, encoding: str, delimiter: str) -> bool:
+    """Does frictionless-py read this file with ``skipInitialSpace``?
+
+    It sniffs the option on its first 100 lines even when the delimiter is given (a header without
+    any delimiter, a single column, says yes), then drops the spaces that start a cell. Its reading is
+    the reference, so the SQL engine must know."""
+    try:
+        with open(path, encoding=encoding, newline="", errors="replace") as f:
+            sample = "".join(itertools.islice(f, 100))
+        return bool(csv.Sniffer().sniff(sample, delimiter).skipinitialspace)
+    except (csv.Error, OSError):
+        return False
+
+
+def _starts_with_space(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4).removeprefix(codecs.BOM_UTF8)[:1] == b" "
+
+
+def _contains(path: Path, needles: list[bytes]) -> bool:
+    """Any of these byte strings in the file? (streamed; a needle cut by a chunk boundary is still found)."""
+    keep = max(len(n) for n in needles) - 1
+    tail = b""
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            window = tail + chunk
+            if any(n in window for n in needles):
+                return True
+            tail = window[-keep:] if keep else b""
+    return False
 
 
 def _duck_encoding(encoding: str) -> str | None:
@@ -201,10 +235,19 @@ class SqlValidation:
             except (UnicodeDecodeError, LookupError) as e:
                 raise Unsupported(f"encoding '{d.encoding}' ({e})") from None
             duck_enc = "utf-8"
+        text_encoding = "utf-8-sig" if duck_enc == "utf-8" else "latin-1"
+        skip = _frictionless_skips_initial_space(source, text_encoding, d.delimiter)
         try:
-            labels = _header(source, "utf-8-sig" if duck_enc == "utf-8" else "latin-1", d)
+            labels = _header(source, text_encoding, d, skip)
         except UnicodeDecodeError:
             raise Unsupported(f"bytes that are not {d.encoding}") from None
+        q = d.quote_char or '"'
+        delim, quote = d.delimiter.encode(), q.encode()
+        # with skipInitialSpace, frictionless drops the spaces starting a cell, and a quote after them
+        # still opens a quoted cell: DuckDB's reader cannot do the latter, so such files go to frictionless
+        trim = skip and (_starts_with_space(source) or _contains(source, [delim + b" ", b"\n ", b"\r "]))
+        if trim and _contains(source, [b" " + quote, quote + b" "]):
+            raise Unsupported("spaces before a quoted cell, with skipInitialSpace (sniffed by frictionless)")
         names = [f.name for f in self.plan.fields]
         if labels != names:
             raise Unsupported("header that differs from the schema's field names")
@@ -223,11 +266,12 @@ class SqlValidation:
         con.execute("SET enable_progress_bar = false")
         con.execute("SET preserve_insertion_order = true")  # results keep the file's row order
         columns = "{" + ", ".join(f"{sql_str(f'c{i}')}: 'VARCHAR'" for i in range(len(names))) + "}"
-        q = d.quote_char or '"'
         read = (f"read_csv({sql_str(str(source))}, header=true, auto_detect=false, "
                 f"columns={columns}, delim={sql_str(d.delimiter)}, quote={sql_str(q)}, escape={sql_str(q)}, "
                 f"nullstr={sql_str(NOT_NULL_STR)}, strict_mode=true, null_padding=false, encoding={sql_str(duck_enc)}, "
                 f"max_line_size={MAX_LINE})")
+        if trim:
+            read = f"(SELECT {', '.join(f'ltrim(c{i}, {sql_str(chr(32))}) AS c{i}' for i in range(len(names)))} FROM {read})"
         return labels, read, facts.line_feeds
 
     def _scan(self, read: str, feeds: int) -> int:
