@@ -71,11 +71,17 @@ def key(e: dict[str, Any]) -> tuple[Any, ...]:
     return (e.get("rowNumber"), field, kind)
 
 
+def detail(e: dict[str, Any]) -> tuple[Any, ...]:
+    return (e.get("rowNumber"), e.get("fieldName"), e["type"], e.get("note"), e.get("cell"), tuple(e.get("cells") or ()))
+
+
 def compare(path: Path, schema: dict[str, Any]) -> tuple[Any, Any]:
     dialect = detect(path)
     sql = validate(path, schema, dialect)
     ref = validate(path, schema, dialect, engine="frictionless")
     assert Counter(map(key, sql.errors)) == Counter(map(key, ref.errors)), path
+    # and the report says the same of each: note, cell (a unique error prints the typed value), cells
+    assert Counter(map(detail, sql.errors)) == Counter(map(detail, ref.errors)), path
     assert sql.error_count == ref.error_count
     assert sql.errors_by_type == ref.errors_by_type  # the counts quality reports show, by error type
     assert sql.valid == ref.valid

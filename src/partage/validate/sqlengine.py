@@ -577,14 +577,14 @@ class SqlValidation:
         """frictionless' dicts never find a NaN again (Decimal('NaN') != Decimal('NaN')): no repeat among them."""
         return "".join(f" AND NOT coalesce(isnan(t{p.index}), false)" for p in fields if p.target == "DOUBLE")
 
-    def _fk_values(self, fk: ForeignKey, cells: list[Any]) -> list[Any]:
-        """The key's cells as frictionless types them (for its note: ``str()`` of each value)."""
+    def _typed_values(self, names: tuple[str, ...] | list[str], cells: list[Any]) -> list[Any]:
+        """These cells as frictionless types them: its foreign-key notes and unique errors print ``str()`` of them."""
         from frictionless import Schema
 
         if self._fl_schema is None:
             self._fl_schema = Schema.from_descriptor(self.descriptor)
         out = []
-        for name in fk.fields:
+        for name in names:
             p = next(p for p in self.plan.fields if p.name == name)
             text = cells[p.index]
             value, _notes = self._fl_schema.get_field(name).read_cell(text) if text not in p.missing else (None, {})
@@ -626,7 +626,7 @@ class SqlValidation:
                 head, _, rest = code.partition(":")
                 if head == "fk":
                     fk = self.plan.foreign_keys[int(rest)]
-                    values = self._fk_values(fk, cells)
+                    values = self._typed_values(fk.fields, cells)
                     err: ferr.RowError = ferr.ForeignKeyError(note=fk.note(values), cells=cells, row_number=row_number,
                                                field_names=list(fk.fields),
                                                field_cells=["" if v is None else str(v) for v in values],
@@ -640,8 +640,8 @@ class SqlValidation:
                         idx, _, prev = rest.partition(":")
                         p = plans[int(idx)]
                         err = ferr.UniqueError(note=f"the same as in the row at position {int(prev) + 2}", cells=cells,
-                                               row_number=row_number, cell=cells[p.index], field_name=p.name,
-                                               field_number=p.index + 1)
+                                               row_number=row_number, cell=str(self._typed_values([p.name], cells)[0]),
+                                               field_name=p.name, field_number=p.index + 1)
                 elif rest == "blank-row":
                     err = ferr.BlankRowError(note="", cells=cells, row_number=row_number)
                 elif rest == "cast":
