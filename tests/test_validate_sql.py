@@ -466,6 +466,31 @@ def test_frictionless_fixtures_same_errors(data: Path, schema: Any) -> None:
 
 
 @pytest.mark.slow
+def test_row_numbers_stay_right_past_the_csv_readers_first_buffers(tmp_path: Path) -> None:
+    """A file of several CSV buffers (~50 MB), with an enum of 5 values (DuckDB turns such IN lists into
+    joins, which let the scan's batches be written out of order): every error at the row it was put in.
+    Compared with where the errors were put, not with frictionless (minutes on this size); run 3 times
+    since batch order depends on thread timing."""
+    kinds = ["Voirie", "Parking public", "Parking privé", "Station dédiée", "Autre lieu"]
+    schema = {"fields": [{"name": "id", "type": "integer"},
+                         {"name": "lieu", "type": "string", "constraints": {"enum": kinds}},
+                         {"name": "ok", "type": "boolean"},
+                         {"name": "texte", "type": "string"}]}
+    bad = set(range(3, 520_000, 9_973))
+    path = tmp_path / "big.csv"
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("id,lieu,ok,texte\n")
+        for i in range(520_000):
+            f.write(f"{i},{'Rue' if i in bad else kinds[i % 5]},{'true' if i % 2 else 'false'},"
+                    f"ligne {i} d'un fichier assez long pour plusieurs tampons du lecteur CSV\n")
+    assert path.stat().st_size > 48_000_000
+    for _ in range(3):
+        report = validate(path, schema, detect(path))
+        assert engine_of(report) == "duckdb"
+        assert [(e["rowNumber"], e["cell"]) for e in report.errors] == [(i + 2, "Rue") for i in sorted(bad)]
+
+
+@pytest.mark.slow
 def test_a_100_mb_single_line_gives_a_report(tmp_path: Path) -> None:
     path = tmp_path / "long.csv"
     with open(path, "wb") as f:

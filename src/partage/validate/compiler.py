@@ -45,6 +45,13 @@ def sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def sql_in(expr: str, literals: list[str]) -> str:
+    """``expr IN (literals)``; NULL for no literal (as frictionless, nothing is then in the list)."""
+    if not literals:
+        return "NULL"
+    return f"{expr} IN ({', '.join(literals)})"
+
+
 def _num_literal(value: Any) -> str:
     return repr(float(value))
 
@@ -150,7 +157,7 @@ def compile_field(index: int, desc: dict[str, Any], schema_missing: list[str], t
                 plan.checks.append((name, f"length({v}) {op} {int(constraints[name])}"))
         if "enum" in constraints:
             values = [x for x in constraints["enum"] if isinstance(x, str)]
-            plan.checks.append(("enum", f"{v} NOT IN ({', '.join(sql_str(x) for x in values) or 'NULL'})"
+            plan.checks.append(("enum", f"NOT {sql_in(v, [sql_str(x) for x in values])}"
                                 if values else "true"))
         if kind == "any":
             plan.fast = "true"
@@ -162,7 +169,7 @@ def compile_field(index: int, desc: dict[str, Any], schema_missing: list[str], t
         bound_checks("__T__", lambda x: str(int(x)))
         if "enum" in constraints:
             values = [reader(x) for x in constraints["enum"]]
-            plan.checks.append(("enum", f"__T__ NOT IN ({', '.join(str(int(x)) for x in values if x is not None) or 'NULL'})"))
+            plan.checks.append(("enum", f"NOT {sql_in('__T__', [str(int(x)) for x in values if x is not None])}"))
     elif kind == "number":
         plan.target = "DOUBLE"
         dec = desc.get("decimalChar", ".")
@@ -180,13 +187,13 @@ def compile_field(index: int, desc: dict[str, Any], schema_missing: list[str], t
         trues = desc.get("trueValues", getattr(fl, "true_values", None)) or []
         falses = desc.get("falseValues", getattr(fl, "false_values", None)) or []
         plan.fast = "true"
-        tl = ", ".join(sql_str(x) for x in trues) or "NULL"
-        fl_ = ", ".join(sql_str(x) for x in falses) or "NULL"
-        plan.cast = f"CASE WHEN {v} IN ({tl}) THEN true WHEN {v} IN ({fl_}) THEN false END"
+        tl = [sql_str(x) for x in trues]
+        fl_ = [sql_str(x) for x in falses]
+        plan.cast = f"CASE WHEN {sql_in(v, tl)} THEN true WHEN {sql_in(v, fl_)} THEN false END"
         plan.from_canon = "TRY_CAST(canon AS BOOLEAN)"
         if "enum" in constraints:
             values = [reader(x) for x in constraints["enum"]]
-            plan.checks.append(("enum", f"__T__ NOT IN ({', '.join(str(x).lower() for x in values if x is not None) or 'NULL'})"))
+            plan.checks.append(("enum", f"NOT {sql_in('__T__', [str(x).lower() for x in values if x is not None])}"))
     elif kind == "date":
         plan.target = "DATE"
         pyfmt = "%Y-%m-%d" if fmt == "default" else fmt

@@ -1,8 +1,9 @@
 """Run a compiled schema over a CSV file in DuckDB: errors, typed Parquet, quarantine.
 
-One scan: DuckDB's CSV reader feeds the compiled expressions directly, and the
-result goes to a Parquet file in the run's temp dir (not a table: memory stays
-flat with the file's size): per cell its text, its typed value where SQL decides
+One read of the CSV: DuckDB's reader copies the cells' text, in file order, to a
+Parquet file in the run's temp dir (not a table: memory stays flat with the file's
+size); the compiled expressions then run on it in parallel, each row carrying its
+place in the file, and write per cell its text, its typed value where SQL decides
 it, a flag where it does not, and per row the errors SQL found (one mostly-NULL
 column). The distinct undecided values are then judged by frictionless and their
 verdicts joined back; the checks that need the whole file (unique, primary key,
@@ -41,7 +42,7 @@ import pyarrow.parquet as pq
 from ..dialect import Dialect
 from ..filefacts import file_facts
 from ..warehouse import ident
-from .compiler import CONSTRAINT_ORDER, FieldPlan, ForeignKey, SchemaPlan, Unsupported, compile_schema, oracle, sql_str
+from .compiler import CONSTRAINT_ORDER, FieldPlan, ForeignKey, SchemaPlan, Unsupported, compile_schema, oracle, sql_in, sql_str
 from .report import STORED_ERRORS_LIMIT, Report
 
 log = logging.getLogger("partage.validate")
@@ -299,8 +300,24 @@ class SqlValidation:
         scan_file = self.tmp / "scan0.parquet"
         try:
             if not self.wide:
-                con.execute(f"COPY ({self._scan_sql(plans, read, blank=True)}) TO {sql_str(str(scan_file))} "
+                # Two steps, because a row's number is its place in the file and DuckDB's CSV reader does not
+                # give it: the text is first copied in file order (preserve_insertion_order, a plain scan),
+                # where the Parquet row number is the file's; the checks then run on that copy in parallel
+                # and carry the number along. Done in one ordered COPY, the checks ran on one core (2x
+                # slower), and a join the optimizer put in (an IN list of 5+ constants becomes a MARK join)
+                # let batches be written out of order: wrong row numbers past the first CSV buffer.
+                text_file = self.tmp / "text.parquet"
+                con.execute(f"COPY (SELECT * FROM {read}) TO {sql_str(str(text_file))} "
                             f"(FORMAT parquet, COMPRESSION {SCAN_COMPRESSION})")
+                numbered = (f"(SELECT file_row_number AS rowid, * EXCLUDE (file_row_number) "
+                            f"FROM read_parquet({sql_str(str(text_file))}, file_row_number = true))")
+                con.execute("SET preserve_insertion_order = false")
+                try:
+                    con.execute(f"COPY ({self._scan_sql(plans, numbered, blank=True, rid=True)}) TO "
+                                f"{sql_str(str(scan_file))} (FORMAT parquet, COMPRESSION {SCAN_COMPRESSION})")
+                finally:
+                    con.execute("SET preserve_insertion_order = true")
+                text_file.unlink()
             else:
                 # wide files are short (hundreds of columns come with few rows): tables, joined by row
                 con.execute(f"CREATE TABLE raw AS SELECT * FROM {read}")
@@ -313,9 +330,7 @@ class SqlValidation:
             first = str(e).splitlines()[0][:160]
             raise Unsupported(f"irregular CSV rows ({first})") from None
         if not self.wide:
-            # the scan was written in file order (preserve_insertion_order): a row's place in it is its place in the file
-            con.execute(f"CREATE VIEW cells AS SELECT file_row_number AS rid, * EXCLUDE (file_row_number) "
-                        f"FROM read_parquet({sql_str(str(scan_file))}, file_row_number = true)")
+            con.execute(f"CREATE VIEW cells AS SELECT * FROM read_parquet({sql_str(str(scan_file))})")
             con.execute("CREATE TABLE blanks AS SELECT rid FROM cells WHERE _blank")
         else:
             joined = "scan0" + "".join(f" JOIN scan{g} USING (rid)" for g in range(1, len(groups)))
@@ -437,7 +452,7 @@ class SqlValidation:
     def _missing(p: FieldPlan, col: str) -> str:
         if not p.missing:
             return "false"
-        return f"{col} IN ({', '.join(sql_str(m) for m in p.missing)})"
+        return sql_in(col, [sql_str(m) for m in p.missing])
 
     def _has_oracle(self, p: FieldPlan) -> bool:
         return p.fast != "true"
