@@ -281,9 +281,9 @@ class SqlValidation:
         The scan is written to a Parquet file in the run's tmp dir, not to a table: memory stays flat
         whatever the file's size (a 5M-row table spills and every later pass reads it back from the
         spill), and the later passes read only the columns they need. Narrow schemas (the usual case)
-        are scanned straight from the CSV reader; wide ones are first read into ``raw`` and scanned in
-        groups of fields (one SELECT over hundreds of columns' checks exhausts DuckDB's memory), joined
-        back by row.
+        are checked on a Parquet copy of the text (below, why); wide ones are first read into ``raw``
+        and scanned in groups of fields (one SELECT over hundreds of columns' checks exhausts DuckDB's
+        memory), joined back by row.
         """
         con = self.con
         assert con is not None
