@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from .conftest import SHARED_DATA
-from .test_validate_sql import _corpus_pairs, compare, no_engine_failure  # noqa: F401 - the fixture applies here too
+from .test_validate_sql import _corpus_pairs, compare, no_engine_failure, write  # noqa: F401 - the fixture applies here too
 
 NASTY = ["", " ", "NA", "-", "0", "-0", "+1", "1e3", "١٢", "true", "TRUE", "oui", "01", "2024-02-30", "2024-1-5",
          "2024-01-01T00:00:00", "12:00", "24:00:00", "1,5", "1 000", "1.000,5", "é", "x" * 120, 'a"b', "2A004", "NaN",
@@ -130,12 +130,6 @@ def _break(value: str, rnd: random.Random, row: list[str]) -> str:
     return rnd.choice(NASTY)
 
 
-def _csv(rows: list[list[str]], sep: str) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, delimiter=sep, lineterminator="\n").writerows(rows)
-    return buf.getvalue()
-
-
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rnd=st.randoms(use_true_random=False))
 def test_random_schemas_give_frictionless_errors(tmp_path: Path, rnd: random.Random) -> None:
@@ -159,9 +153,7 @@ def test_random_schemas_give_frictionless_errors(tmp_path: Path, rnd: random.Ran
         row[c] = _break(row[c], rnd, row)
     if rnd.random() < .3:
         rows.append(list(rows[0]))  # a repeated row: primary key and unique errors
-    path = tmp_path / "random.csv"
-    path.write_text(_csv([[f["name"] for f in fields], *rows], rnd.choice([",", ";"])), encoding="utf-8")
-    compare(path, schema)
+    compare(write(tmp_path / "random.csv", [[f["name"] for f in fields], *rows], sep=rnd.choice([",", ";"])), schema)
 
 
 def _corpus_example(index: int) -> tuple[Path, dict[str, Any]] | None:
@@ -205,11 +197,9 @@ def test_corpus_examples_broken_at_random_give_frictionless_errors(tmp_path: Pat
         else:
             c = rnd.randrange(len(body[at]))
             body[at][c] = _break(body[at][c], rnd, body[at])
-    text = _csv([header, *body], dialect.delimiter)
     encoding = "utf-8" if dialect.encoding.lower().replace("-", "").replace("_", "") == "utf8sig" else dialect.encoding
-    path = tmp_path / example.name
     try:
-        path.write_bytes(text.encode(encoding))
-    except UnicodeEncodeError:
-        path.write_bytes(text.encode("utf-8"))
+        path = write(tmp_path / example.name, [header, *body], sep=dialect.delimiter, encoding=encoding)
+    except UnicodeEncodeError:  # a broken cell the file's codec cannot hold
+        path = write(tmp_path / example.name, [header, *body], sep=dialect.delimiter)
     compare(path, schema)

@@ -137,17 +137,16 @@ def _starts_with_space(path: Path) -> bool:
         return f.read(4).removeprefix(codecs.BOM_UTF8)[:1] == b" "
 
 
-def _contains(path: Path, needles: list[bytes]) -> bool:
-    """Any of these byte strings in the file? (streamed; a needle cut by a chunk boundary is still found)."""
+def _found(path: Path, needles: list[bytes]) -> set[bytes]:
+    """Which of these byte strings the file holds, in one streamed read (a needle cut by a chunk boundary is still found)."""
     keep = max(len(n) for n in needles) - 1
-    tail = b""
+    tail, found = b"", set[bytes]()
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             window = tail + chunk
-            if any(n in window for n in needles):
-                return True
+            found.update(n for n in needles if n in window)
             tail = window[-keep:] if keep else b""
-    return False
+    return found
 
 
 def _duck_encoding(encoding: str) -> str | None:
@@ -246,8 +245,10 @@ class SqlValidation:
         delim, quote = d.delimiter.encode(), q.encode()
         # with skipInitialSpace, frictionless drops the spaces starting a cell, and a quote after them
         # still opens a quoted cell: DuckDB's reader cannot do the latter, so such files go to frictionless
-        trim = skip and (_starts_with_space(source) or _contains(source, [delim + b" ", b"\n ", b"\r "]))
-        if trim and _contains(source, [b" " + quote, quote + b" "]):
+        starts, quoted = [delim + b" ", b"\n ", b"\r "], [b" " + quote, quote + b" "]
+        found = _found(source, starts + quoted) if skip else set()
+        trim = skip and (_starts_with_space(source) or bool(found.intersection(starts)))
+        if trim and found.intersection(quoted):
             raise Unsupported("spaces before a quoted cell, with skipInitialSpace (sniffed by frictionless)")
         names = [f.name for f in self.plan.fields]
         if labels != names:
