@@ -466,12 +466,16 @@ def test_frictionless_fixtures_same_errors(data: Path, schema: Any) -> None:
 
 
 @pytest.mark.slow
-def test_row_numbers_stay_right_past_the_csv_readers_first_buffers(tmp_path: Path) -> None:
-    """A file of several CSV buffers (~50 MB), with an enum of 5 values (DuckDB turns such IN lists into
-    joins, which let the scan's batches be written out of order): every error at the row it was put in.
-    Compared with where the errors were put, not with frictionless (minutes on this size); run 3 times
-    since batch order depends on thread timing."""
+@pytest.mark.parametrize("values, scan", [(5, "one-pass"), (70, "two-step")])
+def test_row_numbers_stay_right_past_the_csv_readers_first_buffers(tmp_path: Path, values: int, scan: str) -> None:
+    """A file of several CSV buffers (~50 MB): every error at the row it was put in, by both scans.
+
+    An enum of 5 values is an IN list DuckDB would turn into a join, which lets an ordered scan's batches
+    be written out of order; the one-pass scan must keep it a plain IN. An enum of 70 keeps its join,
+    and the two-step scan numbers rows on a copy of the text. Compared with where the errors were put,
+    not with frictionless (minutes on this size); 3 runs since batch order depends on thread timing."""
     kinds = ["Voirie", "Parking public", "Parking privé", "Station dédiée", "Autre lieu"]
+    kinds += [f"Lieu {k}" for k in range(values - len(kinds))]
     schema = {"fields": [{"name": "id", "type": "integer"},
                          {"name": "lieu", "type": "string", "constraints": {"enum": kinds}},
                          {"name": "ok", "type": "boolean"},
@@ -481,12 +485,13 @@ def test_row_numbers_stay_right_past_the_csv_readers_first_buffers(tmp_path: Pat
     with open(path, "w", encoding="utf-8") as f:
         f.write("id,lieu,ok,texte\n")
         for i in range(520_000):
-            f.write(f"{i},{'Rue' if i in bad else kinds[i % 5]},{'true' if i % 2 else 'false'},"
+            f.write(f"{i},{'Rue' if i in bad else kinds[i % values]},{'true' if i % 2 else 'false'},"
                     f"ligne {i} d'un fichier assez long pour plusieurs tampons du lecteur CSV\n")
     assert path.stat().st_size > 48_000_000
     for _ in range(3):
         report = validate(path, schema, detect(path))
         assert engine_of(report) == "duckdb"
+        assert report.descriptor["partage_engine"]["scan"] == scan
         assert [(e["rowNumber"], e["cell"]) for e in report.errors] == [(i + 2, "Rue") for i in sorted(bad)]
 
 

@@ -50,8 +50,10 @@ log = logging.getLogger("partage.validate")
 _CHUNK = 1 << 22
 NOT_NULL_STR = "\x01"  # DuckDB's nullstr: a byte no text cell holds, so '' stays ''
 MEMORY_LIMIT = "600MB"
+SCAN_MEMORY_LIMIT = "1GB"  # the ordered one-pass scan: enough for its writer to use both cores (see _scan_narrow)
 SCAN_COMPRESSION = "uncompressed"  # a temp file read back at once: compressing it cost more CPU than the bytes (A/B: 3 of 3)
 GROUP_FIELDS = 24
+LONGEST_IN_LIST = 64  # longer enums keep DuckDB's hash join, and the two-step scan
 MAX_FIELDS = 1000
 MAX_LINE = 2 << 20  # longer records go to frictionless-py; DuckDB sizes its CSV buffers on this (16 MB lines: 256 MB blocks)
 
@@ -181,6 +183,16 @@ def _pattern_works(con: duckdb.DuckDBPyConnection, pattern: str) -> bool:
         return False
 
 
+def _writes_in_order(con: duckdb.DuckDBPyConnection, copy: str) -> bool:
+    """Will DuckDB write this COPY's rows in the order its source reads them?
+
+    With preserve_insertion_order it plans a BATCH_COPY_TO_FILE when the source pipeline keeps
+    batch order; when it cannot (a join in the pipeline), it silently plans a plain, parallel,
+    unordered COPY_TO_FILE. Its EXPLAIN says which."""
+    plan = con.execute(f"EXPLAIN (FORMAT json) {copy}").fetchall()
+    return [str(node.get("name", "")).strip() for node in json.loads(plan[0][1])] == ["BATCH_COPY_TO_FILE"]
+
+
 class SqlValidation:
     """One validation run: a DuckDB database in a temp dir, dropped at the end."""
 
@@ -210,6 +222,8 @@ class SqlValidation:
         self.judged: list[int] = []  # typed fields with values frictionless decided
         self.text_type_errors: list[int] = []  # text fields (uuid, email...) with values frictionless calls type errors
         self.ends_with_lf = True
+        self._cells_source = ""
+        self.scan_mode = "tables"  # wide files; narrow ones: "one-pass" or "two-step" (see _scan_narrow)
 
     def close(self) -> None:
         if self.con is not None:
@@ -301,24 +315,7 @@ class SqlValidation:
         scan_file = self.tmp / "scan0.parquet"
         try:
             if not self.wide:
-                # Two steps, because a row's number is its place in the file and DuckDB's CSV reader does not
-                # give it: the text is first copied in file order (preserve_insertion_order, a plain scan),
-                # where the Parquet row number is the file's; the checks then run on that copy in parallel
-                # and carry the number along. Done in one ordered COPY, the checks ran on one core (2x
-                # slower), and a join the optimizer put in (an IN list of 5+ constants becomes a MARK join)
-                # let batches be written out of order: wrong row numbers past the first CSV buffer.
-                text_file = self.tmp / "text.parquet"
-                con.execute(f"COPY (SELECT * FROM {read}) TO {sql_str(str(text_file))} "
-                            f"(FORMAT parquet, COMPRESSION {SCAN_COMPRESSION})")
-                numbered = (f"(SELECT file_row_number AS rowid, * EXCLUDE (file_row_number) "
-                            f"FROM read_parquet({sql_str(str(text_file))}, file_row_number = true))")
-                con.execute("SET preserve_insertion_order = false")
-                try:
-                    con.execute(f"COPY ({self._scan_sql(plans, numbered, blank=True, rid=True)}) TO "
-                                f"{sql_str(str(scan_file))} (FORMAT parquet, COMPRESSION {SCAN_COMPRESSION})")
-                finally:
-                    con.execute("SET preserve_insertion_order = true")
-                text_file.unlink()
+                self._scan_narrow(plans, read, scan_file)
             else:
                 # wide files are short (hundreds of columns come with few rows): tables, joined by row
                 con.execute(f"CREATE TABLE raw AS SELECT * FROM {read}")
@@ -331,7 +328,7 @@ class SqlValidation:
             first = str(e).splitlines()[0][:160]
             raise Unsupported(f"irregular CSV rows ({first})") from None
         if not self.wide:
-            con.execute(f"CREATE VIEW cells AS SELECT * FROM read_parquet({sql_str(str(scan_file))})")
+            con.execute(f"CREATE VIEW cells AS SELECT * FROM {self._cells_source}")
             con.execute("CREATE TABLE blanks AS SELECT rid FROM cells WHERE _blank")
         else:
             joined = "scan0" + "".join(f" JOIN scan{g} USING (rid)" for g in range(1, len(groups)))
@@ -343,6 +340,58 @@ class SqlValidation:
         if feeds != (rows + 1 if self.ends_with_lf else rows):
             raise Unsupported("blank lines or line breaks inside cells (row numbering)")
         return rows
+
+    def _scan_narrow(self, plans: list[FieldPlan], read: str, scan_file: Path) -> None:
+        """Scan a narrow file: in one ordered pass when DuckDB keeps the file's order, else in two.
+
+        A row's number is its place in the file, and DuckDB's CSV reader does not give it. An ordered
+        COPY (preserve_insertion_order) writes the rows in file order only if the plan is a plain
+        pipeline DuckDB can keep in batch order: with a join in it (the optimizer turns an IN list of 5+
+        constants into a MARK join; hence ``in_clause`` is disabled here) it plans an unordered COPY,
+        silently. So the plan is checked, not assumed. The Parquet row number of the scan file is then
+        the row's place. The ordered writer runs on one thread unless a quarter of the memory limit
+        holds a batch per thread and column (4 MB each), so this one streaming pass gets
+        ``SCAN_MEMORY_LIMIT``.
+
+        Otherwise two steps: the text is copied in file order (a plain scan), and the checks run on
+        that copy in parallel, carrying its row number along."""
+        con = self.con
+        assert con is not None
+        # an IN list evaluated as such compares each value with every constant: fine for an enum of a
+        # few dozen values, not for thousands (a list of communes), which keep their hash join
+        longest = max([len(p.descriptor.get("constraints", {}).get("enum") or []) for p in plans]
+                      + [len(p.missing) for p in plans])
+        con.execute(f"SET disabled_optimizers = '{'in_clause' if longest <= LONGEST_IN_LIST else ''}'")
+        try:
+            copy = (f"COPY ({self._scan_sql(plans, read, blank=True)}) TO {sql_str(str(scan_file))} "
+                    f"(FORMAT parquet, COMPRESSION {SCAN_COMPRESSION})")
+            if _writes_in_order(con, copy):
+                con.execute(f"SET memory_limit = '{SCAN_MEMORY_LIMIT}'")
+                try:
+                    con.execute(copy)
+                finally:
+                    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+                self.scan_mode = "one-pass"
+                self._cells_source = (f"(SELECT file_row_number AS rid, * EXCLUDE (file_row_number) "
+                                      f"FROM read_parquet({sql_str(str(scan_file))}, file_row_number = true))")
+                return
+        finally:
+            con.execute("SET disabled_optimizers = ''")
+        log.debug("scan in two steps: DuckDB would not write the one-pass scan in file order")
+        text_file = self.tmp / "text.parquet"
+        con.execute(f"COPY (SELECT * FROM {read}) TO {sql_str(str(text_file))} "
+                    f"(FORMAT parquet, COMPRESSION {SCAN_COMPRESSION})")
+        numbered = (f"(SELECT file_row_number AS rowid, * EXCLUDE (file_row_number) "
+                    f"FROM read_parquet({sql_str(str(text_file))}, file_row_number = true))")
+        con.execute("SET preserve_insertion_order = false")
+        try:
+            con.execute(f"COPY ({self._scan_sql(plans, numbered, blank=True, rid=True)}) TO "
+                        f"{sql_str(str(scan_file))} (FORMAT parquet, COMPRESSION {SCAN_COMPRESSION})")
+        finally:
+            con.execute("SET preserve_insertion_order = true")
+        text_file.unlink()
+        self.scan_mode = "two-step"
+        self._cells_source = f"read_parquet({sql_str(str(scan_file))})"
 
     def _scan_sql(self, group: list[FieldPlan], source: str, *, blank: bool, rid: bool = False, g: int = 0) -> str:
         """The SELECT of one scan: v<i> the text, t<i> the typed value where SQL decides it, x<i> true where
@@ -687,7 +736,7 @@ class SqlValidation:
                 "is kept in the dataset's quarantine table")
         desc = {"valid": total == 0, "stats": {"tasks": 1, "errors": total, "warnings": len(self.warnings), "seconds": seconds},
                 "warnings": list(self.warnings), "errors": [], "tasks": [task]}
-        desc["partage_engine"] = {"engine": "duckdb", "oracle_values": self.oracle_values}
+        desc["partage_engine"] = {"engine": "duckdb", "oracle_values": self.oracle_values, "scan": self.scan_mode}
         return Report(desc, total, rows, invalid_rows, dict(counts))
 
     # -- writing ---------------------------------------------------------------
