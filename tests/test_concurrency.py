@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -108,3 +109,79 @@ def test_readers_never_fail_while_harvests_write(hub: CatalogBuilder, tmp_path: 
     seen = {n for s in stats for counts in s["counts"].values() for n in counts}
     assert seen <= set(sizes), f"a reader saw a partial version: row counts {sorted(seen)}"
     assert sizes[-1] in seen  # readers did run while the new versions landed
+
+
+HOLDER = r"""
+import sys, time
+from pathlib import Path
+from partage.warehouse import Warehouse
+
+wh, stop = Warehouse(sys.argv[1]), Path(sys.argv[2])
+Path(sys.argv[3]).touch()
+while not stop.exists():
+    with wh.connect(read_only=True) as con:  # an analyst's tool querying in a tight loop
+        con.execute("SELECT count(*) FROM _partage.versions").fetchall()
+        time.sleep(0.03)
+"""
+
+
+def test_a_writer_gets_in_between_readers_that_never_let_go(tmp_path: Path) -> None:
+    """Three processes querying back to back always leave one holding DuckDB's shared lock: without
+    the writer's flag, the harvest would wait out PARTAGE_DB_WAIT and give up."""
+    from partage.warehouse import Warehouse
+
+    wh = Warehouse(tmp_path / "wh")
+    wh.init()
+    stop = tmp_path / "stop"
+    env = dict(os.environ, PARTAGE_DB_WAIT="30")
+    holders = [subprocess.Popen([sys.executable, "-c", HOLDER, str(wh.root), str(stop), str(tmp_path / f"up{i}")], env=env)
+               for i in range(3)]
+    try:
+        while not all((tmp_path / f"up{i}").exists() for i in range(3)):
+            time.sleep(0.05)
+        time.sleep(1.0)
+        waits = []
+        for _ in range(5):
+            t0 = time.monotonic()
+            with wh.connect(wait=8) as con:
+                con.execute("SELECT 1").fetchall()
+            waits.append(time.monotonic() - t0)
+            time.sleep(0.2)
+    finally:
+        stop.touch()
+        for h in holders:
+            h.wait(30)
+    assert all(h.returncode == 0 for h in holders)  # the readers never failed either
+    assert max(waits) < 3, waits
+    assert not wh._flag.exists()  # lowered once in
+
+
+def test_a_dead_or_stale_writer_flag_holds_no_reader_back(tmp_path: Path) -> None:
+    from partage.warehouse import Warehouse
+
+    wh = Warehouse(tmp_path / "wh")
+    wh.init()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    wh._flag.write_text(str(dead.pid))  # a writer killed while it waited
+    t0 = time.monotonic()
+    with wh.connect(read_only=True, wait=5):
+        pass
+    assert time.monotonic() - t0 < 1
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        wh._flag.write_text(str(live.pid))
+        os.utime(wh._flag, (time.time() - 60, time.time() - 60))  # a live process's flag, not refreshed for a minute
+        t0 = time.monotonic()
+        with wh.connect(read_only=True, wait=5):
+            pass
+        assert time.monotonic() - t0 < 1
+        wh._flag.write_text(str(live.pid))  # fresh: the reader holds back until it is lowered
+        threading.Timer(0.6, wh._flag.unlink).start()
+        t0 = time.monotonic()
+        with wh.connect(read_only=True, wait=5):
+            pass
+        assert 0.5 < time.monotonic() - t0 < 3
+    finally:
+        live.kill()
+        live.wait()

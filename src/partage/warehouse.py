@@ -135,6 +135,19 @@ def new_version_id(after: str | None = None) -> str:
     return v
 
 
+WRITER_RETRY = 0.1  # a writer whose flag stands retries this often (readers finish their query in ms)
+FLAG_FRESH = 3.0  # seconds: a writer refreshes its flag at each retry; an older flag is a dead one's
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's live process
+    return True
+
 @dataclass(frozen=True)
 class SourceRecord:
     dataset_id: str
@@ -299,7 +312,12 @@ class Warehouse:
 
     @contextmanager
     def connect(self, read_only: bool = False, wait: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short-lived connection; retries while another process holds the file."""
+        """A short-lived connection; retries while another process holds the file.
+
+        A writer that finds the file held raises a flag (``partage.duckdb.writer-waiting``, its PID)
+        and readers hold back while it stands: two analysts querying in tight loops otherwise keep
+        a shared lock on the file without a gap, and the harvest waits until it gives up. The flag
+        is honoured only while it is fresh and its process alive, so a killed writer blocks no one."""
         if wait is None:
             wait = float(os.environ.get("PARTAGE_DB_WAIT", 30))
         if read_only and not self.db_path.exists():
@@ -307,25 +325,68 @@ class Warehouse:
         self.root.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + wait
         delay = 0.05
-        while True:
-            try:
-                con = duckdb.connect(str(self.db_path), read_only=read_only)
-                self.register(con)
-                break
-            except duckdb.IOException as e:
-                if "lock" not in str(e).lower() or time.monotonic() > deadline:
-                    if "lock" in str(e).lower():
-                        raise WarehouseBusy(
-                            f"{self.db_path} is held by another process (a harvest or an open DuckDB session) "
-                            f"for more than {wait:.0f}s; close it and try again"
-                        ) from None
-                    raise WarehouseError(f"cannot open {self.db_path}: {e}") from None
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
+        flagged = False
+        try:
+            while True:
+                if read_only:
+                    self._give_way(deadline)
+                try:
+                    con = duckdb.connect(str(self.db_path), read_only=read_only)
+                    self.register(con)
+                    break
+                except duckdb.IOException as e:
+                    if "lock" not in str(e).lower() or time.monotonic() > deadline:
+                        if "lock" in str(e).lower():
+                            raise WarehouseBusy(
+                                f"{self.db_path} is held by another process (a harvest or an open DuckDB session) "
+                                f"for more than {wait:.0f}s; close it and try again"
+                            ) from None
+                        raise WarehouseError(f"cannot open {self.db_path}: {e}") from None
+                    if not read_only:
+                        self._raise_flag()
+                        flagged = True
+                        delay = min(delay, WRITER_RETRY)  # readers are holding back: catch the gap
+                    time.sleep(delay)
+                    delay = min(delay * 2, WRITER_RETRY if flagged else 1.0)
+        finally:
+            if flagged:
+                self._lower_flag()
         try:
             yield con
         finally:
             con.close()
+
+    @property
+    def _flag(self) -> Path:
+        return self.db_path.with_name(self.db_path.name + ".writer-waiting")
+
+    def _raise_flag(self) -> None:
+        try:
+            tmp = self._flag.with_name(f"{self._flag.name}.{os.getpid()}")
+            tmp.write_text(str(os.getpid()))
+            os.replace(tmp, self._flag)  # also refreshes its time: readers honour a fresh flag only
+        except OSError:
+            pass  # a read-only directory: no priority, the plain retry still works
+
+    def _lower_flag(self) -> None:
+        try:
+            if self._flag.read_text().strip() == str(os.getpid()):
+                self._flag.unlink()
+        except (OSError, ValueError):
+            pass
+
+    def _give_way(self, deadline: float) -> None:
+        """Hold back while a live writer's fresh flag stands, at most until the reader's own deadline."""
+        while time.monotonic() < deadline:
+            try:
+                flag = self._flag
+                age = time.time() - flag.stat().st_mtime
+                pid = int(flag.read_text().strip())
+            except (OSError, ValueError):
+                return
+            if age > FLAG_FRESH or pid == os.getpid() or not _alive(pid):
+                return
+            time.sleep(0.02)
 
     def init(self) -> None:
         with self.connect() as con:
