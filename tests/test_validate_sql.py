@@ -258,6 +258,25 @@ def test_unique_and_keys_compare_values_as_python_does(tmp_path: Path) -> None:
         (7, "d", "unique-error")])
 
 
+def test_numbers_beyond_a_doubles_precision_stay_apart_in_keys(tmp_path: Path) -> None:
+    """frictionless compares Decimals: 0.10000000000000001 and 0.1 (one double) are two values, 1E1 and 10
+    one, -0 and 0 one. Keys compare the double's 17 digits, or the Decimal's own when the double does not
+    hold it exactly; a self-reference from an integer field still finds 3 among 3.0."""
+    schema = {"fields": [{"name": "id", "type": "integer"},
+                         {"name": "lat", "type": "number", "constraints": {"unique": True}},
+                         {"name": "ref", "type": "integer"},
+                         {"name": "code", "type": "string"}],
+              "primaryKey": ["lat", "code"],
+              "foreignKeys": [{"fields": "ref", "reference": {"resource": "", "fields": "lat"}}]}
+    values = ["48.856614000000001", "48.856614", "48.8566140000000010", "-0", "0", "0.10000000000000001", "0.1",
+              "1E1", "10", "12345678901234567", "12345678901234568", "3.0", "1e-400", "0.000"]
+    rows = [["id", "lat", "ref", "code"]] + [[str(i), v, "3" if i % 2 else "4", "a"] for i, v in enumerate(values)]
+    sql, _ = compare(write(tmp_path / "numbers.csv", rows), schema)
+    assert engine_of(sql) == "duckdb"
+    repeated = sorted(e["rowNumber"] for e in sql.errors if e["type"] == "unique-error")
+    assert repeated == [4, 6, 10, 15]  # 48.856614…0010 = row 2's, 0 = -0, 10 = 1E1, 0.000 = -0
+
+
 @pytest.mark.parametrize("content, sql", [
     # frictionless sniffs skipInitialSpace on its first lines even with the delimiter given: a header
     # whose every delimiter is followed by a space, or without a delimiter (one column), turns it on

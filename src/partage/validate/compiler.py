@@ -274,14 +274,31 @@ def oracle(desc: dict[str, Any], schema_missing: list[str]) -> Any:
     read = fl.create_cell_reader()
     kind = d.get("type", "string")
 
-    def judge(value: str) -> tuple[str | None, list[str], bool]:
+    def judge(value: str) -> tuple[str | None, list[str], bool, Any]:
+        """-> (canonical text, failed checks, typed but not storable, frictionless' typed value)"""
         typed, notes = read(value)
         failed = [k for k in (notes or {}) if k != "type"]
         if notes and "type" in notes:
-            return None, ["type"], False
-        return canonical(kind, typed), failed, typed is not None and canonical(kind, typed) is None
+            return None, ["type"], False, None
+        return canonical(kind, typed), failed, typed is not None and canonical(kind, typed) is None, typed
 
     return judge
+
+
+def exact_number_key(value: Any) -> str | None:
+    """For unique and primary-key checks on a number: None when the stored double is exactly frictionless'
+    Decimal (the doubles then compare as the Decimals do), else the Decimal's own digits ('D' + sign, digits
+    without trailing zeros, exponent), so that 0.10000000000000001 and 0.1, one double, stay two values."""
+    from decimal import Decimal
+
+    if not isinstance(value, Decimal) or not value.is_finite():
+        return None
+    if Decimal(repr(float(value))) == value:
+        return None
+    sign, digits, exponent = value.as_tuple()
+    text = "".join(map(str, digits)).rstrip("0") or "0"
+    assert isinstance(exponent, int)
+    return f"D{'-' if sign else ''}{text}e{exponent + len(digits) - len(text)}"
 
 
 def canonical(kind: str, value: Any) -> str | None:

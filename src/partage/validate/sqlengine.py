@@ -42,7 +42,18 @@ import pyarrow.parquet as pq
 from ..dialect import Dialect
 from ..filefacts import file_facts
 from ..warehouse import ident
-from .compiler import CONSTRAINT_ORDER, FieldPlan, ForeignKey, SchemaPlan, Unsupported, compile_schema, oracle, sql_in, sql_str
+from .compiler import (
+    CONSTRAINT_ORDER,
+    FieldPlan,
+    ForeignKey,
+    SchemaPlan,
+    Unsupported,
+    compile_schema,
+    exact_number_key,
+    oracle,
+    sql_in,
+    sql_str,
+)
 from .report import STORED_ERRORS_LIMIT, Report
 
 log = logging.getLogger("partage.validate")
@@ -463,10 +474,10 @@ class SqlValidation:
             values = values or []
             judge = oracle(p.descriptor, self.plan.missing)
             pattern = p.descriptor.get("constraints", {}).get("pattern")
-            rows: dict[str, list[Any]] = {"v": [], "canon": [], "errs": [], "cast_err": []}
+            rows: dict[str, list[Any]] = {"v": [], "canon": [], "errs": [], "cast_err": [], "aux": []}
             full = re.compile(pattern) if pattern else None
             for value in values:
-                canon, errs, cast_err = judge(value)
+                canon, errs, cast_err, typed = judge(value)
                 if full is not None and errs != ["type"]:
                     # the spec's reading of `pattern` (whole value), not frictionless' re.match("^P$") — docs/validation.md
                     errs = [e for e in errs if e != "pattern"]
@@ -477,11 +488,12 @@ class SqlValidation:
                 rows["canon"].append(canon)
                 rows["errs"].append(errs)
                 rows["cast_err"].append(cast_err)
+                rows["aux"].append(exact_number_key(typed) if p.type == "number" else _compare_aux(p.type, canon))
             self.oracle_values += len(values)
             codes = [",".join(e + (["cast"] if c else [])) or None for e, c in zip(rows["errs"], rows["cast_err"])]
             table = pa.table({"v": pa.array(rows["v"], pa.string()), "canon": pa.array(rows["canon"], pa.string()),
                               "errs": pa.array(codes, pa.string()),
-                              "aux": pa.array([_compare_aux(p.type, c) for c in rows["canon"]], pa.string())})
+                              "aux": pa.array(rows["aux"], pa.string())})
             con.register(f"_o{p.index}", table)
             canon = p.from_canon
             con.execute(f"CREATE TABLE o{p.index} AS SELECT v, {canon} AS t, errs, aux FROM _o{p.index}")
@@ -528,6 +540,8 @@ class SqlValidation:
                 cols.append(f"CASE WHEN c.x{i} THEN o{i}.t ELSE c.t{i} END AS t{i}")
             else:
                 cols.append(f"c.t{i}")
+            if p.type == "number":  # see _key: a Decimal the double does not hold exactly keeps its digits
+                cols.append(f"CASE WHEN c.x{i} THEN {f'o{i}.aux' if i in self.judged else 'NULL'} END AS cx{i}")
             if p.type in ("time", "datetime"):
                 # Python's == on times and datetimes: a naive value never equals an aware one, aware ones
                 # compare in UTC; the key says which it is ('n'/'a') before the instant
@@ -540,6 +554,8 @@ class SqlValidation:
                     cols.append(f"CASE WHEN c.x{i} THEN {judged} ELSE CASE WHEN {fast} THEN 'a' ELSE 'n' END END AS cm{i}")
         keys = [f"CASE WHEN t{p.index} IS NOT NULL THEN cm{p.index} || epoch_us(t{p.index}) END AS ck{p.index}"
                 for p in self.plan.fields if p.type == "datetime"]
+        keys += [f"CASE WHEN t{p.index} IS NOT NULL THEN coalesce(cx{p.index}, printf('%.17g', t{p.index} + 0.0)) END AS ck{p.index}"
+                 for p in self.plan.fields if p.type == "number"]
         con.execute(f"CREATE VIEW typed AS SELECT *{''.join(', ' + k for k in keys)} FROM "
                     f"(SELECT c.rid, {', '.join(cols)} FROM cells c{''.join(joins)})")
 
@@ -612,8 +628,8 @@ class SqlValidation:
         by_name = {p.name: p for p in self.plan.fields}
         mine = [f"t{by_name[f].index}" for f in fk.fields]
         if self._is_self(fk):
-            mine = [self._key(by_name[f]) for f in fk.fields]
-            theirs, source = [self._key(by_name[f]) for f in fk.ref_fields], "typed"
+            mine = [self._fk_key(by_name[f]) for f in fk.fields]
+            theirs, source = [self._fk_key(by_name[f]) for f in fk.ref_fields], "typed"
             pairs = [_comparable(by_name[a].target, by_name[b].target) for a, b in zip(fk.fields, fk.ref_fields)]
         else:
             ref = self.references[fk.resource]
@@ -633,9 +649,16 @@ class SqlValidation:
 
     @staticmethod
     def _key(p: FieldPlan) -> str:
-        """The column the whole-file checks compare: the typed value, or for times and datetimes a key
-        that keeps Python's distinction between naive and aware values."""
-        return f"ck{p.index}" if p.type in ("time", "datetime") else f"t{p.index}"
+        """The column unique and primary-key checks compare, as frictionless' sets compare Python values:
+        the typed value; for times and datetimes a key that keeps the distinction between naive and aware
+        values; for numbers the double's 17 digits (-0 as 0), or the Decimal's own digits when the double
+        does not hold it exactly (more than 15 significant digits: frictionless keeps them apart)."""
+        return f"ck{p.index}" if p.type in ("time", "datetime", "number") else f"t{p.index}"
+
+    @classmethod
+    def _fk_key(cls, p: FieldPlan) -> str:
+        """A self-reference's key: as ``_key``, but numbers as doubles, which compare with integers as Python does."""
+        return f"t{p.index}" if p.type == "number" else cls._key(p)
 
     @staticmethod
     def _no_nan(fields: list[FieldPlan]) -> str:
