@@ -258,6 +258,33 @@ def test_unique_and_keys_compare_values_as_python_does(tmp_path: Path) -> None:
         (7, "d", "unique-error")])
 
 
+def test_array_items_errors_carry_frictionless_notes(tmp_path: Path) -> None:
+    """An array's items are judged by their own field: frictionless then says 'array item type is …' or
+    'array item constraint …', not the array's usual note (found by fuzzing a corpus schema). The
+    report, its counts and the quarantine's messages keep that note."""
+    schema = {"fields": [{"name": "id", "type": "integer"},
+                         {"name": "tailles", "type": "array",
+                          "arrayItem": {"type": "integer", "constraints": {"minimum": 1}},
+                          "constraints": {"minLength": 1}},
+                         {"name": "codes", "type": "array", "arrayItem": {"type": "string"}}]}
+    rows = [["id", "tailles", "codes"], ["1", "[1, 2]", '["a"]'], ["2", '["x"]', "[1, 2]"], ["3", "[0, 2]", "[]"],
+            ["4", "[]", "{}"], ["5", '["y"]', '["b"]'], ["6", "[-1]", "[2]"]]
+    path = write(tmp_path / "arrays.csv", rows)
+    sql, _ = compare(path, schema)
+    assert engine_of(sql) == "duckdb"
+    notes = {(e["rowNumber"], e["fieldName"]): e["note"] for e in sql.errors}
+    assert notes[(3, "tailles")] == 'array item type is "integer/default"'
+    assert notes[(4, "tailles")] == 'array item constraint "minimum" is "1"'
+    assert notes[(5, "codes")] == 'type is "array/default"'
+    res = validate_and_type(path, schema, detect(path), policy="quarantine", source_key="s",
+                            data_path=tmp_path / "data.parquet", quarantine_path=tmp_path / "q.parquet")
+    assert (res.rows, res.quarantined) == (1, 5)
+    quarantined = {r["_row_number"]: json.loads(r["_errors"]) for r in pq.read_table(tmp_path / "q.parquet").to_pylist()}
+    assert quarantined[3][0]["message"] == 'array item type is "integer/default"'
+    assert quarantined[4][0] == {"type": "constraint-error", "field": "tailles",
+                                 "message": 'array item constraint "minimum" is "1"'}
+
+
 def test_numbers_beyond_a_doubles_precision_stay_apart_in_keys(tmp_path: Path) -> None:
     """frictionless compares Decimals: 0.10000000000000001 and 0.1 (one double) are two values, 1E1 and 10
     one, -0 and 0 one. Keys compare the double's 17 digits, or the Decimal's own when the double does not

@@ -70,6 +70,9 @@ class FieldPlan:
     checks: list[tuple[str, str]] = field(default_factory=list)  # (constraint, SQL "t violates it" for fast values)
     notes: dict[str, str] = field(default_factory=dict)  # constraint -> frictionless note
     type_note: str = ""
+    # notes frictionless gave some values that differ from the field's usual ones (an array item's
+    # 'array item type is "integer/default"'): the error code '<kind>.<k>' points at the k-th
+    other_notes: list[str] = field(default_factory=list)
     target: str = "VARCHAR"  # SQL type of the typed column
     from_canon: str = "canon"  # SQL turning the oracle's canonical text into the typed value
     unique: bool = False
@@ -81,6 +84,27 @@ class FieldPlan:
     @property
     def required(self) -> bool:
         return bool(self.descriptor.get("constraints", {}).get("required"))
+
+    def note(self, code: str) -> str:
+        """frictionless' note for an error code of this field: 'type', a constraint, or '<kind>.<k>'."""
+        kind, _, k = code.partition(".")
+        if k:
+            return self.other_notes[int(k)]
+        return self.type_note if kind == "type" else self.notes.get(kind, kind)
+
+    def code(self, kind: str, note: str | None) -> str:
+        """The error code for frictionless' verdict on one value: its kind, plus where its note is kept
+        when the note is not the field's usual one."""
+        if note is None or note == self.note(kind):
+            return kind
+        if note not in self.other_notes:
+            self.other_notes.append(note)
+        return f"{kind}.{self.other_notes.index(note)}"
+
+
+def code_kind(code: str) -> str:
+    """'type.2' -> 'type', 'minimum' -> 'minimum' (constraint names hold no dot)."""
+    return code.partition(".")[0]
 
 
 def _strptime_regex(fmt: str) -> str | None:
@@ -274,13 +298,14 @@ def oracle(desc: dict[str, Any], schema_missing: list[str]) -> Any:
     read = fl.create_cell_reader()
     kind = d.get("type", "string")
 
-    def judge(value: str) -> tuple[str | None, list[str], bool, Any]:
-        """-> (canonical text, failed checks, typed but not storable, frictionless' typed value)"""
+    def judge(value: str) -> tuple[str | None, list[str], bool, Any, dict[str, str]]:
+        """-> (canonical text, failed checks, typed but not storable, frictionless' typed value, its notes)"""
         typed, notes = read(value)
-        failed = [k for k in (notes or {}) if k != "type"]
-        if notes and "type" in notes:
-            return None, ["type"], False, None
-        return canonical(kind, typed), failed, typed is not None and canonical(kind, typed) is None, typed
+        notes = notes or {}
+        failed = [k for k in notes if k != "type"]
+        if "type" in notes:
+            return None, ["type"], False, None, notes
+        return canonical(kind, typed), failed, typed is not None and canonical(kind, typed) is None, typed, notes
 
     return judge
 

@@ -48,6 +48,7 @@ from .compiler import (
     ForeignKey,
     SchemaPlan,
     Unsupported,
+    code_kind,
     compile_schema,
     exact_number_key,
     oracle,
@@ -477,13 +478,14 @@ class SqlValidation:
             rows: dict[str, list[Any]] = {"v": [], "canon": [], "errs": [], "cast_err": [], "aux": []}
             full = re.compile(pattern) if pattern else None
             for value in values:
-                canon, errs, cast_err, typed = judge(value)
+                canon, errs, cast_err, typed, fl_notes = judge(value)
                 if full is not None and errs != ["type"]:
                     # the spec's reading of `pattern` (whole value), not frictionless' re.match("^P$") — docs/validation.md
                     errs = [e for e in errs if e != "pattern"]
                     if not full.fullmatch(value):
                         errs.append("pattern")
                     errs.sort(key=lambda e: CONSTRAINT_ORDER.index(e) if e in CONSTRAINT_ORDER else 99)
+                errs = [p.code(e, fl_notes.get(e)) for e in errs]  # and where frictionless' own note is kept
                 rows["v"].append(value)
                 rows["canon"].append(canon)
                 rows["errs"].append(errs)
@@ -500,7 +502,7 @@ class SqlValidation:
             con.unregister(f"_o{p.index}")
             if values and not self._identity(p):
                 self.judged.append(p.index)
-            elif self._identity(p) and "type" in codes:
+            elif self._identity(p) and any(c is not None and code_kind(c) == "type" for c in codes):
                 self.text_type_errors.append(p.index)
             if values:
                 log.debug("field %s: %d distinct value(s) judged by frictionless", p.name, len(values))
@@ -533,7 +535,7 @@ class SqlValidation:
             if self._identity(p):
                 bad = ""
                 if i in self.text_type_errors:
-                    bad = f" AND NOT (c.x{i} AND c.v{i} IN (SELECT v FROM o{i} WHERE errs = 'type'))"
+                    bad = f" AND NOT (c.x{i} AND c.v{i} IN (SELECT v FROM o{i} WHERE split_part(errs, '.', 1) = 'type'))"
                 cols.append(f"CASE WHEN NOT ({self._missing(p, f'c.v{i}')}){bad} THEN c.v{i} END AS t{i}")
             elif i in self.judged:
                 joins.append(f" LEFT JOIN o{i} ON c.x{i} AND o{i}.v = c.v{i}")
@@ -693,7 +695,7 @@ class SqlValidation:
         for kind, n in con.execute(
             # '<field>:<code>' for a cell, '-1:blank-row', and 'pk:…', 'unique:…', 'fk:…' for the whole-file checks
             "SELECT k, count(*) FROM (SELECT CASE WHEN split_part(x, ':', 1) IN ('pk', 'unique', 'fk') "
-            "THEN split_part(x, ':', 1) ELSE split_part(x, ':', 2) END AS k FROM (SELECT unnest(errs) AS x FROM errs)) "
+            "THEN split_part(x, ':', 1) ELSE split_part(split_part(x, ':', 2), '.', 1) END AS k FROM (SELECT unnest(errs) AS x FROM errs)) "
             "WHERE k <> 'cast' GROUP BY k"
         ).fetchall():
             key = {"blank-row": "blank-row", "unique": "unique-error", "pk": "primary-key", "fk": "foreign-key"}.get(
@@ -736,8 +738,8 @@ class SqlValidation:
                     continue
                 else:
                     p = plans[int(head)]
-                    cls = ferr.TypeError if rest == "type" else ferr.ConstraintError
-                    note = p.type_note if rest == "type" else p.notes.get(rest, rest)
+                    cls = ferr.TypeError if code_kind(rest) == "type" else ferr.ConstraintError
+                    note = p.note(rest)
                     err = cls(note=note, cells=cells, row_number=row_number, cell=cells[p.index], field_name=p.name,
                               field_number=p.index + 1)
                 stored.append(err.to_descriptor())
@@ -769,7 +771,8 @@ class SqlValidation:
         assert con is not None
         plans = self.plan.fields
         if out.policy == "warn":
-            bad = "SELECT rid FROM errs WHERE len(list_filter(errs, lambda x: split_part(x, ':', 2) IN ('type', 'cast', 'blank-row'))) > 0"
+            bad = ("SELECT rid FROM errs WHERE len(list_filter(errs, lambda x: split_part(split_part(x, ':', 2), '.', 1) "
+                   "IN ('type', 'cast', 'blank-row'))) > 0")
         else:
             bad = "SELECT rid FROM errs"
         con.execute(f"CREATE TABLE bad AS {bad}")
@@ -846,9 +849,9 @@ class SqlValidation:
         if rest == "cast":
             return {"type": "partage-cast-error", "field": p.name,
                     "message": f"field '{p.name}': the value does not fit the stored type; kept in quarantine rather than stored wrong"}
-        if rest == "type":
-            return {"type": "type-error", "field": p.name, "message": p.type_note}
-        return {"type": "constraint-error", "field": p.name, "message": p.notes.get(rest, rest)}
+        if code_kind(rest) == "type":
+            return {"type": "type-error", "field": p.name, "message": p.note(rest)}
+        return {"type": "constraint-error", "field": p.name, "message": p.note(rest)}
 
     # -- entry -----------------------------------------------------------------
 
