@@ -148,6 +148,7 @@ def _alive(pid: int) -> bool:
         return True  # another user's live process
     return True
 
+
 @dataclass(frozen=True)
 class SourceRecord:
     dataset_id: str
