@@ -151,8 +151,10 @@ else:
     from partage.validate import validate_and_type
     res = validate_and_type(path, schema, detect(path), policy="quarantine", source_key="bench",
                             data_path=out, quarantine_path=out.with_suffix(".q.parquet"))
+    engine = res.report.descriptor.get("partage_engine", {})
     result = {"rows": res.report.row_count, "errors": res.report.error_count, "stored": res.rows,
-              "quarantined": res.quarantined, "engine": res.report.descriptor.get("partage_engine", {}).get("engine")}
+              "quarantined": res.quarantined, "engine": engine.get("engine"), "scan": engine.get("scan"),
+              "phases": engine.get("phases", {})}
 result["seconds"] = time.perf_counter() - t0
 print(json.dumps(result))
 """
@@ -223,6 +225,15 @@ def main() -> None:
         sorted_floor = medians[(n, "floor-sorted")]
         print(f"| {n:,} | {summary[-1][1]:.1f}× | {summary[-1][2]:.2f}× | {summary[-1][3]:.0f} | "
               f"{f['rows'] / f['seconds'] / (fl or 1):.1f}× | {p['seconds'] / sorted_floor['seconds']:.2f}× |")
+    phases = ["read_header", "scan", "oracle", "checks", "report", "write"]
+    print("\nWhere Partage's time went (s; the median run; `partage_engine.phases` of its report; dialect detection, "
+          "which reads the whole file once, schema compilation and clean-up are the rest)\n")
+    print("| rows | scan kind | " + " | ".join(phases) + " | total |")
+    print("|---:|---|" + "---:|" * (len(phases) + 1))
+    for n in args.rows:
+        p = medians[(n, "partage")]
+        print(f"| {n:,} | {p.get('scan')} | " + " | ".join(f"{p['phases'].get(k, 0):.2f}" for k in phases)
+              + f" | {p['seconds']:.2f} |")
 
 
 if __name__ == "__main__":

@@ -185,6 +185,9 @@ def test_typed_parquet_keeps_codes_as_strings_and_is_sorted_by_primary_key(tmp_p
                             data_path=tmp_path / "data.parquet", quarantine_path=tmp_path / "q.parquet")
     assert res.accepted and res.rows == 4 and res.quarantined == 1
     assert engine_of(res.report) == "duckdb"
+    phases = res.report.descriptor["partage_engine"]["phases"]  # where the time went, for the data team
+    assert list(phases) == ["read_header", "scan", "oracle", "checks", "report", "write"]
+    assert all(isinstance(v, float) and v >= 0 for v in phases.values())
     data = pq.read_table(tmp_path / "data.parquet").to_pylist()
     assert [r["id"] for r in data] == sorted(r["id"] for r in data)
     assert {r["code_insee"] for r in data} == {"2A004", "97411"} and isinstance(data[0]["code_insee"], str)
