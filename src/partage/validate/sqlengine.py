@@ -205,6 +205,12 @@ def _writes_in_order(con: duckdb.DuckDBPyConnection, copy: str) -> bool:
     return [str(node.get("name", "")).strip() for node in json.loads(plan[0][1])] == ["BATCH_COPY_TO_FILE"]
 
 
+def _numbered(path: Path, column: str) -> str:
+    """A Parquet file written in file order, each row with its place in it (0-based) as ``column``."""
+    return (f"(SELECT file_row_number AS {column}, * EXCLUDE (file_row_number) "
+            f"FROM read_parquet({sql_str(str(path))}, file_row_number = true))")
+
+
 class SqlValidation:
     """One validation run: a DuckDB database in a temp dir, dropped at the end."""
 
@@ -384,8 +390,7 @@ class SqlValidation:
                 finally:
                     con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
                 self.scan_mode = "one-pass"
-                self._cells_source = (f"(SELECT file_row_number AS rid, * EXCLUDE (file_row_number) "
-                                      f"FROM read_parquet({sql_str(str(scan_file))}, file_row_number = true))")
+                self._cells_source = _numbered(scan_file, "rid")
                 return
         finally:
             con.execute("SET disabled_optimizers = ''")
@@ -393,8 +398,7 @@ class SqlValidation:
         text_file = self.tmp / "text.parquet"
         con.execute(f"COPY (SELECT * FROM {read}) TO {sql_str(str(text_file))} "
                     f"(FORMAT parquet, COMPRESSION {SCAN_COMPRESSION})")
-        numbered = (f"(SELECT file_row_number AS rowid, * EXCLUDE (file_row_number) "
-                    f"FROM read_parquet({sql_str(str(text_file))}, file_row_number = true))")
+        numbered = _numbered(text_file, "rowid")
         con.execute("SET preserve_insertion_order = false")
         try:
             con.execute(f"COPY ({self._scan_sql(plans, numbered, blank=True, rid=True)}) TO "
