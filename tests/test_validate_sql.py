@@ -353,6 +353,37 @@ def test_pattern_matches_the_whole_value_as_the_spec_says(tmp_path: Path) -> Non
     assert (4, "code", "constraint-error:pattern") not in theirs  # frictionless accepts "abc"
 
 
+def test_json_values_are_unique_as_json_values(tmp_path: Path) -> None:
+    """Deviation 3 of docs/validation.md: frictionless-py cannot check `unique` or a primary key on an
+    object, array or list field (its sets need hashable cells: a source-error, "unhashable type"). The
+    spec decides: an object's members have no order, 1 and 1.0 are one JSON number, true is not 1."""
+    schema = {"fields": [{"name": "id", "type": "integer"},
+                         {"name": "o", "type": "object", "constraints": {"unique": True}},
+                         {"name": "a", "type": "array", "constraints": {"unique": True}},
+                         {"name": "l", "type": "list", "itemType": "number"}],
+              "primaryKey": ["l"]}
+    rows = [["id", "o", "a", "l"],
+            ["1", '{"a": 1, "b": 2}', "[1, 2]", "1.5,2"],
+            ["2", '{"b": 2, "a": 1}', "[1.0, 2]", "1.50,2.0"],
+            ["3", '{"a": 1.0, "b": [true]}', "[true, 2]", "2,1.5"],
+            ["4", '{"a": 1, "b": [1]}', '[{"x": 1, "y": [2]}]', "1.5"],
+            ["5", '{"b": [true], "a": 1}', '[{"y": [2], "x": 1}]', "1.5,2e0"],
+            ["6", "{}", "[]", ""]]
+    path = write(tmp_path / "json.csv", rows)
+    dialect = detect(path)
+    report = validate(path, schema, dialect)
+    assert engine_of(report) == "duckdb"
+    assert Counter(map(key, report.errors)) == Counter([
+        (3, "o", "unique-error"), (3, "a", "unique-error"), (3, None, "primary-key"),
+        (6, "o", "unique-error"), (6, "a", "unique-error"), (6, None, "primary-key"),
+        (7, None, "primary-key")])
+    notes = {(e["rowNumber"], e.get("fieldName")): e["note"] for e in report.errors}
+    assert notes[(6, "o")] == "the same as in the row at position 4"
+    assert notes[(7, None)] == 'cells composing the primary keys are all "None"'
+    theirs = validate(path, schema, dialect, engine="frictionless")
+    assert [e["type"] for e in theirs.errors] == ["source-error"] and "unhashable" in theirs.errors[0]["note"]
+
+
 def test_line_breaks_inside_cells_keep_frictionless_row_numbers(tmp_path: Path) -> None:
     rows = [HEADER, good_row(1), good_row(2), good_row(3)]
     rows[1][1] = "75056\n"  # the spec's pattern refuses the line break: frictionless' re.match("^P$") accepts it

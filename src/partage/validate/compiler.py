@@ -326,6 +326,32 @@ def exact_number_key(value: Any) -> str | None:
     return f"D{'-' if sign else ''}{text}e{exponent + len(digits) - len(text)}"
 
 
+JSON_KINDS = ("object", "array", "geojson", "list")
+
+
+def json_key(value: Any) -> str | None:
+    """For unique and primary-key checks on an object, array, geojson or list value: the JSON value's
+    identity, so that ``{"a": 1, "b": 2}`` and ``{"b": 2, "a": 1}`` (an object's members have no
+    order) or ``[1, 2]`` and ``[1.0, 2]`` (one JSON number) are one value, and ``[true]`` and ``[1]``
+    are two. frictionless-py cannot compare these (its sets need hashable cells: it stops with
+    "unhashable type"), so the Table Schema spec decides; docs/validation.md lists the deviation."""
+    from decimal import Decimal
+
+    def form(v: Any) -> Any:
+        if isinstance(v, bool):
+            return ["b", v]
+        if isinstance(v, (int, float, Decimal)):
+            d = Decimal(repr(v)) if isinstance(v, float) else Decimal(v)
+            return ["n", "0" if d.is_finite() and d == 0 else str(d.normalize() if d.is_finite() else d)]
+        if isinstance(v, dict):
+            return ["o", sorted([str(k), form(x)] for k, x in v.items())]
+        if isinstance(v, (list, tuple)):
+            return ["a", [form(x) for x in v]]
+        return None if v is None else ["s", str(v)]
+
+    return None if value is None else json.dumps(form(value), ensure_ascii=False, separators=(",", ":"))
+
+
 def canonical(kind: str, value: Any) -> str | None:
     """A typed frictionless value as text SQL casts back (None: it cannot be stored, e.g. > 64-bit integer)."""
     import datetime as dt

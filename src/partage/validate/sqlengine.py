@@ -44,6 +44,7 @@ from ..filefacts import file_facts
 from ..warehouse import ident
 from .compiler import (
     CONSTRAINT_ORDER,
+    JSON_KINDS,
     FieldPlan,
     ForeignKey,
     SchemaPlan,
@@ -51,6 +52,7 @@ from .compiler import (
     code_kind,
     compile_schema,
     exact_number_key,
+    json_key,
     oracle,
     sql_in,
     sql_str,
@@ -494,7 +496,8 @@ class SqlValidation:
                 rows["canon"].append(canon)
                 rows["errs"].append(errs)
                 rows["cast_err"].append(cast_err)
-                rows["aux"].append(exact_number_key(typed) if p.type == "number" else _compare_aux(p.type, canon))
+                rows["aux"].append(exact_number_key(typed) if p.type == "number" else json_key(typed)
+                                   if p.type in JSON_KINDS else _compare_aux(p.type, canon))
             self.oracle_values += len(values)
             codes = [",".join(e + (["cast"] if c else [])) or None for e, c in zip(rows["errs"], rows["cast_err"])]
             table = pa.table({"v": pa.array(rows["v"], pa.string()), "canon": pa.array(rows["canon"], pa.string()),
@@ -548,6 +551,8 @@ class SqlValidation:
                 cols.append(f"c.t{i}")
             if p.type == "number":  # see _key: a Decimal the double does not hold exactly keeps its digits
                 cols.append(f"CASE WHEN c.x{i} THEN {f'o{i}.aux' if i in self.judged else 'NULL'} END AS cx{i}")
+            if p.type in JSON_KINDS:  # see _key: a JSON value's identity, members in any order
+                cols.append(f"CASE WHEN c.x{i} THEN {f'o{i}.aux' if i in self.judged else 'NULL'} END AS ck{i}")
             if p.type in ("time", "datetime"):
                 # Python's == on times and datetimes: a naive value never equals an aware one, aware ones
                 # compare in UTC; the key says which it is ('n'/'a') before the instant
@@ -658,8 +663,9 @@ class SqlValidation:
         """The column unique and primary-key checks compare, as frictionless' sets compare Python values:
         the typed value; for times and datetimes a key that keeps the distinction between naive and aware
         values; for numbers the double's 17 digits (-0 as 0), or the Decimal's own digits when the double
-        does not hold it exactly (more than 15 significant digits: frictionless keeps them apart)."""
-        return f"ck{p.index}" if p.type in ("time", "datetime", "number") else f"t{p.index}"
+        does not hold it exactly (more than 15 significant digits: frictionless keeps them apart); for JSON
+        values (object, array, geojson, list) their identity as JSON values (``json_key``)."""
+        return f"ck{p.index}" if p.type in ("time", "datetime", "number", *JSON_KINDS) else f"t{p.index}"
 
     @classmethod
     def _fk_key(cls, p: FieldPlan) -> str:
