@@ -401,6 +401,32 @@ def test_ten_thousand_columns(tmp_path: Path) -> None:
     assert [key(e) for e in sql.errors] == [(3, "c42", "type-error")]
 
 
+def test_ten_thousand_columns_the_schema_does_not_have_give_one_header_error(tmp_path: Path) -> None:
+    """frictionless-py copies every label into every label error: 10,000 extra labels take it minutes and
+    a report of 10,000 x 10,000 labels. Such a header is summed up in one error that names the fix."""
+    n = 10_000
+    schema = {"fields": [{"name": "id", "type": "integer"}, {"name": "nom", "type": "string"}]}
+    rows = [["id", "nom"] + [f"x{i}" for i in range(n)], ["1", "a"] + ["v"] * n, ["2", "b"] + ["v"] * n]
+    path = write(tmp_path / "wide.csv", rows)
+    report = validate(path, schema, detect(path))
+    assert not report.valid and report.errors_by_type == {"header-error": 1}
+    assert report.file_errors  # so the harvest rejects the file whatever its policy
+    note = report.errors[0]["note"]
+    assert "the header has 10,002 labels where the schema has 2 fields" in note
+    assert "10,000 labels are not field names ('x0', 'x1'" in note and "Fix the file's header" in note
+    assert report.task["labels"][:3] == ["id", "nom", "x0"] and len(report.task["labels"]) == n + 2
+    assert report.errors[0]["messageFr"].startswith("l'en-tête a 10\u202f002 colonnes là où le schéma a 2 champs")
+
+
+def test_a_wide_header_with_one_wrong_label_keeps_frictionless_label_error(tmp_path: Path) -> None:
+    n = 1_500  # past the SQL engine's 1,000 columns: frictionless-py judges the file, label by label
+    schema = {"fields": [{"name": f"c{i}", "type": "integer"} for i in range(n)]}
+    labels = [f"c{i}" for i in range(n)]
+    labels[7] = "seven"
+    path = write(tmp_path / "wide.csv", [labels, ["1"] * n])
+    report = validate(path, schema, detect(path))
+    assert [(e["type"], e.get("fieldNumber"), e.get("label")) for e in report.errors] == [("incorrect-label", 8, "seven")]
+
 
 def test_wide_schemas_run_in_sql_in_groups_of_fields(tmp_path: Path) -> None:
     """Past 24 fields the scan runs in groups joined by row: same errors, still judged by DuckDB."""

@@ -48,7 +48,7 @@ ERROR_TITLES: dict[str, dict[str, str]] = {
         "blank-row": "Ligne vide", "incorrect-label": "En-tête de colonne incorrect", "missing-label": "Colonne manquante",
         "extra-label": "Colonne en trop", "duplicate-label": "En-tête en double", "blank-label": "En-tête vide",
         "encoding-error": "Encodage illisible", "source-error": "Fichier illisible", "format-error": "Format non reconnu",
-        "partage-cast-error": "Valeur impossible à stocker",
+        "partage-cast-error": "Valeur impossible à stocker", "header-error": "En-tête différent du schéma",
     },
     "en": {
         "type-error": "Wrong type", "constraint-error": "Constraint not met", "primary-key": "Duplicate key (primary key)",
@@ -57,5 +57,6 @@ ERROR_TITLES: dict[str, dict[str, str]] = {
         "missing-label": "Missing column", "extra-label": "Extra column", "duplicate-label": "Duplicate header",
         "blank-label": "Blank header", "encoding-error": "Unreadable encoding", "source-error": "Unreadable file",
         "format-error": "Unknown format", "partage-cast-error": "Value that cannot be stored",
+        "header-error": "Header that differs from the schema",
     },
 }

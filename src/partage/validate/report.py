@@ -121,6 +121,8 @@ def add_french(descriptor: dict[str, Any]) -> dict[str, Any]:
 
     for task in descriptor.get("tasks", []):
         for e in task.get("errors", []):
+            if e.get("messageFr"):  # written in French where it was made (a header summed up by the engine)
+                continue
             template = FRENCH.get(e.get("type", ""))
             values = {k: e.get(k, "") for k in ("cell", "rowNumber", "fieldName", "fieldNumber", "note")}
             values["note"] = values["note"] or ""
