@@ -328,7 +328,8 @@ def test_skip_initial_space_as_frictionless_sniffs_it(tmp_path: Path, content: s
 
 @pytest.mark.parametrize("content, feature", [
     (b"", "empty"), (b"id,code_insee\n", "header"), (b"\x00\xff\xfe\x89PNG\r\n\x1a\n" * 50, "binary"),
-    (b",".join(HEADER[:3]).replace(b"", b"") if False else ",".join(HEADER).encode() + b"\n1,2\n1,2,3,4,5,6,7,8,9,10,11,12,13\n", "ragged"),
+    (",".join(HEADER).encode() + b"\n1,2\n1,2,3,4,5,6,7,8,9,10,11,12,13\n", "ragged"),
+    (b"id\rcode_insee," + ",".join(HEADER[2:]).encode() + b"\n1,2\n", "a carriage return alone in the header"),
 ])
 def test_bad_input_gives_a_report_never_a_crash(tmp_path: Path, content: bytes, feature: str,
                                                caplog: pytest.LogCaptureFixture) -> None:
@@ -351,6 +352,11 @@ def test_pattern_matches_the_whole_value_as_the_spec_says(tmp_path: Path) -> Non
     assert ours == [(4, "code", "constraint-error:pattern"), (5, "code", "constraint-error:pattern"),
                     (6, "code", "constraint-error:pattern")]
     assert (4, "code", "constraint-error:pattern") not in theirs  # frictionless accepts "abc"
+    # and "$" accepts a trailing line break for Python's re: a multi-line cell is read in SQL, by the spec
+    path = write(tmp_path / "nl.csv", [["code"], ["a"], ["b\n"]])
+    report = validate(path, schema, detect(path))
+    assert engine_of(report) == "duckdb" and [key(e) for e in report.errors] == [(3, "code", "constraint-error:pattern")]
+    assert validate(path, schema, detect(path), engine="frictionless").valid
 
 
 def test_json_values_are_unique_as_json_values(tmp_path: Path) -> None:
@@ -385,12 +391,31 @@ def test_json_values_are_unique_as_json_values(tmp_path: Path) -> None:
 
 
 def test_line_breaks_inside_cells_keep_frictionless_row_numbers(tmp_path: Path) -> None:
-    rows = [HEADER, good_row(1), good_row(2), good_row(3)]
-    rows[1][1] = "75056\n"  # the spec's pattern refuses the line break: frictionless' re.match("^P$") accepts it
-    rows[2][3] = "x"
-    sql, ref = compare(write(tmp_path / "nl.csv", rows), IRVE_LIKE)
+    """frictionless numbers records, not lines: a multi-line cell (an address, a comment) keeps the
+    numbers of the rows after it, and DuckDB reads the file as Python's csv does, in SQL."""
+    schema = {**IRVE_LIKE, "fields": [*IRVE_LIKE["fields"], {"name": "adresse", "type": "string",
+                                                              "constraints": {"maxLength": 30}}]}
+    rows = [[*HEADER, "adresse"]] + [[*good_row(i), f"{i} rue de la Paix"] for i in range(1, 7)]
+    rows[1][-1] = "1 rue de la Paix\nBâtiment B"
+    rows[2][-1] = "2 rue\r\n\r\nde la Paix"
+    rows[3][3] = "x"
+    rows[4][-1] = "4 rue de la Paix,\n" + "très longue adresse " * 2
+    rows[5][0] = rows[1][0]
+    for end in ("\n", "\r\n"):
+        path = tmp_path / f"nl{len(end)}.csv"
+        path.write_bytes(write(path, rows).read_bytes().replace(b"\n", end.encode()).replace(b"\r\r", b"\r"))
+        sql, _ = compare(path, schema)
+        assert engine_of(sql) == "duckdb"
+        assert [key(e) for e in sql.errors] == [(4, "nbre_pdc", "type-error"), (5, "adresse", "constraint-error:maxLength"),
+                                                (6, None, "primary-key")]
+
+
+def test_blank_lines_go_to_frictionless_which_reports_them_as_rows(tmp_path: Path) -> None:
+    rows = [HEADER, good_row(1), [], good_row(2), good_row(3)]
+    rows[3][3] = "x"
+    sql, _ = compare(write(tmp_path / "blank.csv", rows), IRVE_LIKE)
     assert engine_of(sql) == "frictionless"
-    assert [key(e) for e in sql.errors] == [(3, "nbre_pdc", "type-error")]
+    assert [key(e) for e in sql.errors] == [(3, None, "blank-row"), (3, None, "primary-key"), (4, "nbre_pdc", "type-error")]
 
 
 def test_ten_thousand_columns(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ more. Cell semantics come from :mod:`.compiler`; this module owns the file
 handling and the report.
 
 Files whose *row numbering* DuckDB cannot reproduce (ragged rows, blank lines,
-line breaks inside quoted cells), whose header does not match the schema, or
+lone carriage returns), whose header does not match the schema, or
 that are not CSV raise :class:`~.compiler.Unsupported`: frictionless-py then
 validates them, and the engine logs the feature's name.
 """
@@ -129,8 +129,11 @@ def _header(path: Path, encoding: str, dialect: Dialect, skip_initial_space: boo
         head = f.read(1 << 20)
     reader = csv.reader(io.StringIO(head), delimiter=dialect.delimiter, quotechar=dialect.quote_char,
                         skipinitialspace=skip_initial_space)
-    for row in reader:
-        return row
+    try:
+        for row in reader:
+            return row
+    except csv.Error as e:  # a carriage return alone in the header's first 1 MB, a NUL byte...
+        raise Unsupported(f"a header Python's csv cannot read ({e})") from None
     raise Unsupported("empty file")
 
 
@@ -308,7 +311,8 @@ class SqlValidation:
                 f"max_line_size={MAX_LINE})")
         if trim:
             read = f"(SELECT {', '.join(f'ltrim(c{i}, {sql_str(chr(32))}) AS c{i}' for i in range(len(names)))} FROM {read})"
-        return labels, read, facts.line_feeds
+        # line feeds inside quoted labels: not line ends either (see _scan)
+        return labels, read, facts.line_feeds - sum(label.count("\n") for label in labels)
 
     def _scan(self, read: str, feeds: int) -> int:
         """Read the file once: per cell its text, its typed value and its errors when SQL decides it.
@@ -357,9 +361,22 @@ class SqlValidation:
             con.execute(f"CREATE TABLE blanks AS SELECT rid FROM cells WHERE {blank}")
         rows = con.execute("SELECT count(*) FROM " + ("scan0" if self.wide else f"read_parquet({sql_str(str(scan_file))})")
                            ).fetchall()[0][0]
-        if feeds != (rows + 1 if self.ends_with_lf else rows):
-            raise Unsupported("blank lines or line breaks inside cells (row numbering)")
+        ends = rows + 1 if self.ends_with_lf else rows
+        if feeds != ends and feeds != ends + self._feeds_in_cells():
+            raise Unsupported("blank lines (row numbering)")
         return rows
+
+    def _feeds_in_cells(self) -> int:
+        """The line feeds inside quoted cells (a multi-line address or comment).
+
+        frictionless numbers records, not lines, and DuckDB's reader reads such cells as Python's csv
+        does: the row numbers hold. The file's line feeds are then its records plus these; any other
+        surplus is a blank line, which DuckDB skips and frictionless reports as a row."""
+        con = self.con
+        assert con is not None
+        counts = " + ".join(f"coalesce(sum(length(v{p.index}) - length(replace(v{p.index}, chr(10), ''))), 0)"
+                            for p in self.plan.fields)
+        return int(con.execute(f"SELECT {counts} FROM cells").fetchall()[0][0])
 
     def _scan_narrow(self, plans: list[FieldPlan], read: str, scan_file: Path) -> None:
         """Scan a narrow file: in one ordered pass when DuckDB keeps the file's order, else in two.
