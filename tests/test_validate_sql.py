@@ -326,6 +326,27 @@ def test_skip_initial_space_as_frictionless_sniffs_it(tmp_path: Path, content: s
     assert engine_of(report) == ("duckdb" if sql else "frictionless")
 
 
+@pytest.mark.parametrize("content, sql", [
+    ('code;n\n"01001";1\n"2A004" ;2\n', False),  # a space after the closing quote: Python's csv keeps it
+    ('code;n\n01001;1\n2A004;"2" \n', False),  # at the line's end
+    ('code;n\r\n01001;1\r\n2A004;"2"  \r\n', False),
+    ('code;n\n01001; "1"\n2A004;2\n', False),  # one space before an opening quote: DuckDB drops it
+    ('code;n\n01001; ""\n2A004;2\n', False),
+    ('code;n\n"01001";"1"\n"2A""04";2\n', True),  # doubled quotes, no space beside: read in SQL
+    ('code;n\n"2A ""04"" x";1\n', True),  # spaces beside doubled quotes inside the quotes
+    ('code;n\n"2A ""04"" ;x";1\n', False),  # ... looking like the end of a cell: to frictionless-py, same verdict
+])
+def test_spaces_beside_quotes_are_read_as_pythons_csv_reads_them(tmp_path: Path, content: str, sql: bool) -> None:
+    """DuckDB's reader drops a space after a closing quote (or one before an opening quote) silently;
+    Python's csv keeps it in the cell, and frictionless then judges "2A004 ". Found by fuzzing quotes."""
+    schema = {"fields": [{"name": "code", "type": "string", "constraints": {"pattern": "[0-9AB]{5}"}},
+                         {"name": "n", "type": "string", "constraints": {"maxLength": 1}}]}
+    path = tmp_path / "quotes.csv"
+    path.write_text(content, encoding="utf-8")
+    report, _ = compare(path, schema)
+    assert engine_of(report) == ("duckdb" if sql else "frictionless")
+
+
 @pytest.mark.parametrize("content, feature", [
     (b"", "empty"), (b"id,code_insee\n", "header"), (b"\x00\xff\xfe\x89PNG\r\n\x1a\n" * 50, "binary"),
     (",".join(HEADER).encode() + b"\n1,2\n1,2,3,4,5,6,7,8,9,10,11,12,13\n", "ragged"),
