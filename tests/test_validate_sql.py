@@ -660,6 +660,23 @@ def test_a_100_mb_single_line_gives_a_report(tmp_path: Path) -> None:
     assert [key(e) for e in report.errors] == [(2, "code_insee", "constraint-error:maxLength")]
 
 
+def test_a_row_thousands_of_cells_wide_gives_one_error_at_once(tmp_path: Path) -> None:
+    """frictionless-py copies the whole row into each of its extra-cell errors: a row of 10,003 cells takes it
+    about 100 s and a 50 MB report. Such a row is a broken file, said in one error; a row a few cells off
+    still gets frictionless' errors cell by cell."""
+    schema = {"fields": [{"name": "id", "type": "integer"}, {"name": "a", "type": "integer"}, {"name": "b", "type": "integer"}]}
+    path = tmp_path / "ragged.csv"
+    path.write_text("id,a,b\n1,2,3\n" + ",".join(["4", "5", "6"] + ["v"] * 10_000) + "\n7,8,9,10,11\n", encoding="utf-8")
+    report = validate(path, schema, detect(path))
+    assert report.errors_by_type == {"source-error": 1} and not report.valid
+    note = report.errors[0]["note"]
+    assert note.startswith("row 3 has 10,003 cells where the schema has 3 fields") and "delimiter ','" in note
+    assert report.errors[0]["messageFr"].startswith("la ligne 3 a 10\u202f003 cellules")
+    path.write_text("id,a,b\n1,2,3\n4,5,6,v,w\n", encoding="utf-8")
+    report = validate(path, schema, detect(path))
+    assert [(e["type"], e["rowNumber"], e["fieldNumber"]) for e in report.errors] == [("extra-cell", 3, 4), ("extra-cell", 3, 5)]
+
+
 def test_wrong_encoding_declared_in_the_catalog_gives_an_encoding_error(tmp_path: Path) -> None:
     from dataclasses import replace
 

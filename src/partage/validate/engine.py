@@ -32,6 +32,7 @@ from .arrow import (
 )
 from .compiler import Unsupported
 from .header import wide_header_report
+from .ragged import ragged_row_report
 from .report import UNTYPABLE_ERROR_TYPES, Report, add_french, describe_error
 from .sqlengine import Outcome, Output, Reference, SqlValidation
 
@@ -92,9 +93,9 @@ def _run(path: Path, descriptor: dict[str, Any], dialect: Dialect, on_row: Any =
     import csv
 
     csv.field_size_limit(1 << 30)  # real files have huge cells (geometries); the default 128 KiB fails them
-    wide = wide_header_report(path, descriptor, dialect)
-    if wide is not None:
-        return wide
+    summed = wide_header_report(path, descriptor, dialect) or ragged_row_report(path, descriptor, dialect)
+    if summed is not None:  # what would take frictionless-py minutes, said in one error
+        return summed
     descriptor, warnings = _local_keys(descriptor, name, path.stem)
     try:
         resource = _resource(path, descriptor, dialect)
