@@ -677,6 +677,29 @@ def test_a_row_thousands_of_cells_wide_gives_one_error_at_once(tmp_path: Path) -
     assert [(e["type"], e["rowNumber"], e["fieldNumber"]) for e in report.errors] == [("extra-cell", 3, 4), ("extra-cell", 3, 5)]
 
 
+def test_frictionless_row_errors_are_counted_as_they_come_with_its_own_verdict(tmp_path: Path) -> None:
+    """A file sent to frictionless-py (here: a renamed column) whose every row is wrong: its row errors are
+    counted as they come and the first 1,000 kept, rather than all kept with a copy of their row (3.7 KB
+    each: 18 GB for 5M errors). The report is the one frictionless-py gives, order and counts included."""
+    from frictionless import Resource, Schema
+
+    from partage.validate.report import Report
+
+    schema = {"fields": [{"name": "id", "type": "integer"}, {"name": "a", "type": "integer"},
+                         {"name": "b", "type": "integer", "constraints": {"unique": True}}]}
+    rows = [["identifiant", "a", "b"]] + [[str(i), "x" if i % 3 else "1", "7" if i % 5 == 0 else str(i)] for i in range(1_500)]
+    rows.insert(300, [])  # a blank row, so that the file goes to frictionless-py whatever its header
+    path = write(tmp_path / "renamed.csv", rows)
+    ours = validate(path, schema, detect(path))
+    theirs = Report.from_frictionless(Resource(path=path.name, basepath=str(tmp_path), schema=Schema.from_descriptor(schema))
+                                      .validate(limit_errors=0))
+    assert engine_of(ours) != "duckdb"
+    assert ours.error_count == theirs.error_count > 1_000
+    assert ours.errors_by_type == theirs.errors_by_type and ours.invalid_rows == theirs.invalid_rows
+    assert ours.row_count == theirs.row_count
+    assert [detail(e) for e in ours.errors] == [detail(e) for e in theirs.errors] and len(ours.errors) == 1_000
+
+
 def test_wrong_encoding_declared_in_the_catalog_gives_an_encoding_error(tmp_path: Path) -> None:
     from dataclasses import replace
 

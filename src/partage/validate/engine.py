@@ -33,7 +33,7 @@ from .arrow import (
 from .compiler import Unsupported
 from .header import wide_header_report
 from .ragged import ragged_row_report
-from .report import UNTYPABLE_ERROR_TYPES, Report, add_french, describe_error
+from .report import UNTYPABLE_ERROR_TYPES, Report, RowTally, add_french, describe_error
 from .sqlengine import Outcome, Output, Reference, SqlValidation
 
 log = logging.getLogger("partage.validate")
@@ -97,13 +97,23 @@ def _run(path: Path, descriptor: dict[str, Any], dialect: Dialect, on_row: Any =
     if summed is not None:  # what would take frictionless-py minutes, said in one error
         return summed
     descriptor, warnings = _local_keys(descriptor, name, path.stem)
+    from frictionless import Checklist
+
+    tally = RowTally()
+
+    def each(row: Any) -> None:
+        tally.add(row)
+        if on_row is not None:
+            on_row(row)
+
     try:
         resource = _resource(path, descriptor, dialect)
-        result = resource.validate(on_row=on_row, limit_errors=0)
+        # row errors are counted as they come (RowTally), not all kept by frictionless-py until the end
+        result = resource.validate(checklist=Checklist(skip_errors=["#row"]), on_row=each, limit_errors=0)
     except Exception as e:  # a file we cannot read must give a report, never a crash
         log.debug("validation crashed", exc_info=True)
         return Report.failure("source-error", f"the file could not be read as {dialect.format}: {type(e).__name__}: {e}")
-    report = Report.from_frictionless(result)
+    report = Report.from_frictionless(result, tally=tally)
     for w in warnings:
         log.warning("%s: %s", path.name, w)
         report.descriptor.setdefault("warnings", []).append(w)
