@@ -332,9 +332,14 @@ def test_skip_initial_space_as_frictionless_sniffs_it(tmp_path: Path, content: s
     ('code;n\r\n01001;1\r\n2A004;"2"  \r\n', False),
     ('code;n\n01001; "1"\n2A004;2\n', False),  # one space before an opening quote: DuckDB drops it
     ('code;n\n01001; ""\n2A004;2\n', False),
+    ('code;n\n"2A0" "04";1\n', False),  # a quote after such a space: DuckDB opens the cell again
+    ('code;n\n"" "\n""2";1\n', False),  # ... even across lines
+    ('code;n\n2A004;"1" """.5"\n', False),
+    ('code;n\n"Les ""Pins"" Nord";1\n', True),  # doubled quotes, then a space, inside the quotes
     ('code;n\n"01001";"1"\n"2A""04";2\n', True),  # doubled quotes, no space beside: read in SQL
     ('code;n\n"2A ""04"" x";1\n', True),  # spaces beside doubled quotes inside the quotes
-    ('code;n\n"2A ""04"" ;x";1\n', False),  # ... looking like the end of a cell: to frictionless-py, same verdict
+    ('code;n\n"2A ""04"" ;x";1\n', True),  # ... even where it looks like the end of a cell
+    ('code;n\n5" x;1\n', False),  # an inch mark then a space, unquoted: sent there too (same verdict, slower)
 ])
 def test_spaces_beside_quotes_are_read_as_pythons_csv_reads_them(tmp_path: Path, content: str, sql: bool) -> None:
     """DuckDB's reader drops a space after a closing quote (or one before an opening quote) silently;

@@ -370,18 +370,22 @@ class SqlValidation:
         return rows
 
     def _spaces_by_quotes(self) -> bool:
-        """Does a line hold a space beside a quote, outside the quotes? (``"a" ;`` or ``; "a"``)
+        """Does a line hold a space beside a quote, outside the quotes? (``"a" ;``, ``"a" "b"``, ``; "a"``)
 
-        DuckDB's reader drops a space after a closing quote, or a single one before an opening
-        quote, without a word; Python's csv, frictionless' reader, keeps it in the cell (``a `` and
-        `` "a"``). Such a file goes to frictionless-py. One streamed read of the lines, on its own
-        connection and one thread, while the oracle's Python work leaves a core free; a space next to
-        a doubled quote inside quoted text may also send a file there (slower, same verdict)."""
+        DuckDB's reader drops a space after a closing quote, or a single one before an opening quote,
+        and reads a quote after such a space as opening the cell again, all without a word; Python's
+        csv, frictionless' reader, keeps them in the cell (``a ``, ``a "b"``, `` "a"``). Such a file goes
+        to frictionless-py. One streamed read of the lines, on its own connection and one thread, while
+        the oracle's Python work leaves a core free. The test is by line, so a few files without the
+        trap go there too (an inch mark then a space in an unquoted cell, ``5" disk``): slower, same verdict."""
         path, encoding = self._text
         q = self.dialect.quote_char or '"'
         hexq, hexd = f"\\x{{{ord(q):x}}}", f"\\x{{{ord(self.dialect.delimiter):x}}}"
-        # an opening quote after one space: not `, ""b` (a doubled quote inside quoted JSON: {""a"": 1, ""b"": 2})
-        pattern = f"{hexq} +\\r?$|{hexq} +{hexd}|(^|{hexd}) {hexq}([^{hexq}]|{hexq}{hexq}|{hexq}({hexd}|\\r|$))"
+        # a closing quote (an odd run of quotes after text: not the doubled ones of `""Les Pins"" Nord`) or an
+        # empty quoted cell, then a space; or one space, then an opening quote (not `, ""b`, a doubled quote
+        # inside quoted JSON: {""a"": 1, ""b"": 2})
+        pattern = (f"[^{hexq}{hexd}\\r\\n]{hexq}({hexq}{hexq})* |(^|{hexd})({hexq}{hexq})+ |"
+                   f"(^|{hexd}) {hexq}([^{hexq}]|{hexq}{hexq}|{hexq}({hexd}|\\r|$))")
         sep = "chr(31) || chr(30) || chr(29) || chr(28)"  # no real file's delimiter: each line is one cell
         con = duckdb.connect()
         try:
