@@ -43,6 +43,13 @@ def _labels(path: Path, dialect: Dialect) -> tuple[list[str], bool] | None:
     return (labels, True) if whole else (labels[:-1], False)  # cut: the last label read is partial
 
 
+def header_cost(labels: list[str], names: list[str], *, whole: bool = True) -> int:
+    """frictionless-py's work on a header: its label errors (about) x the labels each one copies."""
+    moved = sum(1 for a, b in zip(labels, names) if a != b)
+    wrong = moved + max(len(labels) - len(names), 0) + (max(len(names) - len(labels), 0) if whole else 0)
+    return wrong * len(labels)
+
+
 def wide_header_report(path: Path, descriptor: dict[str, Any], dialect: Dialect) -> Report | None:
     """The one-error report for such a header, or None when frictionless-py can check it label by label."""
     fields = descriptor.get("fields")
@@ -54,8 +61,7 @@ def wide_header_report(path: Path, descriptor: dict[str, Any], dialect: Dialect)
     labels, whole = read
     names = [str(f.get("name", "")) if isinstance(f, dict) else "" for f in fields]
     moved = sum(1 for a, b in zip(labels, names) if a != b)
-    wrong = moved + max(len(labels) - len(names), 0) + (max(len(names) - len(labels), 0) if whole else 0)
-    if wrong * len(labels) <= HEADER_COST:
+    if header_cost(labels, names, whole=whole) <= HEADER_COST:
         return None
     known, seen = set(names), set(labels)
     extra = [label for label in labels if label not in known]

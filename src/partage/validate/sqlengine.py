@@ -11,10 +11,11 @@ foreign keys) read the typed values, and the sorted Parquet write reads them onc
 more. Cell semantics come from :mod:`.compiler`; this module owns the file
 handling and the report.
 
-Files whose *row numbering* DuckDB cannot reproduce (ragged rows, blank lines,
-lone carriage returns), whose header does not match the schema, or
-that are not CSV raise :class:`~.compiler.Unsupported`: frictionless-py then
-validates them, and the engine logs the feature's name.
+A header that differs from the schema is paired with its fields by frictionless' own
+``Header`` (see ``_match_header``). Files whose *row numbering* DuckDB cannot reproduce
+(ragged rows, blank lines, lone carriage returns), or that are not CSV, raise
+:class:`~.compiler.Unsupported`: frictionless-py then validates them, and the engine
+logs the feature's name.
 """
 
 from __future__ import annotations
@@ -227,17 +228,12 @@ class SqlValidation:
         self.descriptor = descriptor
         self.dialect = dialect
         self.timezone = timezone
-        self.plan: SchemaPlan = compile_schema(descriptor, timezone)
         self.name = name  # the dataset's own name: a foreign key to it is a self-reference, as in frictionless
         self.references = dict(references or {})
         self.warnings: list[str] = []
         self._fl_schema: Any = None  # frictionless' Schema, built only to print foreign-key notes
-        for fk in list(self.plan.foreign_keys):
-            if not self._is_self(fk) and fk.resource not in self.references:
-                self.plan.foreign_keys.remove(fk)
-                self.warnings.append(f"the foreign key {', '.join(fk.fields)} -> {fk.resource} "
-                                     f"({', '.join(fk.ref_fields)}) was not checked: no dataset '{fk.resource}' "
-                                     "in the warehouse (harvest it, or pass --warehouse)")
+        self.plan: SchemaPlan = self._compile(descriptor)
+        self.header_errors: list[dict[str, Any]] = []  # frictionless' label errors, when the header differs
         self.tmp = Path(tempfile.mkdtemp(prefix="partage-sqlv-", dir=tmp_root))
         self.con: duckdb.DuckDBPyConnection | None = None
         self.oracle_values = 0
@@ -249,6 +245,76 @@ class SqlValidation:
         self._cells_source = ""
         self._text: tuple[Path, str] = (path, "utf-8")  # the file DuckDB reads, and its encoding for DuckDB
         self.scan_mode = "tables"  # wide files; narrow ones: "one-pass" or "two-step" (see _scan_narrow)
+
+    def _compile(self, descriptor: dict[str, Any]) -> SchemaPlan:
+        plan = compile_schema(descriptor, self.timezone)
+        for fk in list(plan.foreign_keys):
+            if not self._is_self(fk) and fk.resource not in self.references:
+                plan.foreign_keys.remove(fk)
+                self.warnings.append(f"the foreign key {', '.join(fk.fields)} -> {fk.resource} "
+                                     f"({', '.join(fk.ref_fields)}) was not checked: no dataset '{fk.resource}' "
+                                     "in the warehouse (harvest it, or pass --warehouse)")
+        return plan
+
+    def _match_header(self, labels: list[str]) -> list[str]:
+        """Pair the labels with the schema's fields as frictionless does; return its labels.
+
+        frictionless strips each label, then its ``Header`` pairs them with the fields (by position under
+        the default ``fieldsMatch: exact``, by name otherwise), gives a label without a field an ``any``
+        field named after it, drops the fields without a label, and reports each difference (extra,
+        missing, incorrect, duplicate, blank labels). The rows are then judged against those expected
+        fields. The same expected fields are compiled here, so a file whose header differs (a renamed,
+        added or missing column: a quarter of the corpus' real files) is judged in SQL; its label errors
+        come first in the report, as in frictionless'."""
+        from frictionless import FrictionlessException, Schema
+        from frictionless.table import fields_match
+        from frictionless.table.header import Header
+
+        from .header import HEADER_COST, header_cost
+
+        stripped = [label.strip() for label in labels]  # frictionless' stringify_label
+        names = [p.name for p in self.plan.fields]
+        if stripped == names:
+            return stripped
+        if header_cost(stripped, names) > HEADER_COST:
+            raise Unsupported("a header thousands of labels off the schema")
+        schema = Schema.from_descriptor(self.descriptor)
+        declared = schema.fields_match if schema.has_defined("fields_match") else None
+        header = Header(stripped, fields=schema.fields, row_numbers=[1], ignore_case=False,
+                        fields_match=fields_match.resolve(declared, schema_sync=False))
+        try:
+            paired = header.get_expected_fields()
+        except FrictionlessException as e:
+            raise Unsupported(f"a header frictionless cannot pair with the fields ({e})") from None
+        self.header_errors = [e.to_descriptor() for e in header.errors]
+        by_name = {str(f.get("name")): f for f in self.descriptor.get("fields", []) if isinstance(f, dict)}
+        # a paired field keeps the schema's own descriptor; a label without a field gets frictionless' `any` one
+        fields = [by_name[f.name] if f.name in by_name and f.to_descriptor() == schema.get_field(f.name).to_descriptor()
+                  else f.to_descriptor() for f in paired]
+        expected = [str(f["name"]) for f in fields]
+        descriptor = {**self.descriptor, "fields": fields}
+        keys = self.descriptor.get("primaryKey")
+        pk = [keys] if isinstance(keys, str) else list(keys or [])
+        if pk and not set(pk) <= set(expected):
+            descriptor.pop("primaryKey")  # frictionless checks the key only when every field of it has a label
+        kept = []
+        for fk in self.descriptor.get("foreignKeys") or []:
+            mine = fk.get("fields") if isinstance(fk, dict) else None
+            mine = [mine] if isinstance(mine, str) else list(mine or [])
+            if not set(mine) <= set(expected):
+                continue  # nor a foreign key whose fields lack one
+            ref = fk.get("reference") or {}
+            theirs = ref.get("fields")
+            theirs = [theirs] if isinstance(theirs, str) else list(theirs or [])
+            if (not ref.get("resource") or ref.get("resource") == self.name) and not set(theirs) <= set(expected):
+                raise Unsupported("a self-reference to fields the header lacks")
+            kept.append(fk)
+        if "foreignKeys" in descriptor:
+            descriptor["foreignKeys"] = kept
+        self.descriptor = descriptor
+        self.warnings.clear()
+        self.plan = self._compile(descriptor)
+        return stripped
 
     def close(self) -> None:
         if self.con is not None:
@@ -289,9 +355,8 @@ class SqlValidation:
         trim = skip and (_starts_with_space(source) or bool(found.intersection(starts)))
         if trim and found.intersection(quoted):
             raise Unsupported("spaces before a quoted cell, with skipInitialSpace (sniffed by frictionless)")
+        labels = self._match_header(labels)
         names = [f.name for f in self.plan.fields]
-        if labels != names:
-            raise Unsupported("header that differs from the schema's field names")
         # a single-byte codec's transcoding keeps every \n and \r where it was: the facts of the download (already
         # read by dialect detection) hold; a multi-byte one (UTF-16...) needs the transcoded file's
         single_byte = codecs.lookup(d.encoding).name.startswith(("cp", "iso8859", "latin", "mac"))
@@ -767,6 +832,9 @@ class SqlValidation:
                 kind, "type-error" if kind == "type" else "constraint-error")
             counts[key] += n
             total += n
+        for e in self.header_errors:  # frictionless' label errors come first, then the rows'
+            counts[e["type"]] += 1
+            total += 1
         invalid_rows = con.execute(
             "SELECT count(*) FROM errs WHERE len(list_filter(errs, lambda x: split_part(x, ':', 2) <> 'cast')) > 0"
         ).fetchall()[0][0]
@@ -774,8 +842,10 @@ class SqlValidation:
             f"SELECT e.rid, e.errs, [{', '.join(f'r.v{p.index}' for p in plans)}] FROM errs e JOIN cells r ON r.rid = e.rid "
             f"ORDER BY e.rid LIMIT {STORED_ERRORS_LIMIT}"
         ).fetchall()
-        stored: list[dict[str, Any]] = []
+        stored: list[dict[str, Any]] = list(self.header_errors[:STORED_ERRORS_LIMIT])
         for rid, codes, cells in first:
+            if len(stored) >= STORED_ERRORS_LIMIT:
+                break
             row_number = rid + 2
             for code in codes:
                 head, _, rest = code.partition(":")
