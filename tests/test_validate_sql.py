@@ -489,6 +489,19 @@ def test_a_header_that_differs_is_judged_in_sql_with_frictionless_label_errors(
     assert [e["type"] for e in sql.errors][:len(label_errors)] == label_errors
 
 
+def test_columns_a_tolerant_fields_match_lets_differ_are_stored_as_the_schema_says(tmp_path: Path) -> None:
+    """fieldsMatch partial: an extra column and a missing field are no error; the typed table keeps the
+    schema's columns (the missing one empty), as frictionless-py's reading writes it."""
+    schema = {"fields": [{"name": "code", "type": "string"}, {"name": "n", "type": "integer"},
+                         {"name": "_id", "type": "integer"}], "fieldsMatch": "partial"}
+    path = write(tmp_path / "partial.csv", [["code", "extra", "n"], ["01001", "a", "1"], ["2A004", "b", "x"]])
+    data, quarantine = tmp_path / "data.parquet", tmp_path / "q.parquet"
+    result = validate_and_type(path, schema, detect(path), policy="quarantine", source_key="s",
+                               data_path=data, quarantine_path=quarantine)
+    assert result.report.errors_by_type == {"type-error": 1} and (result.rows, result.quarantined) == (1, 1)
+    assert pq.read_table(data).to_pylist() == [{"code": "01001", "n": 1, "_id": None, "_source": "s", "_row_number": 2}]
+
+
 def test_ten_thousand_columns_the_schema_does_not_have_give_one_header_error(tmp_path: Path) -> None:
     """frictionless-py copies every label into every label error: 10,000 extra labels take it minutes and
     a report of 10,000 x 10,000 labels. Such a header is summed up in one error that names the fix."""
