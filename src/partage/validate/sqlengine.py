@@ -355,6 +355,7 @@ class SqlValidation:
         trim = skip and (_starts_with_space(source) or bool(found.intersection(starts)))
         if trim and found.intersection(quoted):
             raise Unsupported("spaces before a quoted cell, with skipInitialSpace (sniffed by frictionless)")
+        header_feeds = sum(label.count("\n") for label in labels)  # quoted labels' line feeds: not line ends
         labels = self._match_header(labels)
         names = [f.name for f in self.plan.fields]
         # a single-byte codec's transcoding keeps every \n and \r where it was: the facts of the download (already
@@ -379,8 +380,7 @@ class SqlValidation:
                 f"max_line_size={MAX_LINE})")
         if trim:
             read = f"(SELECT {', '.join(f'ltrim(c{i}, {sql_str(chr(32))}) AS c{i}' for i in range(len(names)))} FROM {read})"
-        # line feeds inside quoted labels: not line ends either (see _scan)
-        return labels, read, facts.line_feeds - sum(label.count("\n") for label in labels)
+        return labels, read, facts.line_feeds - header_feeds
 
     def _scan(self, read: str, feeds: int) -> int:
         """Read the file once: per cell its text, its typed value and its errors when SQL decides it.
