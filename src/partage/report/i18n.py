@@ -60,3 +60,8 @@ ERROR_TITLES: dict[str, dict[str, str]] = {
         "header-error": "Header that differs from the schema",
     },
 }
+
+
+def number_fr(n: int) -> str:
+    """10 003, as French writes it (a narrow no-break space between thousands), not 10,003."""
+    return f"{n:,}".replace(",", "\u202f")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..dialect import Dialect
+from ..report.i18n import number_fr
 from .report import Report
 
 log = logging.getLogger("partage.validate")
@@ -60,16 +61,16 @@ def wide_header_report(path: Path, descriptor: dict[str, Any], dialect: Dialect)
         return None
     labels, whole = read
     names = [str(f.get("name", "")) if isinstance(f, dict) else "" for f in fields]
-    moved = sum(1 for a, b in zip(labels, names) if a != b)
     if header_cost(labels, names, whole=whole) <= HEADER_COST:
         return None
+    moved = sum(1 for a, b in zip(labels, names) if a != b)
     known, seen = set(names), set(labels)
     extra = [label for label in labels if label not in known]
     absent = [n for n in names if n not in seen] if whole else []
 
     def say(french: bool) -> str:
-        def num(n: int) -> str:  # French writes 10 003 (narrow no-break space)
-            return f"{n:,}".replace(",", "\u202f") if french else f"{n:,}"
+        def num(n: int) -> str:
+            return number_fr(n) if french else f"{n:,}"
 
         def first(items: list[str]) -> str:
             more = f" … ({num(len(items) - 10)} {'de plus' if french else 'more'})" if len(items) > 10 else ""

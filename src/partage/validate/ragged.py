@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..dialect import Dialect
+from ..report.i18n import number_fr
 from .report import Report
 
 log = logging.getLogger("partage.validate")
@@ -50,17 +51,14 @@ def ragged_row_report(path: Path, descriptor: dict[str, Any], dialect: Dialect) 
     rows = ", ".join(f"row {n:,} has {c:,} cells" for n, c in found)
     more = f" (and {total - len(found):,} more such rows)" if total > len(found) else ""
 
-    def fr(n: int) -> str:  # French writes 10 003 (narrow no-break space)
-        return f"{n:,}".replace(",", "\u202f")
-
-    rows_fr = ", ".join(f"la ligne {fr(n)} a {fr(c)} cellules" for n, c in found)
-    more_fr = f" (et {fr(total - len(found))} autres lignes de ce genre)" if more else ""
+    rows_fr = ", ".join(f"la ligne {number_fr(n)} a {number_fr(c)} cellules" for n, c in found)
+    more_fr = f" (et {number_fr(total - len(found))} autres lignes de ce genre)" if more else ""
     message = (f"{rows}{more} where the schema has {width:,} fields: these are not data rows (is the delimiter "
                f"{dialect.delimiter!r} right? binary bytes? two files pasted together?). Fix those rows and send the "
                "file again; the file was not validated further")
     report = Report.failure("source-error", message, title="Irregular rows")
     report.task["errors"][0]["messageFr"] = (
-        f"{rows_fr}{more_fr} là où le schéma a {fr(width)} champs : ce ne sont pas des lignes de données (le "
+        f"{rows_fr}{more_fr} là où le schéma a {number_fr(width)} champs : ce ne sont pas des lignes de données (le "
         f"séparateur {dialect.delimiter!r} est-il le bon ? des octets binaires ? deux fichiers collés ?). Corrigez ces "
         "lignes et renvoyez le fichier ; il n'a pas été validé plus avant")
     log.info("%s: %s", path.name, message)
