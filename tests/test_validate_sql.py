@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from partage.dialect import detect
-from partage.validate import validate, validate_and_type
+from partage.validate import sqlengine, validate, validate_and_type
 
 from .conftest import SHARED_DATA
 
@@ -440,12 +440,47 @@ def test_line_breaks_inside_cells_keep_frictionless_row_numbers(tmp_path: Path) 
                                                 (6, None, "primary-key")]
 
 
-def test_blank_lines_go_to_frictionless_which_reports_them_as_rows(tmp_path: Path) -> None:
-    rows = [HEADER, good_row(1), [], good_row(2), good_row(3)]
+@pytest.mark.parametrize("end, inline", [("\n", 64), ("\r\n", 64), ("\n", 0)])
+def test_blank_lines_are_blank_rows_numbered_as_frictionless_numbers_them(
+        tmp_path: Path, end: str, inline: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DuckDB's reader skips an empty line; Python's csv reads it as a row without cells, a ``blank-row``
+    to frictionless, and every row after it is one further down. In SQL, with the same numbers (the
+    row numbers' shifts inlined, or joined when there are many)."""
+    monkeypatch.setattr(sqlengine, "MAX_INLINE_GAPS", inline)
+    rows = [HEADER, good_row(1), [], good_row(2), good_row(3), [], [], good_row(1), good_row(4), [], []]
     rows[3][3] = "x"
-    sql, _ = compare(write(tmp_path / "blank.csv", rows), IRVE_LIKE)
-    assert engine_of(sql) == "frictionless"
-    assert [key(e) for e in sql.errors] == [(3, None, "blank-row"), (3, None, "primary-key"), (4, "nbre_pdc", "type-error")]
+    path = tmp_path / f"blank{len(end)}.csv"
+    path.write_bytes(write(path, rows).read_bytes().replace(b"\n", end.encode()))
+    sql, ref = compare(path, IRVE_LIKE)
+    assert engine_of(sql) == "duckdb"
+    assert [key(e) for e in sql.errors] == [key(e) for e in ref.errors] == [
+        (3, None, "blank-row"), (3, None, "primary-key"), (4, "nbre_pdc", "type-error"),
+        (6, None, "blank-row"), (6, None, "primary-key"), (7, None, "blank-row"), (7, None, "primary-key"),
+        (8, None, "primary-key"), (10, None, "blank-row"), (10, None, "primary-key"),
+        (11, None, "blank-row"), (11, None, "primary-key")]
+    assert sql.errors[0]["cells"] == [] and sql.row_count == 10
+    duplicate = next(e for e in sql.errors if e["rowNumber"] == 8)
+    assert duplicate["note"] == "the same as in the row at position 2"
+    res = validate_and_type(path, IRVE_LIKE, detect(path), policy="quarantine", source_key="s",
+                            data_path=tmp_path / "data.parquet", quarantine_path=tmp_path / "q.parquet")
+    assert engine_of(res.report) == "duckdb" and res.rows == 3
+    assert sorted(r["_row_number"] for r in pq.read_table(tmp_path / "data.parquet").to_pylist()) == [2, 5, 9]
+    quarantined = pq.read_table(tmp_path / "q.parquet").to_pylist()
+    assert [r["_row_number"] for r in quarantined] == [3, 4, 6, 7, 8, 10, 11]
+    assert quarantined[0]["id"] is None and quarantined[1]["nbre_pdc"] == "x"
+
+
+@pytest.mark.parametrize("rows, sql", [
+    ([HEADER, good_row(1), good_row(2), []], True),  # the common case: one more line end at the end
+    ([HEADER, [], [], []], False),  # no row at all: frictionless' header detection skips one, at times
+    ([HEADER, good_row(1)] + [[]] * 13, False),  # so many that its header detection takes an empty line
+    ([HEADER, good_row(1)] + [[]] * 12, True),  # one fewer: the header stays the first row
+    ([HEADER, [*good_row(1)[:5], "Accès\n\nlibre", *good_row(1)[6:]], good_row(2)], True),  # inside a cell
+    ([HEADER, [*good_row(1)[:5], "Accès\nlibre", *good_row(1)[6:]], [], good_row(2)], False),  # both
+])
+def test_blank_lines_beside_other_line_feeds(tmp_path: Path, rows: list[list[str]], sql: bool) -> None:
+    report, _ = compare(write(tmp_path / "b.csv", rows), IRVE_LIKE)
+    assert engine_of(report) == ("duckdb" if sql else "frictionless")
 
 
 def test_ten_thousand_columns(tmp_path: Path) -> None:
@@ -743,7 +778,7 @@ def test_frictionless_row_errors_are_counted_as_they_come_with_its_own_verdict(t
     schema = {"fields": [{"name": "id", "type": "integer"}, {"name": "a", "type": "integer"},
                          {"name": "b", "type": "integer", "constraints": {"unique": True}}]}
     rows = [["identifiant", "a", "b"]] + [[str(i), "x" if i % 3 else "1", "7" if i % 5 == 0 else str(i)] for i in range(1_500)]
-    rows.insert(300, [])  # a blank row, so that the file goes to frictionless-py whatever its header
+    rows.insert(300, ["1", "2", "3", "4"])  # a ragged row, so that the file goes to frictionless-py whatever its header
     path = write(tmp_path / "renamed.csv", rows)
     ours = validate(path, schema, detect(path))
     theirs = Report.from_frictionless(Resource(path=path.name, basepath=str(tmp_path), schema=Schema.from_descriptor(schema))

@@ -202,6 +202,25 @@ def _pattern_works(con: duckdb.DuckDBPyConnection, pattern: str) -> bool:
         return False
 
 
+def _header_row_stays_first(width: int, rows: int, empty: tuple[int, ...]) -> bool:
+    """Does frictionless-py keep the first row as the header of a file with these empty lines?
+
+    Without a header option, its detector takes for the header the first of its 100 sample rows whose
+    width is within 10 % of their rounded mean width (else the first row). Every other row of a file
+    DuckDB read has the header's width, but an empty line has none: enough of them early in a file (a
+    header, one row, then five empty lines) pull the mean down until an empty line is "the header".
+    Such files go to frictionless-py, whose reading is the reference."""
+    n = min(rows, SAMPLE_ROWS)
+    blank = sum(1 for line in empty if line < n)
+    mean = round(width * (n - blank) / n)
+    drift = max(round(mean * 0.1), 1)
+    return mean - drift <= width <= mean + drift or not mean - drift <= 0 <= mean + drift
+
+
+SAMPLE_ROWS = 100  # frictionless' default detector sample
+MAX_INLINE_GAPS = 64  # empty lines in more places than this between the rows: their shifts are joined
+
+
 def _writes_in_order(con: duckdb.DuckDBPyConnection, copy: str) -> bool:
     """Will DuckDB write this COPY's rows in the order its source reads them?
 
@@ -242,6 +261,10 @@ class SqlValidation:
         self.judged: list[int] = []  # typed fields with values frictionless decided
         self.text_type_errors: list[int] = []  # text fields (uuid, email...) with values frictionless calls type errors
         self.ends_with_lf = True
+        self.empty_lines: tuple[int, ...] | None = ()  # the file's empty lines (their index), see FileFacts
+        self.empty_rids: set[int] = set()  # the blank rows they make, by rid (row number - 2)
+        self.header_feeds = 0
+        self.header_width = 0
         self._cells_source = ""
         self._text: tuple[Path, str] = (path, "utf-8")  # the file DuckDB reads, and its encoding for DuckDB
         self.scan_mode = "tables"  # wide files; narrow ones: "one-pass" or "two-step" (see _scan_narrow)
@@ -356,6 +379,7 @@ class SqlValidation:
         if trim and found.intersection(quoted):
             raise Unsupported("spaces before a quoted cell, with skipInitialSpace (sniffed by frictionless)")
         header_feeds = sum(label.count("\n") for label in labels)  # quoted labels' line feeds: not line ends
+        self.header_width = len(labels)
         labels = self._match_header(labels)
         names = [f.name for f in self.plan.fields]
         # a single-byte codec's transcoding keeps every \n and \r where it was: the facts of the download (already
@@ -365,6 +389,7 @@ class SqlValidation:
         if facts.lone_cr:
             raise Unsupported("carriage-return line ends or carriage returns inside cells")
         self.ends_with_lf = facts.ends_with_lf
+        self.empty_lines, self.header_feeds = facts.empty_lines, header_feeds
         self._text = (source, duck_enc)
         # in memory, spilling to the temp dir past memory_limit: faster than a database file, same bound on RSS
         con = self.con = duckdb.connect()
@@ -421,18 +446,72 @@ class SqlValidation:
             raise Unsupported(f"irregular CSV rows ({first})") from None
         if not self.wide:
             con.execute(f"CREATE VIEW cells AS SELECT * FROM {self._cells_source}")
-            con.execute("CREATE TABLE blanks AS SELECT rid FROM cells WHERE _blank")
         else:
             joined = "scan0" + "".join(f" JOIN scan{g} USING (rid)" for g in range(1, len(groups)))
-            blank = " AND ".join(f"({self._missing(p, f'v{p.index}')})" for p in plans)
             con.execute(f"CREATE VIEW cells AS SELECT * FROM {joined}")
-            con.execute(f"CREATE TABLE blanks AS SELECT rid FROM cells WHERE {blank}")
         rows = con.execute("SELECT count(*) FROM " + ("scan0" if self.wide else f"read_parquet({sql_str(str(scan_file))})")
                            ).fetchall()[0][0]
         ends = rows + 1 if self.ends_with_lf else rows
-        if feeds != ends and feeds != ends + self._feeds_in_cells():
-            raise Unsupported("blank lines (row numbering)")
+        empty = self.empty_lines
+        if feeds != ends or empty:
+            if empty and feeds == ends + len(empty):  # empty lines, and no line feed inside a cell (see below)
+                if self.wide or self.header_feeds or empty[0] == 0 or not rows:
+                    # (a header then only empty lines: frictionless' header detection skips one of them, at times)
+                    raise Unsupported("blank lines in a file of more than 1,000 columns, in or before its header, "
+                                      "or without any row")
+                self._empty_rows(rows, empty)
+                rows += len(empty)
+            elif empty is None or feeds != ends + self._feeds_in_cells() or (empty and feeds == ends):
+                raise Unsupported("blank lines (row numbering)")
+        if not self.wide:
+            con.execute("CREATE TABLE blanks AS SELECT rid FROM cells WHERE _blank")
+        else:
+            blank = " AND ".join(f"({self._missing(p, f'v{p.index}')})" for p in plans)
+            con.execute(f"CREATE TABLE blanks AS SELECT rid FROM cells WHERE {blank}")
         return rows
+
+    def _empty_rows(self, records: int, empty: tuple[int, ...]) -> None:
+        """Put the file's empty lines in ``cells`` as the blank rows frictionless reads, and number the
+        records after them as it does (a blank line at the end of an export is common; one in the middle
+        shifts every row number after it).
+
+        DuckDB's reader skips an empty line, Python's csv reads it as a row without cells, which frictionless
+        reports as a ``blank-row`` (and, under a primary key, one whose cells are all None). The empty lines
+        are those of the file's bytes; the caller made sure none is inside a quoted cell: the file then has
+        exactly one line feed per record, header and empty line. (In a cell, a run of k line feeds makes
+        k - 1 such pairs but k line feeds, so any cell with a line feed breaks that count.)"""
+        if not _header_row_stays_first(self.header_width, records + 1 + len(empty), empty):
+            raise Unsupported("blank lines that frictionless' header detection takes for the header")
+        con = self.con
+        assert con is not None
+        # the k-th empty line (0-based), line L, is row L + 1: the records from L - 1 - k on come after it
+        steps = Counter(line - 1 - k for k, line in enumerate(empty))
+        firsts, shifts, total = [], [], 0
+        for first in sorted(steps):
+            total += steps[first]
+            if first < records:  # empty lines after the last record (the usual case) shift no row
+                firsts.append(first)
+                shifts.append(total)
+        self.empty_rids = {line - 1 for line in empty}
+        con.register("_empty", pa.table({"rid": pa.array(sorted(self.empty_rids), pa.int64())}))
+        con.register("_gaps", pa.table({"f": pa.array(firsts, pa.int64()), "s": pa.array(shifts, pa.int64())}))
+        try:
+            con.execute("CREATE TABLE empty_rows AS SELECT rid FROM _empty")
+            con.execute("CREATE TABLE gaps AS SELECT f, s FROM _gaps")
+        finally:
+            con.unregister("_empty")
+            con.unregister("_gaps")
+        records_sql = self._cells_source
+        if len(firsts) > MAX_INLINE_GAPS:  # many places: a join (every later pass pays for it)
+            records_sql = (f"(SELECT c.* EXCLUDE (rid), c.rid + coalesce(g.s, 0) AS rid FROM {self._cells_source} c "
+                           "ASOF LEFT JOIN gaps g ON c.rid >= g.f)")
+        elif firsts:  # a few: the shift is a sum of comparisons, which keeps the scans' plans as they are
+            shift = " + ".join(f"CASE WHEN rid >= {f} THEN {n} ELSE 0 END"
+                               for f, n in zip(firsts, [b - a for a, b in zip([0, *shifts], shifts)]))
+            records_sql = f"(SELECT * REPLACE (rid + {shift} AS rid) FROM {self._cells_source})"
+        unjudged = "".join(f", false AS x{p.index}" for p in self.plan.fields if self._has_oracle(p))
+        con.execute(f"CREATE OR REPLACE VIEW cells AS SELECT * FROM {records_sql} "
+                    f"UNION ALL BY NAME SELECT rid, true AS _blank{unjudged} FROM empty_rows")
 
     def _spaces_by_quotes(self) -> bool:
         """Does a line hold a space beside a quote, outside the quotes? (``"a" ;``, ``"a" "b"``, ``; "a"``)
@@ -847,6 +926,8 @@ class SqlValidation:
             if len(stored) >= STORED_ERRORS_LIMIT:
                 break
             row_number = rid + 2
+            if rid in self.empty_rids:  # an empty line: Python's csv reads no cell in it
+                cells = []
             for code in codes:
                 head, _, rest = code.partition(":")
                 if head == "fk":
