@@ -340,6 +340,7 @@ def test_skip_initial_space_as_frictionless_sniffs_it(tmp_path: Path, content: s
     ('code;n\n"2A ""04"" x";1\n', True),  # spaces beside doubled quotes inside the quotes
     ('code;n\n"2A ""04"" ;x";1\n', True),  # ... even where it looks like the end of a cell
     ('code;n\n5" x;1\n', False),  # an inch mark then a space, unquoted: sent there too (same verdict, slower)
+    ('code;n\n"2A0\n""" ;1\n', False),  # a closing quote starting a line, inside a multi-line cell
 ])
 def test_spaces_beside_quotes_are_read_as_pythons_csv_reads_them(tmp_path: Path, content: str, sql: bool) -> None:
     """DuckDB's reader drops a space after a closing quote (or one before an opening quote) silently;
@@ -365,7 +366,7 @@ def test_bad_input_gives_a_report_never_a_crash(tmp_path: Path, content: bytes, 
         report = validate(path, IRVE_LIKE, detect(path))
     assert not report.valid
     assert report.errors and report.errors[0]["type"]
-    if feature == "header":  # a header without rows (its labels differing from the schema) is judged in SQL
+    if feature in ("header", "ragged"):  # a header without rows (its labels differing from the schema), short and long rows: SQL
         assert engine_of(report) == "duckdb"
         compare(path, IRVE_LIKE)
     else:
@@ -468,6 +469,67 @@ def test_blank_lines_are_blank_rows_numbered_as_frictionless_numbers_them(
     quarantined = pq.read_table(tmp_path / "q.parquet").to_pylist()
     assert [r["_row_number"] for r in quarantined] == [3, 4, 6, 7, 8, 10, 11]
     assert quarantined[0]["id"] is None and quarantined[1]["nbre_pdc"] == "x"
+
+
+@pytest.mark.parametrize("ragged", [
+    [["1", "x"], [",", ""], ["", "", "", "", "", "", "", "", "", "", "", "", "NA"]],  # short, long, blank long
+    [["1", "2", "", "", "", "", "", "", "", "", "", "", ""], ["a\nb", "x"]],  # an empty extra cell; a quoted line feed
+    [["1"] * 30, ["1"] * 25],  # far longer rows, of two widths: read again with more room
+])
+@pytest.mark.parametrize("policy", ["quarantine", "warn"])
+def test_rows_shorter_or_longer_than_the_header_are_judged_in_sql(tmp_path: Path, ragged: list[list[str]], policy: str) -> None:
+    """A short row's absent cells are frictionless' ``missing-cell`` errors (and None to its checks: a required
+    field's constraint-error, a primary key); a long row's extra cells, ``extra-cell``; the other cells are
+    judged as usual. DuckDB reads such a file again, padding the short rows, with room for the long ones."""
+    rows = [HEADER] + [good_row(i) for i in range(1, 8)]
+    rows[2] = ragged[0]
+    rows[5] = ragged[1]
+    if len(ragged) > 2:
+        rows.insert(6, ragged[2])
+    rows[4][3] = "x"
+    path = write(tmp_path / "ragged.csv", rows)
+    sql, ref = compare(path, IRVE_LIKE)
+    assert engine_of(sql) == "duckdb"
+    assert [detail(e) for e in sql.errors] == [detail(e) for e in ref.errors]
+    assert {"missing-cell", "extra-cell"} & set(sql.errors_by_type) and sql.invalid_rows == ref.invalid_rows
+    outs = {}
+    for engine in ("auto", "frictionless"):
+        res = validate_and_type(path, IRVE_LIKE, detect(path), policy=policy, source_key="s", engine=engine,  # type: ignore[arg-type]
+                                data_path=tmp_path / engine / "data.parquet", quarantine_path=tmp_path / engine / "q.parquet")
+        stored = sorted(pq.read_table(res.data_path).to_pylist(), key=lambda r: r["_row_number"]) if res.data_path else []
+        held = pq.read_table(res.quarantine_path).to_pylist() if res.quarantine_path else []
+        outs[engine] = (engine_of(res.report), res.rows, res.quarantined, stored,
+                        [(r["_row_number"], [r[f] for f in HEADER], [e["type"] for e in json.loads(r["_errors"])]) for r in held])
+    assert outs["auto"][0] == "duckdb" and outs["auto"][1:] == outs["frictionless"][1:]
+
+
+def test_the_reread_of_a_ragged_file_follows_duckdbs_errors(tmp_path: Path) -> None:
+    """Which read comes next, from DuckDB's reader errors (some arise only in large files)."""
+    path = write(tmp_path / "r.csv", [HEADER, good_row(1)])
+    run = sqlengine.SqlValidation(path, IRVE_LIKE, detect(path), timezone="Europe/Paris", tmp_root=tmp_path)
+    try:
+        run._source()
+        n = len(HEADER)
+        assert run._read_ragged(f"CSV Error on Line: 3\nExpected Number of Columns: {n} Found: {n - 2}")
+        assert run.ragged and run.extra == 0 and "null_padding=true" in run._read()
+        assert run._read_ragged(f"CSV Error on Line: 9\nExpected Number of Columns: {n} Found: {n + 3}")
+        assert run.extra == 8 and f"'c{n + 7}'" in run._read()
+        assert run._read_ragged("The parallel scanner does not support null_padding in conjunction with quoted new lines")
+        assert "parallel=false" in run._read()
+        assert not run._read_ragged(f"Expected Number of Columns: {n + 8} Found: {n + 65}")  # far longer: frictionless
+        assert not run._read_ragged("Invalid unicode (byte sequence mismatch) detected in CSV file")
+    finally:
+        run.close()
+
+
+@pytest.mark.parametrize("rows", [
+    [HEADER, good_row(1), ["1"] * (len(HEADER) + 65), good_row(2)],  # far longer (a wrong delimiter...)
+    [["# export du 2024-03-01"], HEADER] + [good_row(i) for i in range(1, 11)],  # a line above the header:
+    # frictionless' header detection takes the first row of about the sample's mean width for the header
+])
+def test_rows_far_longer_or_a_line_above_the_header_go_to_frictionless(tmp_path: Path, rows: list[list[str]]) -> None:
+    sql, _ = compare(write(tmp_path / "odd.csv", rows), IRVE_LIKE)
+    assert engine_of(sql) == "frictionless"
 
 
 @pytest.mark.parametrize("rows, sql", [
@@ -778,7 +840,7 @@ def test_frictionless_row_errors_are_counted_as_they_come_with_its_own_verdict(t
     schema = {"fields": [{"name": "id", "type": "integer"}, {"name": "a", "type": "integer"},
                          {"name": "b", "type": "integer", "constraints": {"unique": True}}]}
     rows = [["identifiant", "a", "b"]] + [[str(i), "x" if i % 3 else "1", "7" if i % 5 == 0 else str(i)] for i in range(1_500)]
-    rows.insert(300, ["1", "2", "3", "4"])  # a ragged row, so that the file goes to frictionless-py whatever its header
+    rows.insert(300, ["1", "2\r3", "4"])  # a carriage return alone, so that the file goes to frictionless-py
     path = write(tmp_path / "renamed.csv", rows)
     ours = validate(path, schema, detect(path))
     theirs = Report.from_frictionless(Resource(path=path.name, basepath=str(tmp_path), schema=Schema.from_descriptor(schema))

@@ -202,23 +202,26 @@ def _pattern_works(con: duckdb.DuckDBPyConnection, pattern: str) -> bool:
         return False
 
 
-def _header_row_stays_first(width: int, rows: int, empty: tuple[int, ...]) -> bool:
-    """Does frictionless-py keep the first row as the header of a file with these empty lines?
+def _header_row_stays_first(widths: list[int]) -> bool:
+    """Does frictionless-py keep the first row as the header, given its sample rows' widths?
 
     Without a header option, its detector takes for the header the first of its 100 sample rows whose
-    width is within 10 % of their rounded mean width (else the first row). Every other row of a file
-    DuckDB read has the header's width, but an empty line has none: enough of them early in a file (a
-    header, one row, then five empty lines) pull the mean down until an empty line is "the header".
+    width is within 10 % of their rounded mean width (the first row when none is). A file DuckDB reads
+    strictly has one width; one with empty lines (width 0) or rows of other widths may not: a comment
+    line above the header, or a header, one row and five empty lines, make another row "the header".
     Such files go to frictionless-py, whose reading is the reference."""
-    n = min(rows, SAMPLE_ROWS)
-    blank = sum(1 for line in empty if line < n)
-    mean = round(width * (n - blank) / n)
+    if not widths:
+        return True
+    mean = round(sum(widths) / len(widths))
     drift = max(round(mean * 0.1), 1)
-    return mean - drift <= width <= mean + drift or not mean - drift <= 0 <= mean + drift
+    fits = [mean - drift <= w <= mean + drift for w in widths]
+    return fits[0] or not any(fits)
 
 
 SAMPLE_ROWS = 100  # frictionless' default detector sample
-MAX_INLINE_GAPS = 64  # empty lines in more places than this between the rows: their shifts are joined
+MAX_INLINE_GAPS = 64
+MAX_EXTRA_CELLS = 64  # a row longer than the header by more: frictionless-py (and its guard, validate/ragged.py)
+RAGGED_ATTEMPTS = 4  # empty lines in more places than this between the rows: their shifts are joined
 
 
 def _writes_in_order(con: duckdb.DuckDBPyConnection, copy: str) -> bool:
@@ -264,7 +267,13 @@ class SqlValidation:
         self.empty_lines: tuple[int, ...] | None = ()  # the file's empty lines (their index), see FileFacts
         self.empty_rids: set[int] = set()  # the blank rows they make, by rid (row number - 2)
         self.header_feeds = 0
-        self.header_width = 0
+        self.ragged = False  # rows of another width than the header's: read with their cells padded (see _scan)
+        self.extra = 0  # columns read past the fields, for the cells of longer rows
+        self.parallel = True
+        self._read_options = ""
+        self._trim = False
+        self.multiline = False  # line feeds inside quoted cells
+        self._skip = False  # frictionless sniffs skipInitialSpace (see _frictionless_skips_initial_space)
         self._cells_source = ""
         self._text: tuple[Path, str] = (path, "utf-8")  # the file DuckDB reads, and its encoding for DuckDB
         self.scan_mode = "tables"  # wide files; narrow ones: "one-pass" or "two-step" (see _scan_narrow)
@@ -364,7 +373,7 @@ class SqlValidation:
                 raise Unsupported(f"encoding '{d.encoding}' ({e})") from None
             duck_enc = "utf-8"
         text_encoding = "utf-8-sig" if duck_enc == "utf-8" else "latin-1"
-        skip = _frictionless_skips_initial_space(source, text_encoding, d.delimiter)
+        skip = self._skip = _frictionless_skips_initial_space(source, text_encoding, d.delimiter)
         try:
             labels = _header(source, text_encoding, d, skip)
         except UnicodeDecodeError:
@@ -379,9 +388,7 @@ class SqlValidation:
         if trim and found.intersection(quoted):
             raise Unsupported("spaces before a quoted cell, with skipInitialSpace (sniffed by frictionless)")
         header_feeds = sum(label.count("\n") for label in labels)  # quoted labels' line feeds: not line ends
-        self.header_width = len(labels)
         labels = self._match_header(labels)
-        names = [f.name for f in self.plan.fields]
         # a single-byte codec's transcoding keeps every \n and \r where it was: the facts of the download (already
         # read by dialect detection) hold; a multi-byte one (UTF-16...) needs the transcoded file's
         single_byte = codecs.lookup(d.encoding).name.startswith(("cp", "iso8859", "latin", "mac"))
@@ -398,14 +405,25 @@ class SqlValidation:
         con.execute("SET TimeZone = 'UTC'")
         con.execute("SET enable_progress_bar = false")
         con.execute("SET preserve_insertion_order = true")  # results keep the file's row order
-        columns = "{" + ", ".join(f"{sql_str(f'c{i}')}: 'VARCHAR'" for i in range(len(names))) + "}"
-        read = (f"read_csv({sql_str(str(source))}, header=true, auto_detect=false, "
-                f"columns={columns}, delim={sql_str(d.delimiter)}, quote={sql_str(q)}, escape={sql_str(q)}, "
-                f"nullstr={sql_str(NOT_NULL_STR)}, strict_mode=true, null_padding=false, encoding={sql_str(duck_enc)}, "
-                f"max_line_size={MAX_LINE})")
-        if trim:
-            read = f"(SELECT {', '.join(f'ltrim(c{i}, {sql_str(chr(32))}) AS c{i}' for i in range(len(names)))} FROM {read})"
-        return labels, read, facts.line_feeds - header_feeds
+        self._read_options = (f"delim={sql_str(d.delimiter)}, quote={sql_str(q)}, escape={sql_str(q)}, "
+                              f"nullstr={sql_str(NOT_NULL_STR)}, strict_mode=true, encoding={sql_str(duck_enc)}, "
+                              f"max_line_size={MAX_LINE}")
+        self._trim = trim
+        return labels, self._read(), facts.line_feeds - header_feeds
+
+    def _read(self) -> str:
+        """The SQL reading the file's cells as text: c0... for the fields, then ``self.extra`` more for the
+        cells of rows longer than the header (read only once a row of another width was met, see _scan)."""
+        source, _ = self._text
+        width = len(self.plan.fields) + self.extra
+        columns = "{" + ", ".join(f"{sql_str(f'c{i}')}: 'VARCHAR'" for i in range(width)) + "}"
+        # a short row's absent cells are NULL, an empty cell '' (nullstr is a string no file holds)
+        ragged = f", null_padding=true, parallel={'true' if self.parallel else 'false'}" if self.ragged else ", null_padding=false"
+        read = (f"read_csv({sql_str(str(source))}, header=true, auto_detect=false, columns={columns}, "
+                f"{self._read_options}{ragged})")
+        if self._trim:
+            read = f"(SELECT {', '.join(f'ltrim(c{i}, {sql_str(chr(32))}) AS c{i}' for i in range(width))} FROM {read})"
+        return read
 
     def _scan(self, read: str, feeds: int) -> int:
         """Read the file once: per cell its text, its typed value and its errors when SQL decides it.
@@ -430,20 +448,24 @@ class SqlValidation:
         self.groups = len(groups)
         self.wide = len(groups) > 1
         scan_file = self.tmp / "scan0.parquet"
-        try:
-            if not self.wide:
-                self._scan_narrow(plans, read, scan_file)
-            else:
-                # wide files are short (hundreds of columns come with few rows): tables, joined by row
-                con.execute(f"CREATE TABLE raw AS SELECT * FROM {read}")
-                for g, group in enumerate(groups):
-                    con.execute(f"CREATE TABLE scan{g} AS {self._scan_sql(group, 'raw', blank=False, rid=True, g=g)}")
-                con.execute("DROP TABLE raw")
-        except duckdb.OutOfMemoryException:
-            raise
-        except duckdb.Error as e:  # the CSV reader's: ragged rows, bad bytes, an endless line
-            first = str(e).splitlines()[0][:160]
-            raise Unsupported(f"irregular CSV rows ({first})") from None
+        for attempt in range(RAGGED_ATTEMPTS):
+            try:
+                if not self.wide:
+                    self._scan_narrow(plans, read, scan_file)
+                else:
+                    # wide files are short (hundreds of columns come with few rows): tables, joined by row
+                    con.execute(f"CREATE TABLE raw AS SELECT * FROM {read}")
+                    for g, group in enumerate(groups):
+                        con.execute(f"CREATE TABLE scan{g} AS {self._scan_sql(group, 'raw', blank=False, rid=True, g=g)}")
+                    con.execute("DROP TABLE raw")
+                break
+            except duckdb.OutOfMemoryException:
+                raise
+            except duckdb.Error as e:  # the CSV reader's: ragged rows, bad bytes, an endless line
+                if self.wide or attempt == RAGGED_ATTEMPTS - 1 or not self._read_ragged(str(e)):
+                    first = str(e).splitlines()[0][:160]
+                    raise Unsupported(f"irregular CSV rows ({first})") from None
+                read = self._read()
         if not self.wide:
             con.execute(f"CREATE VIEW cells AS SELECT * FROM {self._cells_source}")
         else:
@@ -463,6 +485,10 @@ class SqlValidation:
                 rows += len(empty)
             elif empty is None or feeds != ends + self._feeds_in_cells() or (empty and feeds == ends):
                 raise Unsupported("blank lines (row numbering)")
+            else:
+                self.multiline = True
+        if (self.ragged or self.empty_rids) and not _header_row_stays_first(self._sample_widths()):
+            raise Unsupported("rows of other widths or blank lines that frictionless' header detection takes for the header")
         if not self.wide:
             con.execute("CREATE TABLE blanks AS SELECT rid FROM cells WHERE _blank")
         else:
@@ -480,8 +506,6 @@ class SqlValidation:
         are those of the file's bytes; the caller made sure none is inside a quoted cell: the file then has
         exactly one line feed per record, header and empty line. (In a cell, a run of k line feeds makes
         k - 1 such pairs but k line feeds, so any cell with a line feed breaks that count.)"""
-        if not _header_row_stays_first(self.header_width, records + 1 + len(empty), empty):
-            raise Unsupported("blank lines that frictionless' header detection takes for the header")
         con = self.con
         assert con is not None
         # the k-th empty line (0-based), line L, is row L + 1: the records from L - 1 - k on come after it
@@ -513,6 +537,41 @@ class SqlValidation:
         con.execute(f"CREATE OR REPLACE VIEW cells AS SELECT * FROM {records_sql} "
                     f"UNION ALL BY NAME SELECT rid, true AS _blank{unjudged} FROM empty_rows")
 
+    def _sample_widths(self) -> list[int]:
+        """The widths of frictionless' sample rows: the file's first 100, read as its csv reader reads them."""
+        path, _ = self._text
+        d = self.dialect
+        encoding = "utf-8-sig" if self._text[1] == "utf-8" else "latin-1"
+        with open(path, encoding=encoding, newline="", errors="replace") as f:
+            reader = csv.reader(f, delimiter=d.delimiter, quotechar=d.quote_char, skipinitialspace=self._skip)
+            try:
+                return [len(row) for row in itertools.islice(reader, SAMPLE_ROWS)]
+            except csv.Error as e:
+                raise Unsupported(f"a row Python's csv cannot read ({e})") from None
+
+    def _read_ragged(self, error: str) -> bool:
+        """After the reader met a row of another width than the header's: read again, with the missing
+        cells of short rows as NULL and room for the extra cells of long ones. False: not that error, or
+        rows far wider than the header (a wrong delimiter...: frictionless-py, and validate/ragged.py's guard).
+
+        frictionless reports each absent cell (``missing-cell``) and each extra one (``extra-cell``) and
+        judges the others; the strict read stays the rule, since most files are regular and padding
+        costs DuckDB's parallel read of quoted line feeds."""
+        if "parallel scanner does not support null_padding" in error and self.parallel:
+            self.parallel = False  # quoted line feeds and padding: DuckDB reads them on one thread
+            return True
+        found = re.search(r"Expected Number of Columns: (\d+) Found: (\d+)", error)
+        if found is None:
+            return False
+        n, cells = len(self.plan.fields), int(found.group(2))
+        if cells > n + MAX_EXTRA_CELLS or (self.ragged and cells <= n + self.extra):
+            return False
+        self.ragged = True
+        if cells > n:  # room for this row, and for rows a little longer
+            self.extra = min(max(self.extra, 2 * (cells - n) + 2), MAX_EXTRA_CELLS)
+        log.debug("rows of another width than the header's: read again with %d extra column(s)", self.extra)
+        return True
+
     def _spaces_by_quotes(self) -> bool:
         """Does a line hold a space beside a quote, outside the quotes? (``"a" ;``, ``"a" "b"``, ``; "a"``)
 
@@ -530,6 +589,8 @@ class SqlValidation:
         # inside quoted JSON: {""a"": 1, ""b"": 2})
         pattern = (f"[^{hexq}{hexd}\\r\\n]{hexq}({hexq}{hexq})* |(^|{hexd})({hexq}{hexq})+ |"
                    f"(^|{hexd}) {hexq}([^{hexq}]|{hexq}{hexq}|{hexq}({hexd}|\\r|$))")
+        if self.multiline:  # a line may start inside a cell, and then with its closing quote (`""" ;`)
+            pattern += f"|^{hexq}({hexq}{hexq})* "
         sep = "chr(31) || chr(30) || chr(29) || chr(28)"  # no real file's delimiter: each line is one cell
         con = duckdb.connect()
         try:
@@ -556,8 +617,8 @@ class SqlValidation:
         surplus is a blank line, which DuckDB skips and frictionless reports as a row."""
         con = self.con
         assert con is not None
-        counts = " + ".join(f"coalesce(sum(length(v{p.index}) - length(replace(v{p.index}, chr(10), ''))), 0)"
-                            for p in self.plan.fields)
+        texts = [f"v{p.index}" for p in self.plan.fields] + [f"xe{j}" for j in range(self.extra)]
+        counts = " + ".join(f"coalesce(sum(length({v}) - length(replace({v}, chr(10), ''))), 0)" for v in texts)
         return int(con.execute(f"SELECT {counts} FROM cells").fetchall()[0][0])
 
     def _scan_narrow(self, plans: list[FieldPlan], read: str, scan_file: Path) -> None:
@@ -615,10 +676,13 @@ class SqlValidation:
         it does not (frictionless will), and _e<g> the errors SQL found in the row, as 'field:code,code;...'
         (one mostly-NULL column rather than one per field: a NULL VARCHAR still costs 16 bytes a row)."""
         inner, middle, outer, kept, errs = [], [], [], [], []
+        n = len(self.plan.fields)
         for p in group:
             i = p.index
             col = f"c{i}"
-            inner.append(f"{col} AS v{i}, {self._missing(p, col)} AS m{i}, coalesce({self._on(p.fast, col)}, false) AS f{i}")
+            # a short row's absent cell (NULL, see _read) is None to frictionless: missing, whatever missingValues say
+            missing = f"({col} IS NULL OR {self._missing(p, col)})" if self.ragged else self._missing(p, col)
+            inner.append(f"{col} AS v{i}, {missing} AS m{i}, coalesce({self._on(p.fast, col)}, false) AS f{i}")
             middle.append(f"v{i}, m{i}, f{i}, CASE WHEN f{i} THEN {self._on(p.cast, f'v{i}')} END AS tf{i}")
             checks = ", ".join(
                 f"CASE WHEN coalesce({pred.replace('__T__', f'tf{i}').replace('__V__', f'v{i}')}, false) THEN {sql_str(name)} END"
@@ -635,6 +699,13 @@ class SqlValidation:
             if self._has_oracle(p):
                 outer.append(f"NOT m{i} AND NOT f{i} AS x{i}")
                 kept.append(f"x{i}")
+        if self.ragged:  # after the fields' errors, frictionless' missing-cell or extra-cell ones (codes: see _collect_errors)
+            errs += [f"CASE WHEN v{p.index} IS NULL THEN '{n + p.index}:missing-cell' END" for p in group]
+            for j in range(self.extra):  # the extra cells' text, for the report's cells
+                inner.append(f"c{n + j} AS xe{j}")
+                for part in (middle, outer, kept):
+                    part.append(f"xe{j}")
+                errs.append(f"CASE WHEN xe{j} IS NOT NULL THEN '{n + j}:extra-cell' END")
         if blank:
             outer.append(" AND ".join(f"m{p.index}" for p in group) + " AS _blank")
             kept.append("_blank")
@@ -794,13 +865,15 @@ class SqlValidation:
         con.execute("DELETE FROM long WHERE rid IN (SELECT rid FROM blanks)")
         con.execute("INSERT INTO long SELECT rid, -1, 0, 'blank-row' FROM blanks")
         # unique constraints and the primary key: on typed values, like frictionless' in-memory sets;
-        # a hash aggregate finds the repeated values first, so only their rows are ordered
+        # a hash aggregate finds the repeated values first, so only their rows are ordered. Order in a row
+        # (fi): the fields' errors [0, n), missing or extra cells [n, row_checks), then these
         n = len(plans)
+        row_checks = n + max(n, self.extra)
         for p in plans:
             if p.unique:
                 t = self._key(p)
                 con.execute(
-                    f"INSERT INTO long SELECT rid, {n + p.index}, 0, 'unique:{p.index}:' || prev FROM (SELECT rid, "
+                    f"INSERT INTO long SELECT rid, {row_checks + p.index}, 0, 'unique:{p.index}:' || prev FROM (SELECT rid, "
                     f"lag(rid) OVER (PARTITION BY {t} ORDER BY rid) AS prev FROM typed WHERE {t} IN "
                     f"(SELECT {t} FROM typed WHERE {t} IS NOT NULL{self._no_nan([p])} GROUP BY 1 HAVING count(*) > 1)) "
                     "WHERE prev IS NOT NULL"
@@ -814,16 +887,19 @@ class SqlValidation:
             same = " AND ".join(f"d.k{j} IS NOT DISTINCT FROM s.k{j}" for j in range(len(typed)))
             kparts = ", ".join(f"k{j}" for j in range(len(typed)))
             con.execute(
-                f"INSERT INTO long SELECT rid, {2 * n}, 0, 'pk:' || prev FROM (SELECT rid, lag(rid) OVER "
+                f"INSERT INTO long SELECT rid, {row_checks + n}, 0, 'pk:' || prev FROM (SELECT rid, lag(rid) OVER "
                 f"(PARTITION BY {kparts} ORDER BY rid) AS prev FROM (SELECT rid, {keys} FROM typed WHERE NOT ({allnull})) s "
                 f"SEMI JOIN (SELECT {keys} FROM typed WHERE NOT ({allnull}){self._no_nan(pks)} GROUP BY ALL "
                 f"HAVING count(*) > 1) d ON {same}) WHERE prev IS NOT NULL"
             )
-            con.execute(f"INSERT INTO long SELECT rid, {2 * n}, 0, 'pk:none' FROM typed WHERE {allnull}")
+            con.execute(f"INSERT INTO long SELECT rid, {row_checks + n}, 0, 'pk:none' FROM typed WHERE {allnull}")
         for k, fk in enumerate(self.plan.foreign_keys):
-            self._foreign_key(k, fk, 2 * n + 1 + k)
+            self._foreign_key(k, fk, row_checks + n + 1 + k)
+        # codes: '<field>:<code>', 'missing-cell:<field>', 'extra-cell:<j>' (the j-th cell past the fields),
+        # '-1:blank-row', and the row checks' own
         con.execute(
-            "CREATE TABLE errs AS SELECT rid, list(CASE WHEN fi >= 0 AND fi < " + str(n) + " THEN fi || ':' || code "
+            f"CREATE TABLE errs AS SELECT rid, list(CASE WHEN fi >= 0 AND fi < {n} THEN fi || ':' || code "
+            f"WHEN fi >= {n} AND fi < {row_checks} THEN code || ':' || (fi - {n}) "
             "WHEN fi = -1 THEN '-1:blank-row' ELSE code END ORDER BY fi, pos) AS errs FROM long GROUP BY rid"
         )
 
@@ -885,8 +961,9 @@ class SqlValidation:
         out = []
         for name in names:
             p = next(p for p in self.plan.fields if p.name == name)
-            text = cells[p.index]
-            value, _notes = self._fl_schema.get_field(name).read_cell(text) if text not in p.missing else (None, {})
+            text = cells[p.index] if p.index < len(cells) else None  # a short row's absent cell: None
+            value, _notes = self._fl_schema.get_field(name).read_cell(text) \
+                if text is not None and text not in p.missing else (None, {})
             out.append(value)
         return out
 
@@ -903,11 +980,13 @@ class SqlValidation:
         invalid_rows = 0
         for kind, n in con.execute(
             # '<field>:<code>' for a cell, '-1:blank-row', and 'pk:…', 'unique:…', 'fk:…' for the whole-file checks
-            "SELECT k, count(*) FROM (SELECT CASE WHEN split_part(x, ':', 1) IN ('pk', 'unique', 'fk') "
+            "SELECT k, count(*) FROM (SELECT CASE WHEN split_part(x, ':', 1) IN ('pk', 'unique', 'fk', 'missing-cell', "
+            "'extra-cell') "
             "THEN split_part(x, ':', 1) ELSE split_part(split_part(x, ':', 2), '.', 1) END AS k FROM (SELECT unnest(errs) AS x FROM errs)) "
             "WHERE k <> 'cast' GROUP BY k"
         ).fetchall():
-            key = {"blank-row": "blank-row", "unique": "unique-error", "pk": "primary-key", "fk": "foreign-key"}.get(
+            key = {"blank-row": "blank-row", "unique": "unique-error", "pk": "primary-key", "fk": "foreign-key",
+                   "missing-cell": "missing-cell", "extra-cell": "extra-cell"}.get(
                 kind, "type-error" if kind == "type" else "constraint-error")
             counts[key] += n
             total += n
@@ -917,8 +996,9 @@ class SqlValidation:
         invalid_rows = con.execute(
             "SELECT count(*) FROM errs WHERE len(list_filter(errs, lambda x: split_part(x, ':', 2) <> 'cast')) > 0"
         ).fetchall()[0][0]
+        texts = [f"r.v{p.index}" for p in plans] + [f"r.xe{j}" for j in range(self.extra)]
         first = con.execute(
-            f"SELECT e.rid, e.errs, [{', '.join(f'r.v{p.index}' for p in plans)}] FROM errs e JOIN cells r ON r.rid = e.rid "
+            f"SELECT e.rid, e.errs, [{', '.join(texts)}] FROM errs e JOIN cells r ON r.rid = e.rid "
             f"ORDER BY e.rid LIMIT {STORED_ERRORS_LIMIT}"
         ).fetchall()
         stored: list[dict[str, Any]] = list(self.header_errors[:STORED_ERRORS_LIMIT])
@@ -926,8 +1006,8 @@ class SqlValidation:
             if len(stored) >= STORED_ERRORS_LIMIT:
                 break
             row_number = rid + 2
-            if rid in self.empty_rids:  # an empty line: Python's csv reads no cell in it
-                cells = []
+            if None in cells:  # the cells Python's csv read: none in an empty line, fewer in a short row
+                cells = cells[:cells.index(None)]
             for code in codes:
                 head, _, rest = code.partition(":")
                 if head == "fk":
@@ -950,13 +1030,22 @@ class SqlValidation:
                                                field_name=p.name, field_number=p.index + 1)
                 elif rest == "blank-row":
                     err = ferr.BlankRowError(note="", cells=cells, row_number=row_number)
+                elif head == "missing-cell":
+                    p = plans[int(rest)]
+                    err = ferr.MissingCellError(note="", cells=cells, row_number=row_number, cell="", field_name=p.name,
+                                                field_number=p.index + 1)
+                elif head == "extra-cell":
+                    at = len(plans) + int(rest)
+                    err = ferr.ExtraCellError(note="", cells=cells, row_number=row_number, cell=cells[at], field_name="",
+                                              field_number=at + 1)
                 elif rest == "cast":
                     continue
                 else:
                     p = plans[int(head)]
                     cls = ferr.TypeError if code_kind(rest) == "type" else ferr.ConstraintError
                     note = p.note(rest)
-                    err = cls(note=note, cells=cells, row_number=row_number, cell=cells[p.index], field_name=p.name,
+                    cell = cells[p.index] if p.index < len(cells) else "None"  # a short row's absent cell
+                    err = cls(note=note, cells=cells, row_number=row_number, cell=cell, field_name=p.name,
                               field_number=p.index + 1)
                 stored.append(err.to_descriptor())
                 if len(stored) >= STORED_ERRORS_LIMIT:
@@ -1060,6 +1149,11 @@ class SqlValidation:
             where = f"dataset '{fk.resource}'" if not self._is_self(fk) else "this file"
             return {"type": "foreign-key", "field": ", ".join(fk.fields),
                     "message": f"{', '.join(fk.fields)}: not found among {', '.join(fk.ref_fields)} of {where}"}
+        if head == "missing-cell":
+            return {"type": "missing-cell", "field": plans[int(rest)].name, "message": "missing cell: the row is shorter than the header"}
+        if head == "extra-cell":
+            return {"type": "extra-cell", "field": None,
+                    "message": f"extra cell at position {len(plans) + int(rest) + 1}: the row is longer than the header"}
         if head == "unique":
             idx = int(rest.partition(":")[0])
             return {"type": "unique-error", "field": plans[idx].name, "message": "duplicate value"}
