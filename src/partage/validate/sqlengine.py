@@ -433,7 +433,8 @@ class SqlValidation:
         spill), and the later passes read only the columns they need. Narrow schemas (the usual case)
         are checked on a Parquet copy of the text (below, why); wide ones are first read into ``raw``
         and scanned in groups of fields (one SELECT over hundreds of columns' checks exhausts DuckDB's
-        memory), joined back by row.
+        memory), joined back by row. A file with rows of another width than the header's is read again,
+        padded (see _read_ragged); one with empty lines gets them back as blank rows (see _empty_rows).
         """
         con = self.con
         assert con is not None
@@ -567,8 +568,8 @@ class SqlValidation:
         if cells > n + MAX_EXTRA_CELLS or (self.ragged and cells <= n + self.extra):
             return False
         self.ragged = True
-        if cells > n:  # room for this row, and for rows a little longer
-            self.extra = min(max(self.extra, 2 * (cells - n) + 2), MAX_EXTRA_CELLS)
+        # room for this row and rows a little longer (a file with short rows often has long ones: one read less)
+        self.extra = min(max(self.extra, 2 * (cells - n) + 2, 4), MAX_EXTRA_CELLS)
         log.debug("rows of another width than the header's: read again with %d extra column(s)", self.extra)
         return True
 
