@@ -82,6 +82,7 @@ def compare(path: Path, schema: dict[str, Any]) -> tuple[Any, Any]:
     assert Counter(map(key, sql.errors)) == Counter(map(key, ref.errors)), path
     # and the report says the same of each: note, cell (a unique error prints the typed value), cells
     assert Counter(map(detail, sql.errors)) == Counter(map(detail, ref.errors)), path
+    assert [detail(e) for e in sql.errors] == [detail(e) for e in ref.errors], path  # and in frictionless' order
     assert sql.error_count == ref.error_count
     assert sql.errors_by_type == ref.errors_by_type  # the counts quality reports show, by error type
     assert sql.valid == ref.valid
@@ -521,6 +522,25 @@ def test_the_reread_of_a_ragged_file_follows_duckdbs_errors(tmp_path: Path) -> N
         assert not run._read_ragged("Invalid unicode (byte sequence mismatch) detected in CSV file")
     finally:
         run.close()
+
+
+def test_a_rows_errors_come_in_frictionless_order_where_its_checks_read_cells_first(tmp_path: Path) -> None:
+    """frictionless reads a row's cells lazily: the unique, primary-key and foreign-key checks read theirs
+    first (and their cells' errors come first), until one of them finds an error and the whole row is read."""
+    schema = {"fields": [{"name": "n", "type": "integer"}, {"name": "d", "type": "date"},
+                         {"name": "code", "type": "integer", "constraints": {"unique": True, "maximum": 10}},
+                         {"name": "id", "type": "integer"}, {"name": "ref", "type": "integer"}],
+              "primaryKey": ["id"], "foreignKeys": [{"fields": "ref", "reference": {"resource": "", "fields": "id"}}]}
+    rows = [["n", "d", "code", "id", "ref"], ["1", "2024-01-01", "1", "1", "1"],
+            ["x", "hier", "11", "2", "9"],  # code read first; the reference not found: then n and d
+            ["x", "hier", "1", "x", "9"],  # a duplicate code: the whole row read at once, in order
+            ["x", "hier", "12", "x", "x"]]  # code, then id (the key is None), then the rest
+    sql, ref = compare(write(tmp_path / "lazy.csv", rows), schema)
+    assert engine_of(sql) == "duckdb"
+    assert [(e["rowNumber"], e.get("fieldName") or e["type"]) for e in sql.errors] == [
+        (3, "code"), (3, "n"), (3, "d"), (3, "foreign-key"),
+        (4, "n"), (4, "d"), (4, "id"), (4, "code"), (4, "primary-key"), (4, "foreign-key"),
+        (5, "code"), (5, "id"), (5, "n"), (5, "d"), (5, "ref"), (5, "primary-key")]
 
 
 @pytest.mark.parametrize("rows", [

@@ -898,11 +898,48 @@ class SqlValidation:
             self._foreign_key(k, fk, row_checks + n + 1 + k)
         # codes: '<field>:<code>', 'missing-cell:<field>', 'extra-cell:<j>' (the j-th cell past the fields),
         # '-1:blank-row', and the row checks' own
+        order, cuts = self._row_order(row_checks)
         con.execute(
             f"CREATE TABLE errs AS SELECT rid, list(CASE WHEN fi >= 0 AND fi < {n} THEN fi || ':' || code "
             f"WHEN fi >= {n} AND fi < {row_checks} THEN code || ':' || (fi - {n}) "
-            "WHEN fi = -1 THEN '-1:blank-row' ELSE code END ORDER BY fi, pos) AS errs FROM long GROUP BY rid"
+            f"WHEN fi = -1 THEN '-1:blank-row' ELSE code END ORDER BY {order}, pos) AS errs FROM long{cuts} GROUP BY rid"
         )
+
+    def _row_order(self, row_checks: int) -> tuple[str, str]:
+        """The order of a row's errors in frictionless' report: (ORDER BY key, a join giving ``cut``).
+
+        frictionless reads a row's cells lazily: its unique checks read the unique fields' cells (schema
+        order), its primary-key check the key's, its foreign-key checks theirs, and each cell read adds that
+        cell's errors. The first of these checks to find an error reads the whole row (the other fields in
+        order, then missing or extra cells), and the checks' own errors follow. So the fields these checks
+        read before the row's first check error come first, in the order they were read."""
+        plans = self.plan.fields
+        n = len(plans)
+        index = {p.name: p.index for p in plans}
+        read: list[int] = []  # the fields the checks read, in order
+        cut_of: dict[int, int] = {}  # a check's fi -> how many of them were read when it found an error
+
+        def reads(names: Any, fi: int) -> None:
+            for name in names:
+                if name in index and index[name] not in read:
+                    read.append(index[name])
+            cut_of[fi] = len(read)
+
+        for p in plans:
+            if p.unique:
+                reads([p.name], row_checks + p.index)
+        if self.plan.primary_key:
+            reads(self.plan.primary_key, row_checks + n)
+        for k, fk in enumerate(self.plan.foreign_keys):
+            reads(fk.fields, row_checks + n + 1 + k)
+        if not read:
+            return "fi", ""
+        place = "CASE fi " + " ".join(f"WHEN {f} THEN {k}" for k, f in enumerate(read)) + f" ELSE {n} END"
+        cases = " ".join(f"WHEN {fi} THEN {cut}" for fi, cut in cut_of.items())
+        cuts = (f" LEFT JOIN (SELECT rid AS cut_rid, min(CASE fi {cases} END) AS cut FROM long WHERE fi >= {row_checks} "
+                f"GROUP BY rid) ON cut_rid = rid")
+        read_first = f"fi >= 0 AND fi < {n} AND {place} < coalesce(cut, {len(read)})"
+        return f"CASE WHEN {read_first} THEN {place} ELSE {len(read)} + fi END", cuts
 
     def _foreign_key(self, k: int, fk: ForeignKey, fi: int) -> None:
         """Rows whose key is not among the referenced values: frictionless' lookup, as an anti-join.
