@@ -324,7 +324,8 @@ def test_skip_initial_space_as_frictionless_sniffs_it(tmp_path: Path, content: s
     path = tmp_path / "spaces.csv"
     path.write_text(content, encoding="utf-8")
     report, _ = compare(path, schema)
-    assert engine_of(report) == ("duckdb" if sql else "frictionless")
+    assert engine_of(report) == "duckdb"  # read by DuckDB, or (sql False) from a copy written as frictionless reads it
+    assert report.descriptor["partage_engine"].get("rewritten", False) is not sql
 
 
 @pytest.mark.parametrize("content, sql", [
@@ -345,13 +346,15 @@ def test_skip_initial_space_as_frictionless_sniffs_it(tmp_path: Path, content: s
 ])
 def test_spaces_beside_quotes_are_read_as_pythons_csv_reads_them(tmp_path: Path, content: str, sql: bool) -> None:
     """DuckDB's reader drops a space after a closing quote (or one before an opening quote) silently;
-    Python's csv keeps it in the cell, and frictionless then judges "2A004 ". Found by fuzzing quotes."""
+    Python's csv keeps it in the cell, and frictionless then judges "2A004 ". Found by fuzzing quotes.
+    Such files (sql False) are judged on a copy written as frictionless reads them (validate/reread.py)."""
     schema = {"fields": [{"name": "code", "type": "string", "constraints": {"pattern": "[0-9AB]{5}"}},
                          {"name": "n", "type": "string", "constraints": {"maxLength": 1}}]}
     path = tmp_path / "quotes.csv"
     path.write_text(content, encoding="utf-8")
     report, _ = compare(path, schema)
-    assert engine_of(report) == ("duckdb" if sql else "frictionless")
+    assert engine_of(report) == "duckdb"
+    assert report.descriptor["partage_engine"].get("rewritten", False) is not sql
 
 
 @pytest.mark.parametrize("content, feature", [
@@ -367,7 +370,9 @@ def test_bad_input_gives_a_report_never_a_crash(tmp_path: Path, content: bytes, 
         report = validate(path, IRVE_LIKE, detect(path))
     assert not report.valid
     assert report.errors and report.errors[0]["type"]
-    if feature in ("header", "ragged"):  # a header without rows (its labels differing from the schema), short and long rows: SQL
+    # a header without rows (its labels differing from the schema), short and long rows: SQL; binary bytes
+    # DuckDB's reader refuses: SQL on a copy written as frictionless reads them
+    if feature in ("header", "ragged", "binary"):
         assert engine_of(report) == "duckdb"
         compare(path, IRVE_LIKE)
     else:
@@ -524,6 +529,36 @@ def test_the_reread_of_a_ragged_file_follows_duckdbs_errors(tmp_path: Path) -> N
         run.close()
 
 
+@pytest.mark.parametrize("content", [
+    'id; code; n\n1; "2A004"; 3\n2; "2A 004"; 4\n\n3; "01\n001"; x\n',  # skipInitialSpace, then quotes
+    'id,code,n\n1,"2A004" ,3\n2,5"x,4\n3,"01001\n\nBis",5\n\n4,01001,"6',  # beside, inside, never closed
+])
+@pytest.mark.parametrize("policy", ["quarantine", "warn"])
+def test_files_duckdb_reads_otherwise_are_judged_on_a_copy_as_frictionless_reads_them(
+        tmp_path: Path, content: str, policy: str) -> None:
+    """Quotes Python's csv reads leniently and DuckDB otherwise: the copy holds frictionless' cells, without
+    the blank rows, whose numbers are known; the report and the stored and quarantined rows are the
+    frictionless path's, row numbers included."""
+    schema = {"fields": [{"name": "id", "type": "integer"},
+                         {"name": "code", "type": "string", "constraints": {"pattern": "[0-9AB]{5}"}},
+                         {"name": "n", "type": "integer"}], "primaryKey": ["id"]}
+    path = tmp_path / "quotes.csv"
+    path.write_text(content, encoding="utf-8")
+    sql, _ = compare(path, schema)
+    assert engine_of(sql) == "duckdb" and sql.descriptor["partage_engine"]["rewritten"]
+    assert sql.descriptor["tasks"][0]["place"] == "quotes.csv"
+    outs = {}
+    for engine in ("auto", "frictionless"):
+        res = validate_and_type(path, schema, detect(path), policy=policy, source_key="s", engine=engine,  # type: ignore[arg-type]
+                                data_path=tmp_path / engine / "data.parquet", quarantine_path=tmp_path / engine / "q.parquet")
+        stored = sorted(pq.read_table(res.data_path).to_pylist(), key=lambda r: r["_row_number"]) if res.data_path else []
+        held = pq.read_table(res.quarantine_path).to_pylist() if res.quarantine_path else []
+        outs[engine] = (engine_of(res.report), res.rows, res.quarantined, stored,
+                        [(r["_row_number"], r["id"], r["code"], r["n"], [e["type"] for e in json.loads(r["_errors"])]) for r in held])
+    assert outs["auto"][0] == "duckdb" and outs["auto"][1:] == outs["frictionless"][1:]
+    assert not list(tmp_path.glob("**/partage-reread-*"))  # the copy is gone
+
+
 def test_a_rows_errors_come_in_frictionless_order_where_its_checks_read_cells_first(tmp_path: Path) -> None:
     """frictionless reads a row's cells lazily: the unique, primary-key and foreign-key checks read theirs
     first (and their cells' errors come first), until one of them finds an error and the whole row is read."""
@@ -559,7 +594,8 @@ def test_rows_far_longer_or_a_line_above_the_header_go_to_frictionless(tmp_path:
     ([HEADER, good_row(1)] + [[]] * 13, False),  # so many that its header detection takes an empty line
     ([HEADER, good_row(1)] + [[]] * 12, True),  # one fewer: the header stays the first row
     ([HEADER, [*good_row(1)[:5], "Accès\n\nlibre", *good_row(1)[6:]], good_row(2)], True),  # inside a cell
-    ([HEADER, [*good_row(1)[:5], "Accès\nlibre", *good_row(1)[6:]], [], good_row(2)], False),  # both
+    # both: judged on a copy written as frictionless reads the file, without its blank rows (their numbers known)
+    ([HEADER, [*good_row(1)[:5], "Accès\nlibre", *good_row(1)[6:]], [], good_row(2)], True),
 ])
 def test_blank_lines_beside_other_line_feeds(tmp_path: Path, rows: list[list[str]], sql: bool) -> None:
     report, _ = compare(write(tmp_path / "b.csv", rows), IRVE_LIKE)

@@ -34,10 +34,14 @@ CONSTRAINT_ORDER = ("required", "minLength", "maxLength", "minimum", "maximum",
 
 
 class Unsupported(Exception):
-    """A schema or file feature the SQL engine leaves to frictionless-py; ``feature`` names it."""
+    """A schema or file feature the SQL engine leaves to frictionless-py; ``feature`` names it.
 
-    def __init__(self, feature: str):
+    ``reread``: DuckDB's reader would not read the cells Python's csv reads; a copy of the file as
+    frictionless reads it (validate/reread.py) can still be judged in SQL."""
+
+    def __init__(self, feature: str, *, reread: bool = False):
         self.feature = feature
+        self.reread = reread
         super().__init__(feature)
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -34,6 +35,7 @@ from .compiler import Unsupported
 from .header import wide_header_report
 from .ragged import ragged_row_report
 from .report import UNTYPABLE_ERROR_TYPES, Report, RowTally, add_french, describe_error
+from .reread import rewrite_as_frictionless_reads
 from .sqlengine import Outcome, Output, Reference, SqlValidation
 
 log = logging.getLogger("partage.validate")
@@ -129,25 +131,51 @@ def _fallback(feature: str, path: Path) -> None:
 def _sql(path: Path, descriptor: dict[str, Any], dialect: Dialect, timezone: str, out: Output | None,
          tmp_root: Path | None = None, references: dict[str, Reference] | None = None,
          name: str | None = None) -> Outcome | None:
-    """The SQL engine's outcome, or None when the file must go to frictionless-py (logged with the feature)."""
+    """The SQL engine's outcome, or None when the file must go to frictionless-py (logged with the feature).
+
+    A file whose cells DuckDB's reader would not read as Python's csv does is judged on a copy written as
+    frictionless reads it (validate/reread.py): slower than a direct read, far faster than frictionless-py."""
+    outcome = _sql_run(path, descriptor, dialect, timezone, out, tmp_root, references, name)
+    if not isinstance(outcome, Unsupported):
+        return outcome
+    if outcome.reread:
+        with tempfile.TemporaryDirectory(prefix="partage-reread-", dir=tmp_root) as tmp:
+            copied = Path(tmp) / path.name
+            blank_rows = rewrite_as_frictionless_reads(path, descriptor, dialect, copied)
+            if blank_rows is not None:
+                log.info("validating %s in SQL on a copy written as frictionless reads it: %s", path.name, outcome.feature)
+                again = _sql_run(copied, descriptor, replace(dialect, encoding="utf-8", quote_char='"'), timezone, out,
+                                 tmp_root, references, name or path.stem, origin=path, blank_rows=blank_rows)
+                if not isinstance(again, Unsupported):
+                    return again
+                outcome = again
+    _fallback(outcome.feature, path)
+    return None
+
+
+def _sql_run(path: Path, descriptor: dict[str, Any], dialect: Dialect, timezone: str, out: Output | None,
+             tmp_root: Path | None, references: dict[str, Reference] | None, name: str | None,
+             origin: Path | None = None, blank_rows: tuple[int, ...] | None = None) -> Outcome | Unsupported | None:
+    """One SQL run: its outcome, what it does not cover, or None after an engine error (logged)."""
     try:
         run = SqlValidation(path, descriptor, dialect, timezone=timezone, tmp_root=tmp_root, references=references,
-                            name=name)
+                            name=name, origin=origin, blank_rows=blank_rows)
     except Unsupported as e:
-        _fallback(e.feature, path)
-        return None
+        return e
+    result: Outcome | Unsupported | None = None
     try:
         return run.run(out)
     except Unsupported as e:
-        _fallback(e.feature, path)
+        result = e
     except (duckdb.Error, pa.ArrowException) as e:  # an engine bug must never cost a verdict
-        log.warning("SQL validation of %s failed (%s: %s); using frictionless-py", path.name, type(e).__name__, e)
+        log.warning("SQL validation of %s failed (%s: %s); using frictionless-py", (origin or path).name,
+                    type(e).__name__, e)
     finally:
         run.close()
     if out is not None:
         for p in (out.data_path, out.quarantine_path):
             p.unlink(missing_ok=True)
-    return None
+    return result
 
 
 def validate(path: Path, schema: ResolvedSchema | dict[str, Any], dialect: Dialect, *,

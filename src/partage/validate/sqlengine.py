@@ -245,8 +245,13 @@ class SqlValidation:
 
     def __init__(self, path: Path, descriptor: dict[str, Any], dialect: Dialect, *, timezone: str,
                  tmp_root: Path | None = None, references: Mapping[str, Reference] | None = None,
-                 name: str | None = None):
+                 name: str | None = None, origin: Path | None = None, blank_rows: tuple[int, ...] | None = None):
+        """``origin``, ``blank_rows``: ``path`` is a copy of ``origin`` as frictionless reads it, without its
+        blank rows, whose row numbers these are (validate/reread.py)."""
         self.path = path
+        self.origin = origin or path  # the file the report names
+        self.rewritten = blank_rows is not None
+        self._blank_rows = blank_rows or ()
         self.descriptor = descriptor
         self.dialect = dialect
         self.timezone = timezone
@@ -373,7 +378,8 @@ class SqlValidation:
                 raise Unsupported(f"encoding '{d.encoding}' ({e})") from None
             duck_enc = "utf-8"
         text_encoding = "utf-8-sig" if duck_enc == "utf-8" else "latin-1"
-        skip = self._skip = _frictionless_skips_initial_space(source, text_encoding, d.delimiter)
+        # (a rewritten copy holds the cells as frictionless read them: spaces already dropped)
+        skip = self._skip = not self.rewritten and _frictionless_skips_initial_space(source, text_encoding, d.delimiter)
         try:
             labels = _header(source, text_encoding, d, skip)
         except UnicodeDecodeError:
@@ -386,7 +392,7 @@ class SqlValidation:
         found = _found(source, starts + quoted) if skip else set()
         trim = skip and (_starts_with_space(source) or bool(found.intersection(starts)))
         if trim and found.intersection(quoted):
-            raise Unsupported("spaces before a quoted cell, with skipInitialSpace (sniffed by frictionless)")
+            raise Unsupported("spaces before a quoted cell, with skipInitialSpace (sniffed by frictionless)", reread=True)
         header_feeds = sum(label.count("\n") for label in labels)  # quoted labels' line feeds: not line ends
         labels = self._match_header(labels)
         # a single-byte codec's transcoding keeps every \n and \r where it was: the facts of the download (already
@@ -397,6 +403,8 @@ class SqlValidation:
             raise Unsupported("carriage-return line ends or carriage returns inside cells")
         self.ends_with_lf = facts.ends_with_lf
         self.empty_lines, self.header_feeds = facts.empty_lines, header_feeds
+        if self.rewritten:  # the copy has no empty line: the original's blank rows, as lines (row - 1)
+            self.empty_lines = tuple(row - 1 for row in self._blank_rows)
         self._text = (source, duck_enc)
         # in memory, spilling to the temp dir past memory_limit: faster than a database file, same bound on RSS
         con = self.con = duckdb.connect()
@@ -465,7 +473,9 @@ class SqlValidation:
             except duckdb.Error as e:  # the CSV reader's: ragged rows, bad bytes, an endless line
                 if self.wide or attempt == RAGGED_ATTEMPTS - 1 or not self._read_ragged(str(e)):
                     first = str(e).splitlines()[0][:160]
-                    raise Unsupported(f"irregular CSV rows ({first})") from None
+                    # a quote DuckDB reads otherwise than Python's csv (never closed, inside an unquoted cell...)
+                    quoting = "Expected Number of Columns" not in str(e) and not self.rewritten
+                    raise Unsupported(f"irregular CSV rows ({first})", reread=quoting) from None
                 read = self._read()
         if not self.wide:
             con.execute(f"CREATE VIEW cells AS SELECT * FROM {self._cells_source}")
@@ -476,7 +486,15 @@ class SqlValidation:
                            ).fetchall()[0][0]
         ends = rows + 1 if self.ends_with_lf else rows
         empty = self.empty_lines
-        if feeds != ends or empty:
+        if self.rewritten:  # its blank rows are known: the copy's line feeds are its records' and cells' own
+            if feeds != ends and feeds != ends + self._feeds_in_cells():
+                raise Unsupported("row numbering of the rewritten copy")
+            if empty:
+                if self.wide or not rows:
+                    raise Unsupported("blank lines in a file of more than 1,000 columns, or without any row")
+                self._empty_rows(rows, empty)
+                rows += len(empty)
+        elif feeds != ends or empty:
             if empty and feeds == ends + len(empty):  # empty lines, and no line feed inside a cell (see below)
                 if self.wide or self.header_feeds or empty[0] == 0 or not rows:
                     # (a header then only empty lines: frictionless' header detection skips one of them, at times)
@@ -485,7 +503,8 @@ class SqlValidation:
                 self._empty_rows(rows, empty)
                 rows += len(empty)
             elif empty is None or feeds != ends + self._feeds_in_cells() or (empty and feeds == ends):
-                raise Unsupported("blank lines (row numbering)")
+                # (between multi-line cells: frictionless' reading, rewritten without them, numbers them)
+                raise Unsupported("blank lines (row numbering)", reread=not self.wide)
             else:
                 self.multiline = True
         if (self.ragged or self.empty_rids) and not _header_row_stays_first(self._sample_widths()):
@@ -546,9 +565,13 @@ class SqlValidation:
         with open(path, encoding=encoding, newline="", errors="replace") as f:
             reader = csv.reader(f, delimiter=d.delimiter, quotechar=d.quote_char, skipinitialspace=self._skip)
             try:
-                return [len(row) for row in itertools.islice(reader, SAMPLE_ROWS)]
+                widths = [len(row) for row in itertools.islice(reader, SAMPLE_ROWS)]
             except csv.Error as e:
                 raise Unsupported(f"a row Python's csv cannot read ({e})") from None
+        for row in self._blank_rows:  # a rewritten copy's blank rows, back in their places
+            if row <= SAMPLE_ROWS:
+                widths.insert(row - 1, 0)
+        return widths[:SAMPLE_ROWS]
 
     def _read_ragged(self, error: str) -> bool:
         """After the reader met a row of another width than the header's: read again, with the missing
@@ -582,6 +605,8 @@ class SqlValidation:
         to frictionless-py. One streamed read of the lines, on its own connection and one thread, while
         the oracle's Python work leaves a core free. The test is by line, so a few files without the
         trap go there too (an inch mark then a space in an unquoted cell, ``5" disk``): slower, same verdict."""
+        if self.rewritten:  # every cell quoted by Python's csv writer: no space beside a quote outside the quotes
+            return False
         path, encoding = self._text
         q = self.dialect.quote_char or '"'
         hexq, hexd = f"\\x{{{ord(q):x}}}", f"\\x{{{ord(self.dialect.delimiter):x}}}"
@@ -1092,9 +1117,9 @@ class SqlValidation:
                 break
         seconds = round(time.monotonic() - started, 3)
         task: dict[str, Any] = {
-            "name": self.path.stem, "type": "table", "valid": total == 0, "place": str(self.path.name),
+            "name": self.origin.stem, "type": "table", "valid": total == 0, "place": str(self.origin.name),
             "labels": labels,
-            "stats": {"errors": total, "warnings": len(self.warnings), "seconds": seconds, "bytes": self.path.stat().st_size,
+            "stats": {"errors": total, "warnings": len(self.warnings), "seconds": seconds, "bytes": self.origin.stat().st_size,
                       "fields": len(plans), "rows": rows},
             "warnings": list(self.warnings), "errors": stored,
         }
@@ -1104,7 +1129,10 @@ class SqlValidation:
                 "is kept in the dataset's quarantine table")
         desc = {"valid": total == 0, "stats": {"tasks": 1, "errors": total, "warnings": len(self.warnings), "seconds": seconds},
                 "warnings": list(self.warnings), "errors": [], "tasks": [task]}
-        desc["partage_engine"] = {"engine": "duckdb", "oracle_values": self.oracle_values, "scan": self.scan_mode}
+        engine: dict[str, Any] = {"engine": "duckdb", "oracle_values": self.oracle_values, "scan": self.scan_mode}
+        if self.rewritten:  # judged on a copy written as frictionless read the file (validate/reread.py)
+            engine["rewritten"] = True
+        desc["partage_engine"] = engine
         return Report(desc, total, rows, invalid_rows, dict(counts))
 
     # -- writing ---------------------------------------------------------------
@@ -1231,7 +1259,8 @@ class SqlValidation:
         finally:
             check.join()
         if not spaced or spaced[0]:
-            raise Unsupported("a space beside a quote, outside the quotes (DuckDB's reader drops it, Python's csv keeps it)")
+            raise Unsupported("a space beside a quote, outside the quotes (DuckDB's reader drops it, Python's csv keeps it)",
+                              reread=True)
         timed("checks", self._collect_errors)
         report = timed("report", lambda: self._report(labels, rows, started))
         report.descriptor["partage_engine"]["phases"] = phases  # the same dict: "write" lands in it below
