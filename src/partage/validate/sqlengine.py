@@ -474,7 +474,8 @@ class SqlValidation:
                 if self.wide or attempt == RAGGED_ATTEMPTS - 1 or not self._read_ragged(str(e)):
                     first = str(e).splitlines()[0][:160]
                     # a quote DuckDB reads otherwise than Python's csv (never closed, inside an unquoted cell...)
-                    quoting = "Expected Number of Columns" not in str(e) and not self.rewritten
+                    quoting = not self.rewritten and not any(
+                        m in str(e) for m in ("Expected Number of Columns", "Maximum line size", "Invalid unicode"))
                     raise Unsupported(f"irregular CSV rows ({first})", reread=quoting) from None
                 read = self._read()
         if not self.wide:
