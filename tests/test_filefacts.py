@@ -21,12 +21,12 @@ def test_empty_lines_are_found_across_read_boundaries(tmp_path: Path, chunk: int
     rnd = random.Random(chunk)
     path = tmp_path / "f.csv"
     for _ in range(400):
-        data = bytes(rnd.choice(b"ab\n\r,") for _ in range(rnd.randrange(0, 60)))
+        data = bytes(rnd.choice(b'ab\n\r,"') for _ in range(rnd.randrange(0, 60)))
         path.write_bytes(data)
         filefacts._cache.clear()
         facts = filefacts.file_facts(path)
         assert facts.empty_lines == empty_lines_by_splitting(data), data
-        assert facts.line_feeds == data.count(b"\n")
+        assert facts.line_feeds == data.count(b"\n") and facts.quotes == data.count(b'"')
 
 
 def test_too_many_empty_lines_are_not_listed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

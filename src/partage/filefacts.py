@@ -38,6 +38,7 @@ class FileFacts:
     # DuckDB's reader. A line feed inside a quoted cell can also be followed by one; the validator tells
     # them apart. None: more than MAX_EMPTY_LINES of them
     empty_lines: tuple[int, ...] | None = ()
+    quotes: int = 0  # double quotes: an odd count means one is never closed, which DuckDB's reader may skip over
 
 
 _cache: OrderedDict[tuple[str, int, int], FileFacts] = OrderedDict()
@@ -107,12 +108,13 @@ def file_facts(path: Path) -> FileFacts:
         if hit is not None:
             _cache.move_to_end(key)
             return hit
-    utf8, feeds, lone_cr, last, carry = True, 0, False, b"", b""
+    utf8, feeds, quotes, lone_cr, last, carry = True, 0, 0, False, b"", b""
     empty = _EmptyLines()
     with open(path, "rb") as f:
         while chunk := f.read(_CHUNK):
             empty.feed(chunk, feeds)
             feeds += chunk.count(b"\n")
+            quotes += chunk.count(b'"')
             if not lone_cr and b"\r" in chunk and chunk.count(b"\r") != chunk.count(b"\r\n"):
                 lone_cr = chunk.replace(b"\r\n", b"").count(b"\r") > (1 if chunk.endswith(b"\r") else 0)
             last = chunk[-1:]
@@ -122,7 +124,7 @@ def file_facts(path: Path) -> FileFacts:
                 utf8, carry = _valid_utf8(data[:cut]), data[cut:]
     if carry:
         utf8 = utf8 and _valid_utf8(carry)
-    facts = FileFacts(utf8, feeds, last == b"\n", lone_cr, None if empty.found is None else tuple(empty.found))
+    facts = FileFacts(utf8, feeds, last == b"\n", lone_cr, None if empty.found is None else tuple(empty.found), quotes)
     with _lock:
         _cache[key] = facts
         while len(_cache) > _REMEMBERED:
