@@ -562,6 +562,17 @@ def test_files_duckdb_reads_otherwise_are_judged_on_a_copy_as_frictionless_reads
     assert not list(tmp_path.glob("**/partage-reread-*"))  # the copy is gone
 
 
+def test_a_schema_frictionless_calls_invalid_gives_a_report_on_the_copy_too(tmp_path: Path) -> None:
+    """The copy's SQL run meets frictionless' verdict on the schema (a pattern on a date) where the first
+    run had stopped earlier: the file goes to frictionless-py, never a crash."""
+    schema = {"fields": [{"name": "d", "type": "date", "constraints": {"pattern": "2024-.*"}},
+                         {"name": "n", "type": "integer"}]}
+    path = tmp_path / "d.csv"
+    path.write_text('date;n\n"2024-01-01" ;1\n', encoding="utf-8")
+    report = validate(path, schema, detect(path))
+    assert engine_of(report) == "frictionless" and not report.valid
+
+
 def test_a_rows_errors_come_in_frictionless_order_where_its_checks_read_cells_first(tmp_path: Path) -> None:
     """frictionless reads a row's cells lazily: the unique, primary-key and foreign-key checks read theirs
     first (and their cells' errors come first), until one of them finds an error and the whole row is read."""

@@ -293,12 +293,15 @@ def compile_field(index: int, desc: dict[str, Any], schema_missing: list[str], t
 
 def oracle(desc: dict[str, Any], schema_missing: list[str]) -> Any:
     """frictionless' own cell reader for this field: value -> (canonical text or None, [failed checks])."""
-    from frictionless import Field
+    from frictionless import Field, FrictionlessException
 
     d = dict(desc)
     if "missingValues" not in d:
         d["missingValues"] = schema_missing
-    fl = Field.from_descriptor(d)
+    try:
+        fl = Field.from_descriptor(d)
+    except FrictionlessException as e:  # a field frictionless calls invalid: it has no reader to ask
+        raise Unsupported(f"field '{d.get('name')}' frictionless-py reports as invalid ({e})") from None
     read = fl.create_cell_reader()
     kind = d.get("type", "string")
 

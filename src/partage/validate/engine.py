@@ -55,12 +55,15 @@ def prepared_descriptor(schema: ResolvedSchema | dict[str, Any], dialect: Dialec
     return desc
 
 
-def _resource(path: Path, descriptor: dict[str, Any], dialect: Dialect) -> Any:
+def _resource(path: Path, descriptor: dict[str, Any] | None, dialect: Dialect) -> Any:
+    """frictionless' resource for the file; without a schema (``descriptor`` None) it only reads cells."""
     from frictionless import Dialect as FDialect
     from frictionless import Resource, Schema
     from frictionless.formats import CsvControl
 
-    options: dict[str, Any] = {"format": dialect.format, "schema": Schema.from_descriptor(descriptor)}
+    options: dict[str, Any] = {"format": dialect.format}
+    if descriptor is not None:
+        options["schema"] = Schema.from_descriptor(descriptor)
     if dialect.format == "csv":
         options["encoding"] = dialect.encoding
         options["dialect"] = FDialect(controls=[CsvControl(delimiter=dialect.delimiter, quote_char=dialect.quote_char)])
@@ -141,7 +144,7 @@ def _sql(path: Path, descriptor: dict[str, Any], dialect: Dialect, timezone: str
     if outcome.reread:
         with tempfile.TemporaryDirectory(prefix="partage-reread-", dir=tmp_root) as tmp:
             copied = Path(tmp) / path.name
-            blank_rows = rewrite_as_frictionless_reads(path, descriptor, dialect, copied)
+            blank_rows = rewrite_as_frictionless_reads(path, dialect, copied)
             if blank_rows is not None:
                 log.info("validating %s in SQL on a copy written as frictionless reads it: %s", path.name, outcome.feature)
                 again = _sql_run(copied, descriptor, replace(dialect, encoding="utf-8", quote_char='"'), timezone, out,
@@ -157,16 +160,22 @@ def _sql_run(path: Path, descriptor: dict[str, Any], dialect: Dialect, timezone:
              tmp_root: Path | None, references: dict[str, Reference] | None, name: str | None,
              origin: Path | None = None, blank_rows: tuple[int, ...] | None = None) -> Outcome | Unsupported | None:
     """One SQL run: its outcome, what it does not cover, or None after an engine error (logged)."""
+    from frictionless import FrictionlessException
+
     try:
         run = SqlValidation(path, descriptor, dialect, timezone=timezone, tmp_root=tmp_root, references=references,
                             name=name, origin=origin, blank_rows=blank_rows)
     except Unsupported as e:
         return e
+    except FrictionlessException as e:
+        return Unsupported(f"a schema frictionless-py reports as invalid ({e})")
     result: Outcome | Unsupported | None = None
     try:
         return run.run(out)
     except Unsupported as e:
         result = e
+    except FrictionlessException as e:  # a schema frictionless calls invalid, met where the engine asks it
+        result = Unsupported(f"a schema frictionless-py reports as invalid ({e})")
     except (duckdb.Error, pa.ArrowException) as e:  # an engine bug must never cost a verdict
         log.warning("SQL validation of %s failed (%s: %s); using frictionless-py", (origin or path).name,
                     type(e).__name__, e)

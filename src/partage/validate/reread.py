@@ -15,14 +15,13 @@ from __future__ import annotations
 import csv
 import logging
 from pathlib import Path
-from typing import Any
 
 from ..dialect import Dialect
 
 log = logging.getLogger("partage.validate")
 
 
-def rewrite_as_frictionless_reads(path: Path, descriptor: dict[str, Any], dialect: Dialect, dest: Path) -> tuple[int, ...] | None:
+def rewrite_as_frictionless_reads(path: Path, dialect: Dialect, dest: Path) -> tuple[int, ...] | None:
     """Write ``dest``; return the row numbers of the blank rows, or None when the file cannot be read so
     (bytes that are not its encoding, a NUL byte...: frictionless-py reports those itself)."""
     from frictionless import FrictionlessException
@@ -31,7 +30,9 @@ def rewrite_as_frictionless_reads(path: Path, descriptor: dict[str, Any], dialec
 
     blank: list[int] = []
     try:
-        with _resource(path, descriptor, dialect) as resource, open(dest, "w", encoding="utf-8", newline="") as out:
+        # no schema: its cells do not depend on it, and a schema frictionless calls invalid (some real ones
+        # are, and the SQL engine reads them tolerantly) would stop the reading
+        with _resource(path, None, dialect) as resource, open(dest, "w", encoding="utf-8", newline="") as out:
             writer = csv.writer(out, delimiter=dialect.delimiter, quotechar='"', doublequote=True,
                                 quoting=csv.QUOTE_ALL, lineterminator="\n")
             for number, cells in enumerate(resource.cell_stream, start=1):

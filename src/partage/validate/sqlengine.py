@@ -1022,10 +1022,13 @@ class SqlValidation:
 
     def _typed_values(self, names: tuple[str, ...] | list[str], cells: list[Any]) -> list[Any]:
         """These cells as frictionless types them: its foreign-key notes and unique errors print ``str()`` of them."""
-        from frictionless import Schema
+        from frictionless import FrictionlessException, Schema
 
         if self._fl_schema is None:
-            self._fl_schema = Schema.from_descriptor(self.descriptor)
+            try:
+                self._fl_schema = Schema.from_descriptor(self.descriptor)
+            except FrictionlessException as e:  # its notes need its reading of the cells
+                raise Unsupported(f"a schema frictionless-py reports as invalid ({e})") from None
         out = []
         for name in names:
             p = next(p for p in self.plan.fields if p.name == name)
