@@ -110,6 +110,20 @@ def engine_of(report: Any) -> str:
     return report.descriptor.get("partage_engine", {}).get("engine")
 
 
+def assert_stored_as_frictionless_stores(path: Path, schema: dict[str, Any], policy: str, tmp_path: Path) -> None:
+    """The SQL engine's stored and quarantined rows are the frictionless path's: values, row numbers, errors."""
+    outs = {}
+    for engine in ("auto", "frictionless"):
+        res = validate_and_type(path, schema, detect(path), policy=policy, source_key="s", engine=engine,  # type: ignore[arg-type]
+                                data_path=tmp_path / engine / "data.parquet", quarantine_path=tmp_path / engine / "q.parquet")
+        stored = sorted(pq.read_table(res.data_path).to_pylist(), key=lambda r: r["_row_number"]) if res.data_path else []
+        held = pq.read_table(res.quarantine_path).to_pylist() if res.quarantine_path else []
+        outs[engine] = (engine_of(res.report), res.rows, res.quarantined, stored,
+                        [({k: v for k, v in r.items() if k != "_errors"}, [e["type"] for e in json.loads(r["_errors"])])
+                         for r in held])
+    assert outs["auto"][0] == "duckdb" and outs["auto"][1:] == outs["frictionless"][1:]
+
+
 # -- self-contained cases -------------------------------------------------------------------------
 
 TRAPS = {
@@ -498,15 +512,7 @@ def test_rows_shorter_or_longer_than_the_header_are_judged_in_sql(tmp_path: Path
     assert engine_of(sql) == "duckdb"
     assert [detail(e) for e in sql.errors] == [detail(e) for e in ref.errors]
     assert {"missing-cell", "extra-cell"} & set(sql.errors_by_type) and sql.invalid_rows == ref.invalid_rows
-    outs = {}
-    for engine in ("auto", "frictionless"):
-        res = validate_and_type(path, IRVE_LIKE, detect(path), policy=policy, source_key="s", engine=engine,  # type: ignore[arg-type]
-                                data_path=tmp_path / engine / "data.parquet", quarantine_path=tmp_path / engine / "q.parquet")
-        stored = sorted(pq.read_table(res.data_path).to_pylist(), key=lambda r: r["_row_number"]) if res.data_path else []
-        held = pq.read_table(res.quarantine_path).to_pylist() if res.quarantine_path else []
-        outs[engine] = (engine_of(res.report), res.rows, res.quarantined, stored,
-                        [(r["_row_number"], [r[f] for f in HEADER], [e["type"] for e in json.loads(r["_errors"])]) for r in held])
-    assert outs["auto"][0] == "duckdb" and outs["auto"][1:] == outs["frictionless"][1:]
+    assert_stored_as_frictionless_stores(path, IRVE_LIKE, policy, tmp_path)
 
 
 def test_the_reread_of_a_ragged_file_follows_duckdbs_errors(tmp_path: Path) -> None:
@@ -550,15 +556,7 @@ def test_files_duckdb_reads_otherwise_are_judged_on_a_copy_as_frictionless_reads
     sql, _ = compare(path, schema)
     assert engine_of(sql) == "duckdb" and sql.descriptor["partage_engine"]["rewritten"]
     assert sql.descriptor["tasks"][0]["place"] == "quotes.csv"
-    outs = {}
-    for engine in ("auto", "frictionless"):
-        res = validate_and_type(path, schema, detect(path), policy=policy, source_key="s", engine=engine,  # type: ignore[arg-type]
-                                data_path=tmp_path / engine / "data.parquet", quarantine_path=tmp_path / engine / "q.parquet")
-        stored = sorted(pq.read_table(res.data_path).to_pylist(), key=lambda r: r["_row_number"]) if res.data_path else []
-        held = pq.read_table(res.quarantine_path).to_pylist() if res.quarantine_path else []
-        outs[engine] = (engine_of(res.report), res.rows, res.quarantined, stored,
-                        [(r["_row_number"], r["id"], r["code"], r["n"], [e["type"] for e in json.loads(r["_errors"])]) for r in held])
-    assert outs["auto"][0] == "duckdb" and outs["auto"][1:] == outs["frictionless"][1:]
+    assert_stored_as_frictionless_stores(path, schema, policy, tmp_path)
     assert not list(tmp_path.glob("**/partage-reread-*"))  # the copy is gone
 
 
