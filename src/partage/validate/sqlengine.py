@@ -135,7 +135,7 @@ def _header(path: Path, encoding: str, dialect: Dialect, skip_initial_space: boo
         for row in reader:
             return row
     except csv.Error as e:  # a carriage return alone in the header's first 1 MB, a NUL byte...
-        raise Unsupported(f"a header Python's csv cannot read ({e})") from None
+        raise Unsupported(f"a header Python's csv cannot read ({e})", reread=True) from None  # frictionless' own reading may
     raise Unsupported("empty file")
 
 
@@ -399,8 +399,8 @@ class SqlValidation:
         # read by dialect detection) hold; a multi-byte one (UTF-16...) needs the transcoded file's
         single_byte = codecs.lookup(d.encoding).name.startswith(("cp", "iso8859", "latin", "mac"))
         facts = file_facts(self.path if source == self.path or single_byte else source)
-        if facts.lone_cr:
-            raise Unsupported("carriage-return line ends or carriage returns inside cells")
+        if facts.lone_cr:  # old Mac line ends are line ends to Python's csv: the rewritten copy has none
+            raise Unsupported("carriage-return line ends or carriage returns inside cells", reread=not self.rewritten)
         if facts.quotes % 2 and q == '"' and not self.rewritten:
             # a quote never closed: Python's csv reads the rest of the file into that cell, DuckDB's reader
             # may drop it (a last row one cell short, without a word)
