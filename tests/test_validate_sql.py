@@ -426,6 +426,20 @@ def test_string_formats_are_judged_in_sql_in_their_plain_form(tmp_path: Path) ->
     assert report.descriptor["partage_engine"]["oracle_values"] <= len(odd), report.descriptor["partage_engine"]
 
 
+def test_patterns_python_and_re2_spell_alike_but_read_otherwise(tmp_path: Path) -> None:
+    """``[0-9]{,3}`` is up to three digits to Python and a literal "{,3}" to RE2; ``[[:alpha:]]`` a set of
+    ":ahlp[" then "]" to Python and a letter to RE2. Both compile in both engines, so nothing warned:
+    the SQL engine said "12" broke the first. compiler.re2_pattern now writes them RE2's way."""
+    schema = {"fields": [{"name": "n", "type": "string", "constraints": {"pattern": "[0-9]{,3}"}},
+                         {"name": "p", "type": "string", "constraints": {"pattern": "x[[:alpha:]]"}},
+                         {"name": "q", "type": "string", "constraints": {"pattern": "[^]{,2}]{2,}"}}]}
+    path = write(tmp_path / "p.csv", [["n", "p", "q"], ["12", "x:]", "ab"], ["", "xa", "]a"], ["1234", "xh]", "{}"],
+                                      ["[0-9]{,3}", "x[]", "a,"], ["007", "x[:alpha:]]", "zz"]])
+    report, _ = compare(path, schema)
+    assert engine_of(report) == "duckdb" and report.descriptor["partage_engine"]["oracle_values"] == 0
+    assert [key(e)[:2] for e in report.errors] == [(3, "p"), (3, "q"), (4, "n"), (4, "q"), (5, "n"), (5, "q"), (6, "p")]
+
+
 def test_pattern_matches_the_whole_value_as_the_spec_says(tmp_path: Path) -> None:
     """Deviation 1 of docs/validation.md: frictionless' re.match("^a|b$") accepts "abc"; the spec does not."""
     schema = {"fields": [{"name": "code", "type": "string", "constraints": {"pattern": "a|b"}}]}

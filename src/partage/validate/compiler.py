@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +38,7 @@ _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HEX = "[0-9A-Fa-f]"
 STRING_FORMATS = {
     # local part: a dot-atom of at most 64 characters; domain: validators.domain's labels, at most 253
-    "email": (f"regexp_full_match(__V__, {{}}) AND instr(__V__, '@') <= 65 AND length(__V__) - instr(__V__, '@') <= 253",
+    "email": ("regexp_full_match(__V__, {}) AND instr(__V__, '@') <= 65 AND length(__V__) - instr(__V__, '@') <= 253",
               rf"{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+[A-Za-z0-9][A-Za-z0-9-]{{0,61}}[A-Za-z]"),
     # rfc3986 only asks for a scheme: printable ASCII after it
     "uri": ("regexp_full_match(__V__, {})", r"[A-Za-z][A-Za-z0-9+.-]*:[!-~]*"),
@@ -70,6 +71,44 @@ def sql_in(expr: str, literals: list[str]) -> str:
     if not literals:
         return "NULL"
     return f"{expr} IN ({', '.join(literals)})"
+
+
+def re2_pattern(pattern: str) -> str:
+    """A Python ``re`` pattern written so RE2 (DuckDB's regexp_*) reads it as Python does.
+
+    Two spellings both engines accept read differently there, silently: ``a{,3}`` is ``a{0,3}`` to
+    Python and the literal text "a{,3}" to RE2; ``[[:alpha:]]`` is a set of the characters "[:alph"
+    followed by "]" to Python, a POSIX class to RE2. Everything else either means the same on the ASCII
+    text SQL judges, or fails to compile in RE2 (lookarounds, ``\\Z``...), which sends the field's
+    values to frictionless (sqlengine._pattern_works)."""
+    out: list[str] = []
+    i, n, in_class, first = 0, len(pattern), False, 0
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            out.append(pattern[i:i + 2])
+            i += 2
+            continue
+        if in_class:
+            if c == "]" and i > first:
+                in_class = False
+            out.append("\\[" if c == "[" else c)
+            i += 1
+            continue
+        if c == "[":
+            in_class = True
+            first = i + 1 + (pattern[i + 1:i + 2] == "^")
+            out.append(pattern[i:first])
+            i = first
+            continue
+        bound = re.match(r"\{,([0-9]*)\}", pattern[i:]) if c == "{" else None
+        if bound:
+            out.append("{0," + bound.group(1) + "}")
+            i += bound.end()
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
 
 
 def _num_literal(value: Any) -> str:
@@ -181,14 +220,16 @@ def compile_field(index: int, desc: dict[str, Any], schema_missing: list[str], t
         plan.target = "VARCHAR"
         if kind == "string" and fmt != "default":
             # frictionless' own validators decide the values outside the format's canonical form (distinct values)
-            test, regex = STRING_FORMATS.get(fmt, ("false", ""))
-            plan.fast = "(" + test.replace("{}", sql_str(regex)) + ")"
+            test, form = STRING_FORMATS.get(fmt, ("false", ""))
+            plan.fast = "(" + test.replace("{}", sql_str(form)) + ")"
         else:
             plan.fast = "true"
         plan.cast = v
         if "pattern" in constraints:
             try:
-                re.compile(constraints["pattern"])
+                with warnings.catch_warnings():  # "Possible nested set": Python's own reading is the one kept
+                    warnings.simplefilter("ignore", FutureWarning)
+                    re.compile(constraints["pattern"])
             except re.error as e:
                 raise Unsupported(f"pattern of field '{plan.name}' is not a valid regular expression ({e})") from None
             # RE2 and Python's re agree on ASCII text; they differ on \s for \x0b and \x1c-\x1f only
@@ -197,7 +238,7 @@ def compile_field(index: int, desc: dict[str, Any], schema_missing: list[str], t
                 plan.fast = f"({plan.fast} AND regexp_full_match({v}, {sql_str(PRINTABLE_ASCII)}))"
             else:
                 plan.fast = f"({plan.fast} AND strlen({v}) = length({v}))"
-            plan.checks.append(("pattern", f"NOT regexp_full_match({v}, {sql_str(constraints['pattern'])})"))
+            plan.checks.append(("pattern", f"NOT regexp_full_match({v}, {sql_str(re2_pattern(pattern))})"))
         for name, op in (("minLength", "<"), ("maxLength", ">")):
             if name in constraints:
                 plan.checks.append((name, f"length({v}) {op} {int(constraints[name])}"))

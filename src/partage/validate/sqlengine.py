@@ -56,6 +56,7 @@ from .compiler import (
     exact_number_key,
     json_key,
     oracle,
+    re2_pattern,
     sql_in,
     sql_str,
 )
@@ -452,7 +453,7 @@ class SqlValidation:
         assert con is not None
         plans = self.plan.fields
         for p in plans:  # a pattern RE2 cannot compile: frictionless judges that field's values
-            if "pattern" in p.notes and not _pattern_works(con, p.descriptor["constraints"]["pattern"]):
+            if "pattern" in p.notes and not _pattern_works(con, re2_pattern(p.descriptor["constraints"]["pattern"])):
                 p.fast = "false"
                 p.checks = [c for c in p.checks if c[0] != "pattern"]
         if len(plans) > MAX_FIELDS:  # DuckDB reserves memory per column: 10,000 columns exhaust it
