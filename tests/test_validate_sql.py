@@ -432,12 +432,18 @@ def test_patterns_python_and_re2_spell_alike_but_read_otherwise(tmp_path: Path) 
     the SQL engine said "12" broke the first. compiler.re2_pattern now writes them RE2's way."""
     schema = {"fields": [{"name": "n", "type": "string", "constraints": {"pattern": "[0-9]{,3}"}},
                          {"name": "p", "type": "string", "constraints": {"pattern": "x[[:alpha:]]"}},
-                         {"name": "q", "type": "string", "constraints": {"pattern": "[^]{,2}]{2,}"}}]}
-    path = write(tmp_path / "p.csv", [["n", "p", "q"], ["12", "x:]", "ab"], ["", "xa", "]a"], ["1234", "xh]", "{}"],
-                                      ["[0-9]{,3}", "x[]", "a,"], ["007", "x[:alpha:]]", "zz"]])
+                         {"name": "q", "type": "string", "constraints": {"pattern": "[^]{,2}]{2,}"}},
+                         # Python's $ also matches before a last line feed; its \B never matches an empty text
+                         {"name": "r", "type": "string", "constraints": {"pattern": "[a-z]+$(?s:.)?"}},
+                         {"name": "s", "type": "string", "missingValues": [], "constraints": {"pattern": "-?\\B-?"}}]}
+    path = write(tmp_path / "p.csv", [["n", "p", "q", "r", "s"], ["12", "x:]", "ab", "ab\n", ""], ["", "xa", "]a", "ab", "--"],
+                                      ["1234", "xh]", "{}", "ab\nc", ""], ["[0-9]{,3}", "x[]", "a,", "a\n", "-"],
+                                      ["007", "x[:alpha:]]", "zz", "\n", "a"]])
     report, _ = compare(path, schema)
-    assert engine_of(report) == "duckdb" and report.descriptor["partage_engine"]["oracle_values"] == 0
-    assert [key(e)[:2] for e in report.errors] == [(3, "p"), (3, "q"), (4, "n"), (4, "q"), (5, "n"), (5, "q"), (6, "p")]
+    assert engine_of(report) == "duckdb"
+    assert report.descriptor["partage_engine"]["oracle_values"] == 5  # "ab\n", "ab\nc", "a\n", "\n" and ""
+    assert [key(e)[:2] for e in report.errors] == [(2, "s"), (3, "p"), (3, "q"), (4, "n"), (4, "q"), (4, "r"), (4, "s"),
+                                                   (5, "n"), (5, "q"), (6, "p"), (6, "r"), (6, "s")]
 
 
 def test_pattern_matches_the_whole_value_as_the_spec_says(tmp_path: Path) -> None:

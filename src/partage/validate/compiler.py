@@ -238,6 +238,10 @@ def compile_field(index: int, desc: dict[str, Any], schema_missing: list[str], t
                 plan.fast = f"({plan.fast} AND regexp_full_match({v}, {sql_str(PRINTABLE_ASCII)}))"
             else:
                 plan.fast = f"({plan.fast} AND strlen({v}) = length({v}))"
+                if "$" in pattern:  # Python's $ also matches before a last line feed, RE2's only at the end
+                    plan.fast = f"({plan.fast} AND NOT contains({v}, chr(10)))"
+            if "\\B" in pattern:  # Python's \B never matches an empty text, RE2's does
+                plan.fast = f"({plan.fast} AND {v} <> '')"
             plan.checks.append(("pattern", f"NOT regexp_full_match({v}, {sql_str(re2_pattern(pattern))})"))
         for name, op in (("minLength", "<"), ("maxLength", ">")):
             if name in constraints:
