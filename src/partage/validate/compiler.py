@@ -324,8 +324,10 @@ def compile_field(index: int, desc: dict[str, Any], schema_missing: list[str], t
         plan.target = "STRUCT(lon DOUBLE, lat DOUBLE)"
         # in-range numbers only (frictionless' range check is a type error): out-of-range values go to the oracle
         frac = r"(\.[0-9]{1,12})?"
-        lon = r"-?(180(\.0{1,12})?|(1[0-7][0-9]|[0-9]{1,2})" + frac + ")"
-        lat = r"-?(90(\.0{1,12})?|[0-8]?[0-9]" + frac + ")"
+        # an array is read as JSON, where a number has no leading zero ("02.35" is a type error there)
+        tens = "[1-9]?[0-9]" if fmt == "array" else "[0-9]{1,2}"
+        lon = r"-?(180(\.0{1,12})?|(1[0-7][0-9]|" + tens + ")" + frac + ")"
+        lat = r"-?(90(\.0{1,12})?|" + ("[1-8]?[0-9]" if fmt == "array" else "[0-8]?[0-9]") + frac + ")"
         if fmt in ("default", "array"):
             # the shape is checked by the regex, so splitting on the comma is exact (and 7x cheaper than regexp_extract)
             if fmt == "default":
