@@ -84,6 +84,17 @@ def test_validate_empty_file_is_reported_not_crashed(tmp_path: Path, schema_file
     assert json.loads(r.stdout)["valid"] is False
 
 
+def test_validate_reads_a_gzipped_file_and_refuses_a_web_page_by_name(tmp_path: Path, schema_file: Path) -> None:
+    import gzip
+
+    gz = runner.invoke(app, ["validate", str(write(tmp_path, gzip.compress(COMMUNES_CSV.encode()), "c.csv.gz")),
+                             "--schema", str(schema_file)])
+    assert gz.exit_code == 0 and "3 rows" in gz.output, gz.output
+    page = runner.invoke(app, ["validate", str(write(tmp_path, "<!doctype html><html><p>Erreur 404</p></html>", "p.csv")),
+                               "--schema", str(schema_file)])
+    assert page.exit_code == 2 and "web page (HTML)" in page.output
+
+
 def test_validate_url(tmp_path: Path, schema_file: Path, http_server: FixtureServer) -> None:
     url = http_server.serve("/c.csv", COMMUNES_CSV)
     r = runner.invoke(app, ["validate", url, "--schema", str(schema_file)])

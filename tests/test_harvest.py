@@ -175,6 +175,31 @@ def test_binary_garbage_is_rejected_not_crashed(hub: CatalogBuilder, harvest) ->
     assert [s.state for s in summary.sources] == ["rejected", "updated"]
 
 
+def test_gzipped_and_zipped_files_are_read_unpacked_and_a_web_page_is_refused_by_name(
+        hub: CatalogBuilder, http_server: FixtureServer, harvest) -> None:
+    """data.gouv.fr serves national files as .csv.gz or a zip with one CSV; an expired link answers 200 with
+    an HTML page. Read as CSV, all three gave "incorrect label" reports that pointed nowhere useful."""
+    import gzip
+    import io
+    import zipfile
+
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    gz = http_server.serve("/communes.csv.gz", gzip.compress(COMMUNES_CSV.encode("cp1252")))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("export/communes.csv", COMMUNES_CSV.replace(",", ";"))
+    zipped = http_server.serve("/communes.zip", buffer.getvalue())
+    page = http_server.serve("/expired.csv", "<!DOCTYPE html>\n<html><body>Lien expiré</body></html>\n")
+    hub.dataset("communes", [f"url: {gz}", f"url: {zipped}", f"url: {page}"], schema=SCHEMA, extra="duplicates: keep\n")
+    summary = harvest()
+    by_label = {s.label: s for s in summary.sources}
+    assert by_label[gz].state == "updated" and by_label[zipped].state == "updated", summary.sources
+    assert by_label[page].state == "failed" and "web page (HTML)" in by_label[page].reason and page in by_label[page].reason
+    rows = query(hub, "SELECT _source, count(*), min(code_insee) FROM communes GROUP BY 1 ORDER BY 1")
+    assert [(n, code) for _, n, code in rows] == [(3, "01001"), (3, "01001")]
+    assert not list((hub.warehouse / "communes").glob(".unpacked-*"))  # the unpacked copies are gone
+
+
 def test_schema_change_revalidates_an_unchanged_file(hub: CatalogBuilder, harvest) -> None:
     hub.schema(SCHEMA, COMMUNES_SCHEMA)
     hub.file("c.csv", COMMUNES_CSV)

@@ -418,6 +418,9 @@ def validate(
                 path = Path(target)
                 if not path.is_file():
                     _fail(f"{target}: no such file", 2)
+            from .unpack import plain_file
+
+            path = plain_file(path, Path(tmp) / "unpacked", target)  # a .csv.gz, a one-file zip; a web page: refused
             dialect = detect(path, config, target)
             resolved = (resolve_schema(schema, catalog_dir=None, schemas_dir=schemas_dir) if schema
                         else schema_from_descriptor(infer_schema(path, dialect)))

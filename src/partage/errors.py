@@ -37,6 +37,10 @@ class SchemaError(TerminalError):
     """A Table Schema could not be found or read."""
 
 
+class SourceFormatError(TerminalError):
+    """A downloaded file holds no data Partage can read: a web page, a damaged or many-file archive."""
+
+
 class FetchError(PartageError):
     """Base for download problems; the subclass says whether retrying can help."""
 

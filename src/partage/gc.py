@@ -99,7 +99,7 @@ def collect_garbage(warehouse: Warehouse, catalog: Catalog | None, *, dry_run: b
         known = {(d, v) for d, vs in versions.items() for v, _ in vs} - gone
         for ds_dir in sorted(p for p in warehouse.root.iterdir() if p.is_dir() and p.name not in ("raw", "exports")):
             for child in ds_dir.iterdir():
-                if child.is_dir() and (child.name.startswith(".staging-")
+                if child.is_dir() and (child.name.startswith((".staging-", ".unpacked-"))
                                        or (VERSION_NAME.match(child.name) and (ds_dir.name, child.name) not in known)):
                     report.orphans.append(child)
         if warehouse.remote:

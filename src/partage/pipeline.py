@@ -24,12 +24,13 @@ from typing import Any, Literal
 from .catalog import Catalog, CatalogEntry
 from .consolidate import find_duplicates, primary_key
 from .dialect import detect
-from .errors import PartageError
+from .errors import PartageError, SourceFormatError
 from .faults import checkpoint
 from .publish import datapackage
 from .references import foreign_references, harvest_order
 from .schemas import ResolvedSchema, resolve_schema, schema_from_descriptor
 from .sources import Acquired, SourceResource, acquire, expand
+from .unpack import plain_file
 from .validate import infer_schema, validate_and_type
 from .warehouse import DatasetState, Part, SourceRecord, Warehouse, new_version_id, now
 
@@ -223,6 +224,7 @@ def store_dataset(
 
     version = new_version_id(after=latest_version)
     staging = warehouse.root / ds.id / f".staging-{version}-{uuid.uuid4().hex[:6]}"
+    unpacked = warehouse.root / ds.id / f".unpacked-{version}-{uuid.uuid4().hex[:6]}"  # archives' data, deleted below
     new_parts: dict[str, Part] = {}
     try:
         for a in acquired:
@@ -235,6 +237,11 @@ def store_dataset(
             raw_path = warehouse.raw.path_for(a.sha256)
             dialect = None
             if schema is None:  # no schema in the catalog: infer from the data, whole columns
+                try:
+                    raw_path = plain_file(raw_path, unpacked / key, a.resource.location)
+                except SourceFormatError as e:
+                    done(a, "failed", str(e))
+                    continue
                 dialect = detect(raw_path, ds.dialect, a.resource.location)
                 schema = schema_from_descriptor(infer_schema(raw_path, dialect), "(inferred)")
             fp = fingerprint(entry, schema.sha256, ref_versions)
@@ -247,6 +254,11 @@ def store_dataset(
             why = a.reason if a.state == "changed" else \
                 a.reason + "; revalidated because the schema, policy or dialect changed" + \
                 (" (or a dataset its foreign keys point to has a new version)" if ref_versions else "")
+            try:  # a .csv.gz or a one-file zip is read unpacked; a web page is refused (after the unchanged check: no work)
+                raw_path = plain_file(raw_path, unpacked / key, a.resource.location)
+            except SourceFormatError as e:
+                done(a, "failed", str(e))
+                continue
             dialect = dialect or detect(raw_path, ds.dialect, a.resource.location)
             data_rel, q_rel = f"data/{key}.parquet", f"quarantine/{key}.parquet"
             result = validate_and_type(
@@ -343,8 +355,9 @@ def store_dataset(
                               (f", {summary['quarantined']} quarantined" if summary["quarantined"] else "") +
                               (f"; {dups.describe()}".replace('"<id>"', f'"{ds.id}"') if dups.rows else ""))
     finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        for work in (staging, unpacked):
+            if work.exists():
+                shutil.rmtree(work, ignore_errors=True)
 
 
 def fail_dataset(entry: CatalogEntry, acquired: list[Acquired], warehouse: Warehouse, run_id: str, error: BaseException) -> DatasetOutcome:
