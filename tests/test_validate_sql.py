@@ -491,6 +491,33 @@ def test_patterns_sql_decides_are_decided_as_python_reads_them(parts: list[tuple
             assert broken == (python.fullmatch(value) is None), (pattern, value)
 
 
+def test_french_amounts_with_group_characters_and_units_are_judged_in_sql(tmp_path: Path) -> None:
+    """A budget's amounts ("1 234 567,89", "1.234,5") and a rate with its unit ("12,5 %", "EUR 40") have as
+    many distinct values as rows; frictionless reads them with groupChar / bareNumber: false. SQL decides
+    their plain forms; the odd ones (a unit in another script, a misplaced group) are still frictionless'."""
+    schema = {"fields": [{"name": "montant", "type": "number", "decimalChar": ",", "groupChar": " ",
+                          "constraints": {"minimum": 0}},
+                         {"name": "montant_nbsp", "type": "number", "decimalChar": ",", "groupChar": "\u00a0"},
+                         {"name": "montant_point", "type": "number", "decimalChar": ",", "groupChar": "."},
+                         {"name": "taux", "type": "number", "decimalChar": ",", "bareNumber": False,
+                          "constraints": {"maximum": 100}},
+                         {"name": "places", "type": "integer", "bareNumber": False}]}
+    rows = [[f.get("name") for f in schema["fields"]]]
+    for i in range(400):
+        euros = f"{i * 7919 % 1000000:,}".replace(",", " ")
+        rows.append([f"{euros},{i % 100:02d}", f"{euros},5".replace(" ", "\u00a0"), f"{euros}".replace(" ", ".") + ",25",
+                     f"{i % 120},5 %", f"env. {i} places"])
+    odd = [(0, "1 234,5 €"), (0, "-1 234"), (0, "1  234"), (0, "1 234.5"), (1, "1 234,5"), (2, "1.23.4"), (2, "1,234.5"),
+           (3, "12,5 ‰"), (3, "-12,5%"), (3, "x-3"), (3, "1 2 %"), (4, "12.0 €"), (4, "+7"), (4, "٣ places"), (4, "- 4")]
+    for n, (column, value) in enumerate(odd):
+        rows[5 + 20 * n][column] = value
+    path = write(tmp_path / "budget.csv", rows, sep=";")
+    report, _ = compare(path, schema)
+    assert engine_of(report) == "duckdb"
+    assert report.descriptor["partage_engine"]["oracle_values"] <= len(odd)
+    assert report.error_count >= 8, [key(e) for e in report.errors]  # the minimum, the maximum and type errors among the odd ones
+
+
 def test_pattern_matches_the_whole_value_as_the_spec_says(tmp_path: Path) -> None:
     """Deviation 1 of docs/validation.md: frictionless' re.match("^a|b$") accepts "abc"; the spec does not."""
     schema = {"fields": [{"name": "code", "type": "string", "constraints": {"pattern": "a|b"}}]}

@@ -184,6 +184,20 @@ def _strptime_regex(fmt: str) -> str | None:
     return "^" + "".join(out) + "$"
 
 
+def _char(c: str) -> str:
+    """One character, literally, in an RE2 pattern (a space, a no-break space, a dot...)."""
+    return "\\x{%x}" % ord(c)
+
+
+def _unwrapped(v: str, core: str) -> str:
+    """SQL: ``v`` is a number in ``core``'s form, wrapped as bareNumber: false lets it be ("12 €", "env. 40").
+
+    frictionless removes ``^[^-\\d]*`` and ``\\D*$`` (Python's re.sub), then reads what is left. On
+    ASCII text RE2's [0-9] is Python's \\d, and what is left is then exactly ``core``'s match: the text
+    before it holds no digit and no minus, the text after it no digit."""
+    return f"strlen({v}) = length({v}) AND regexp_full_match({v}, {sql_str('[^-0-9]*' + core + '[^0-9]*')})"
+
+
 def _duck_format(fmt: str) -> str:
     return fmt.replace("'", "''")
 
@@ -254,8 +268,12 @@ def compile_field(index: int, desc: dict[str, Any], schema_missing: list[str], t
             plan.fast = "true"
     elif kind == "integer":
         plan.target = "BIGINT"
-        plan.fast = f"regexp_full_match({v}, '-?[0-9]{{1,18}}')"
-        plan.cast = f"CAST({v} AS BIGINT)"
+        if bare:
+            plan.fast = f"regexp_full_match({v}, '-?[0-9]{{1,18}}')"
+            plan.cast = f"CAST({v} AS BIGINT)"
+        else:  # frictionless strips what surrounds the number ("12 €", "env. 40"): see _unwrapped
+            plan.fast = f"({_unwrapped(v, '-?[0-9]{1,18}')})"
+            plan.cast = f"CAST(regexp_extract({v}, '-?[0-9]+') AS BIGINT)"
         plan.from_canon = "TRY_CAST(canon AS BIGINT)"
         bound_checks("__T__", lambda x: str(int(x)))
         if "enum" in constraints:
@@ -266,9 +284,21 @@ def compile_field(index: int, desc: dict[str, Any], schema_missing: list[str], t
         dec = desc.get("decimalChar", ".")
         if len(dec) != 1:
             raise Unsupported(f"decimalChar '{dec}' of field '{plan.name}' (more than one character)")
-        # up to 15 significant digits: the double is then exact enough for every comparison frictionless makes on Decimals
-        plan.fast = f"length({v}) <= 15 AND regexp_full_match({v}, {sql_str('-?[0-9]{1,15}(' + re.escape(dec) + '[0-9]{1,15})?')})"
-        plan.cast = f"CAST(replace({v}, {sql_str(dec)}, '.') AS DOUBLE)" if dec != "." else f"CAST({v} AS DOUBLE)"
+        group = desc.get("groupChar") or ""
+        if len(group) > 1 or group == dec or (group + dec).strip("0123456789-") != group + dec:
+            fast_ok = False  # a group or decimal "character" that is a digit, a minus or a word: frictionless decides
+        # group characters anywhere between digits ("1 234 567,5", "1.234,5"): frictionless removes them all
+        digits = "[0-9]{1,15}" if not group else "[0-9](?:" + _char(group) + "?[0-9])*"
+        core = "-?" + digits + "(?:" + _char(dec) + "[0-9]{1,15})?"
+        text = f"regexp_extract({v}, {sql_str(core)})" if not bare else v
+        for char in (group, dec if dec != "." else ""):
+            if char:
+                text = f"replace({text}, {sql_str(char)}, {sql_str('.' if char == dec else '')})"
+        # up to 15 characters once the group characters are gone: the double is then exact enough for
+        # every comparison frictionless makes on Decimals
+        plan.fast = (f"(length({text}) <= 15 AND regexp_full_match({v}, {sql_str(core)}))" if bare
+                     else f"({_unwrapped(v, core)} AND length({text}) <= 15)")
+        plan.cast = f"CAST({text} AS DOUBLE)"
         plan.from_canon = "TRY_CAST(canon AS DOUBLE)"
         bound_checks("__T__", _num_literal)
         if "enum" in constraints:
@@ -350,8 +380,7 @@ def compile_field(index: int, desc: dict[str, Any], schema_missing: list[str], t
     unknown = set(constraints) - set(CONSTRAINT_ORDER) - {"unique"}
     if unknown:
         raise Unsupported(f"constraint(s) {sorted(unknown)} of field '{plan.name}'")
-    if not fast_ok or (not bare and kind in ("integer", "number")) or (kind == "number" and desc.get("groupChar")):
-        # frictionless strips non-digits (bareNumber: false) or group characters: its reader decides
+    if not fast_ok:
         plan.fast = "false"
     return plan
 
