@@ -324,6 +324,24 @@ def test_numbers_beyond_a_doubles_precision_stay_apart_in_keys(tmp_path: Path) -
     assert repeated == [4, 6, 10, 15]  # 48.856614…0010 = row 2's, 0 = -0, 10 = 1E1, 0.000 = -0
 
 
+def test_integers_beyond_64_bits_are_values_to_the_keys(tmp_path: Path) -> None:
+    """frictionless reads 99999999999999999999 as a Python int (over a maximum, still a value); the BIGINT
+    column cannot hold it and stores NULL. The keys compared NULL, as if the cell were empty: row 4 below
+    was "the same as" row 2, and two equal big ids were not found. Found by the random-schema fuzzer."""
+    schema = {"fields": [{"name": "n", "type": "integer", "constraints": {"maximum": 100}},
+                         {"name": "d", "type": "date"},
+                         {"name": "id", "type": "integer", "constraints": {"unique": True}}],
+              "primaryKey": ["n", "d"]}
+    rows = [["n", "d", "id"], ["x", "2024-01-01", "18446744073709551616"],
+            ["99999999999999999999", "2024-01-01", "18446744073709551617"],
+            ["-99999999999999999999", "2024-01-01", "18446744073709551616"],
+            ["99999999999999999999", "2024-01-01", "1"], ["x", "2024-01-01", "2"]]
+    sql, _ = compare(write(tmp_path / "big.csv", rows), schema)
+    assert engine_of(sql) == "duckdb"
+    keys = [(e["rowNumber"], e["type"]) for e in sql.errors if e["type"] in ("primary-key", "unique-error")]
+    assert keys == [(4, "unique-error"), (5, "primary-key"), (6, "primary-key")], keys
+
+
 @pytest.mark.parametrize("content, sql", [
     # frictionless sniffs skipInitialSpace on its first lines even with the delimiter given: a header
     # whose every delimiter is followed by a space, or without a delimiter (one column), turns it on

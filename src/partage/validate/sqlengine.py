@@ -195,6 +195,14 @@ def _compare_aux(kind: str, canon: str | None) -> str | None:
     return f"n{us}" if offset is None else f"a{us - offset // dt.timedelta(microseconds=1)}"
 
 
+def _beyond(typed: Any) -> str | None:
+    """An integer frictionless read that a BIGINT cannot hold: its digits, the key the unique and
+    primary-key checks compare (the stored value is NULL; frictionless keeps the int)."""
+    if isinstance(typed, int) and not isinstance(typed, bool) and not -(2**63) <= typed < 2**63:
+        return str(typed)
+    return None
+
+
 def _pattern_works(con: duckdb.DuckDBPyConnection, pattern: str) -> bool:
     try:
         con.execute(f"SELECT regexp_full_match('', {sql_str(pattern)})").fetchall()
@@ -268,6 +276,7 @@ class SqlValidation:
         self.wide = False
         self.groups = 1
         self.judged: list[int] = []  # typed fields with values frictionless decided
+        self.big_ints: set[int] = set()  # integer fields with values beyond 64 bits (see _key)
         self.text_type_errors: list[int] = []  # text fields (uuid, email...) with values frictionless calls type errors
         self.ends_with_lf = True
         self.empty_lines: tuple[int, ...] | None = ()  # the file's empty lines (their index), see FileFacts
@@ -799,8 +808,11 @@ class SqlValidation:
                 rows["errs"].append(errs)
                 rows["cast_err"].append(cast_err)
                 rows["aux"].append(exact_number_key(typed) if p.type == "number" else json_key(typed)
-                                   if p.type in JSON_KINDS else _compare_aux(p.type, canon))
+                                   if p.type in JSON_KINDS else _beyond(typed) if p.type == "integer"
+                                   else _compare_aux(p.type, canon))
             self.oracle_values += len(values)
+            if p.type == "integer" and any(a is not None for a in rows["aux"]):
+                self.big_ints.add(p.index)
             codes = [",".join(e + (["cast"] if c else [])) or None for e, c in zip(rows["errs"], rows["cast_err"])]
             table = pa.table({"v": pa.array(rows["v"], pa.string()), "canon": pa.array(rows["canon"], pa.string()),
                               "errs": pa.array(codes, pa.string()),
@@ -851,6 +863,8 @@ class SqlValidation:
                 cols.append(f"CASE WHEN c.x{i} THEN o{i}.t ELSE c.t{i} END AS t{i}")
             else:
                 cols.append(f"c.t{i}")
+            if i in self.big_ints:  # see _key: an integer beyond the column's range keeps its digits
+                cols.append(f"CASE WHEN c.x{i} THEN o{i}.aux END AS cx{i}")
             if p.type == "number":  # see _key: a Decimal the double does not hold exactly keeps its digits
                 cols.append(f"CASE WHEN c.x{i} THEN {f'o{i}.aux' if i in self.judged else 'NULL'} END AS cx{i}")
             if p.type in JSON_KINDS:  # see _key: a JSON value's identity, members in any order
@@ -869,6 +883,7 @@ class SqlValidation:
                 for p in self.plan.fields if p.type == "datetime"]
         keys += [f"CASE WHEN t{p.index} IS NOT NULL THEN coalesce(cx{p.index}, printf('%.17g', t{p.index} + 0.0)) END AS ck{p.index}"
                  for p in self.plan.fields if p.type == "number"]
+        keys += [f"coalesce(CAST(t{i} AS VARCHAR), cx{i}) AS ck{i}" for i in sorted(self.big_ints)]
         con.execute(f"CREATE VIEW typed AS SELECT *{''.join(', ' + k for k in keys)} FROM "
                     f"(SELECT c.rid, {', '.join(cols)} FROM cells c{''.join(joins)})")
 
@@ -1002,19 +1017,21 @@ class SqlValidation:
         else:  # a text key against numbers (or the like): Python never finds '1' == 1, nor does this
             con.execute(f"INSERT INTO long SELECT s.rid, {fi}, 0, 'fk:{k}' FROM ({checked}) s")
 
-    @staticmethod
-    def _key(p: FieldPlan) -> str:
+    def _key(self, p: FieldPlan) -> str:
         """The column unique and primary-key checks compare, as frictionless' sets compare Python values:
         the typed value; for times and datetimes a key that keeps the distinction between naive and aware
         values; for numbers the double's 17 digits (-0 as 0), or the Decimal's own digits when the double
         does not hold it exactly (more than 15 significant digits: frictionless keeps them apart); for JSON
-        values (object, array, geojson, list) their identity as JSON values (``json_key``)."""
-        return f"ck{p.index}" if p.type in ("time", "datetime", "number", *JSON_KINDS) else f"t{p.index}"
+        values (object, array, geojson, list) their identity as JSON values (``json_key``); for an integer
+        field with values beyond 64 bits (stored NULL), their digits."""
+        if p.type in ("time", "datetime", "number", *JSON_KINDS) or p.index in self.big_ints:
+            return f"ck{p.index}"
+        return f"t{p.index}"
 
-    @classmethod
-    def _fk_key(cls, p: FieldPlan) -> str:
-        """A self-reference's key: as ``_key``, but numbers as doubles, which compare with integers as Python does."""
-        return f"t{p.index}" if p.type == "number" else cls._key(p)
+    def _fk_key(self, p: FieldPlan) -> str:
+        """A self-reference's key: the typed value (numbers as doubles, which compare with integers as Python
+        does); times, datetimes and JSON values as ``_key``."""
+        return f"t{p.index}" if p.type in ("number", "integer", "year") else self._key(p)
 
     @staticmethod
     def _no_nan(fields: list[FieldPlan]) -> str:
