@@ -19,7 +19,7 @@ from hypothesis import example as case
 from hypothesis import strategies as st
 
 from partage.dialect import detect
-from partage.validate import sqlengine, validate, validate_and_type
+from partage.validate import sqlengine, sqlscan, validate, validate_and_type
 
 from .conftest import SHARED_DATA
 
@@ -610,7 +610,7 @@ def test_blank_lines_are_blank_rows_numbered_as_frictionless_numbers_them(
     """DuckDB's reader skips an empty line; Python's csv reads it as a row without cells, a ``blank-row``
     to frictionless, and every row after it is one further down. In SQL, with the same numbers (the
     row numbers' shifts inlined, or joined when there are many)."""
-    monkeypatch.setattr(sqlengine, "MAX_INLINE_GAPS", inline)
+    monkeypatch.setattr(sqlscan, "MAX_INLINE_GAPS", inline)
     rows = [HEADER, good_row(1), [], good_row(2), good_row(3), [], [], good_row(1), good_row(4), [], []]
     rows[3][3] = "x"
     path = tmp_path / f"blank{len(end)}.csv"

@@ -80,7 +80,7 @@ def re2_pattern(pattern: str) -> str:
     Python and the literal text "a{,3}" to RE2; ``[[:alpha:]]`` is a set of the characters "[:alph"
     followed by "]" to Python, a POSIX class to RE2. Everything else either means the same on the ASCII
     text SQL judges, or fails to compile in RE2 (lookarounds, ``\\Z``...), which sends the field's
-    values to frictionless (sqlengine._pattern_works)."""
+    values to frictionless (sqlscan._pattern_works)."""
     out: list[str] = []
     i, n, in_class, first = 0, len(pattern), False, 0
     while i < n:

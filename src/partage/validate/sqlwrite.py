@@ -1,0 +1,115 @@
+"""Writing what a SQL validation run keeps: the typed rows as Parquet sorted by the primary key, and the
+bad rows as received, with their errors, in the quarantine."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..warehouse import ident
+from .compiler import Unsupported, code_kind, sql_str
+from .sqlreport import ReportRun
+from .sqlstate import Output
+
+
+class WriteRun(ReportRun):
+    """The writing stage: DuckDB writes both Parquet files itself, in parallel."""
+
+    def _write(self, out: Output) -> tuple[int, int]:
+        con = self.con
+        assert con is not None
+        plans = self.plan.fields
+        if [p.name for p in plans] != out.data_schema.names[:-2]:  # the schema's fields, then _source and _row_number
+            # a header the schema's fieldsMatch tolerates (subset, superset...) but whose columns differ from
+            # its fields: the typed table keeps the schema's columns, as frictionless-py's path writes them
+            raise Unsupported("typed storage of a file whose columns differ from the schema's (fieldsMatch)")
+        if out.policy == "warn":
+            bad = ("SELECT rid FROM errs WHERE len(list_filter(errs, lambda x: split_part(split_part(x, ':', 2), '.', 1) "
+                   "IN ('type', 'cast', 'blank-row'))) > 0")
+        else:
+            bad = "SELECT rid FROM errs"
+        con.execute(f"CREATE TABLE bad AS {bad}")
+        # every column nullable, as in validate/arrow.py (DuckDB's writer marks a column 'required' when it saw no NULL)
+        typed = ", ".join(f"CASE WHEN random() < 2 THEN t{p.index} END AS {ident(p.name)}" for p in plans)
+        # sorted by the primary key (issue #5: range reads on the key); by row otherwise
+        order = " ORDER BY " + ", ".join([ident(k) for k in self.plan.primary_key] + ["_row_number"])
+        data_sql = (f"SELECT {typed}, CASE WHEN random() < 2 THEN {sql_str(out.source_key)} END AS _source, "
+                    "CASE WHEN random() < 2 THEN rid + 2 END AS _row_number "
+                    f"FROM typed WHERE rid NOT IN (SELECT rid FROM bad){order}")
+        stored = self._copy(data_sql, out.data_path, out.data_schema)
+        quarantined = self._copy_quarantine(out)
+        return stored, quarantined
+
+    def _copy(self, sql: str, path: Path, schema: pa.Schema) -> int:
+        con = self.con
+        assert con is not None
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # DuckDB writes the Parquet itself (parallel); the column types are those of validate/arrow.py's schema
+        con.execute(f"COPY ({sql}) TO {sql_str(str(path))} (FORMAT parquet, COMPRESSION zstd)")
+        written = pq.read_schema(path)
+        if not written.equals(schema):
+            raise pa.ArrowTypeError(f"typed Parquet schema {written} differs from the expected {schema}")
+        return pq.ParquetFile(path).metadata.num_rows
+
+    def _copy_quarantine(self, out: Output) -> int:
+        """The bad rows as received, with ``_errors`` (a JSON list), written by DuckDB.
+
+        A code's description depends on its field and kind only (not on the row a duplicate repeats),
+        so each distinct one is described once in Python and the lists are assembled in SQL: a file
+        whose every row is bad (a whole column in the wrong format) costs seconds, not a Python loop."""
+        con = self.con
+        assert con is not None
+        plans = self.plan.fields
+        # the description key: 'pk:17' -> 'pk', 'unique:3:17' -> 'unique:3', the others as they are
+        kinds = ("CASE WHEN starts_with(code, 'pk:') THEN 'pk' WHEN starts_with(code, 'unique:') "
+                 "THEN 'unique:' || split_part(code, ':', 2) ELSE code END")
+        con.execute(f"CREATE TABLE qcodes AS SELECT e.rid, c.pos, {kinds} AS k FROM errs e, "
+                    "unnest(e.errs) WITH ORDINALITY AS c(code, pos) WHERE e.rid IN (SELECT rid FROM bad)")
+        keys = [r[0] for r in con.execute("SELECT DISTINCT k FROM qcodes").fetchall()]
+        described = pa.table({"k": pa.array(keys, pa.string()),
+                              "j": pa.array([json.dumps(self._describe(k), ensure_ascii=False) for k in keys], pa.string())})
+        con.register("_qdesc", described)
+        try:
+            text = ", ".join(f"CASE WHEN random() < 2 THEN r.v{p.index} END AS {ident(p.name)}" for p in plans)
+            sql = (f"SELECT {text}, CASE WHEN random() < 2 THEN {sql_str(out.source_key)} END AS _source, "
+                   "CASE WHEN random() < 2 THEN r.rid + 2 END AS _row_number, "
+                   "CASE WHEN random() < 2 THEN q._errors END AS _errors FROM cells r JOIN "
+                   "(SELECT c.rid, '[' || string_agg(d.j, ', ' ORDER BY c.pos) || ']' AS _errors FROM qcodes c "
+                   "JOIN _qdesc d ON d.k = c.k GROUP BY c.rid) q ON q.rid = r.rid ORDER BY r.rid")
+            n = con.execute("SELECT count(DISTINCT rid) FROM qcodes").fetchall()[0][0]
+            if n:
+                self._copy(sql, out.quarantine_path, out.quarantine_schema)
+        finally:
+            con.unregister("_qdesc")
+        return int(n)
+
+    def _describe(self, code: str) -> dict[str, Any]:
+        head, _, rest = code.partition(":")
+        plans = self.plan.fields
+        if head == "pk":  # 'pk:<row>' or 'pk': the description does not depend on the row
+            return {"type": "primary-key", "field": None, "message": "duplicate or empty primary key"}
+        if head == "fk":
+            fk = self.plan.foreign_keys[int(rest)]
+            where = f"dataset '{fk.resource}'" if not self._is_self(fk) else "this file"
+            return {"type": "foreign-key", "field": ", ".join(fk.fields),
+                    "message": f"{', '.join(fk.fields)}: not found among {', '.join(fk.ref_fields)} of {where}"}
+        if head == "missing-cell":
+            return {"type": "missing-cell", "field": plans[int(rest)].name, "message": "missing cell: the row is shorter than the header"}
+        if head == "extra-cell":
+            return {"type": "extra-cell", "field": None,
+                    "message": f"extra cell at position {len(plans) + int(rest) + 1}: the row is longer than the header"}
+        if head == "unique":
+            idx = int(rest.partition(":")[0])
+            return {"type": "unique-error", "field": plans[idx].name, "message": "duplicate value"}
+        if rest == "blank-row":
+            return {"type": "blank-row", "field": None, "message": "blank row"}
+        p = plans[int(head)]
+        if rest == "cast":
+            return {"type": "partage-cast-error", "field": p.name,
+                    "message": f"field '{p.name}': the value does not fit the stored type; kept in quarantine rather than stored wrong"}
+        if code_kind(rest) == "type":
+            return {"type": "type-error", "field": p.name, "message": p.note(rest)}
+        return {"type": "constraint-error", "field": p.name, "message": p.note(rest)}
