@@ -377,6 +377,7 @@ def test_skip_initial_space_as_frictionless_sniffs_it(tmp_path: Path, content: s
     ('code;n\n"2A ""04"" ;x";1\n', True),  # ... even where it looks like the end of a cell
     ('code;n\n5" x;1\n', False),  # an inch mark then a space, unquoted: sent there too (same verdict, slower)
     ('code;n\n"2A0\n""" ;1\n', False),  # a closing quote starting a line, inside a multi-line cell
+    ('code;n\n" 2A04";1\n"01001";2\n', True),  # a quoted cell starting with a space: inside the quotes
 ])
 def test_spaces_beside_quotes_are_read_as_pythons_csv_reads_them(tmp_path: Path, content: str, sql: bool) -> None:
     """DuckDB's reader drops a space after a closing quote (or one before an opening quote) silently;

@@ -81,7 +81,10 @@ class CheckRun(ScanRun):
             part = [p for p in todo if p.index // GROUP_FIELDS == g]
             if part:
                 lists = ", ".join(f"list(DISTINCT v{p.index}) FILTER (WHERE x{p.index})" for p in part)
-                found += con.execute(f"SELECT {lists} FROM {self._holder(part[0])}").fetchall()[0]
+                # the WHERE, which the aggregate's FILTERs imply, lets the Parquet reader read the texts of the
+                # few flagged rows only: 0.09 s instead of 0.38 s for 1M IRVE rows
+                flagged = " OR ".join(f"x{p.index}" for p in part)
+                found += con.execute(f"SELECT {lists} FROM {self._holder(part[0])} WHERE {flagged}").fetchall()[0]
         for p, values in zip(todo, found):
             values = values or []
             judge = oracle(p.descriptor, self.plan.missing)

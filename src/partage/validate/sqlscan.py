@@ -389,17 +389,20 @@ class ScanRun(RunState):
         log.debug("rows of another width than the header's: read again with %d extra column(s)", self.extra)
         return True
 
-    def _spaces_by_quotes(self) -> bool:
-        """Does a line hold a space beside a quote, outside the quotes? (``"a" ;``, ``"a" "b"``, ``; "a"``)
+    def _quote_space_lines(self) -> tuple[int, int]:
+        """How many lines hold a space beside a quote, outside the quotes (``"a" ;``, ``"a" "b"``, ``; "a"``),
+        and how many start with a closing quote then a space (three quotes, a space, a delimiter: outside the
+        quotes only when the line starts inside a multi-line cell, see ``_spaces_by_quotes``).
 
         DuckDB's reader drops a space after a closing quote, or a single one before an opening quote,
         and reads a quote after such a space as opening the cell again, all without a word; Python's
         csv, frictionless' reader, keeps them in the cell (``a ``, ``a "b"``, `` "a"``). Such a file goes
         to frictionless-py. One streamed read of the lines, on its own connection and one thread, while
-        the oracle's Python work leaves a core free. The test is by line, so a few files without the
-        trap go there too (an inch mark then a space in an unquoted cell, ``5" disk``): slower, same verdict."""
+        the scan runs: it needs the file only, and the scan's ordered writer leaves part of a core free.
+        The test is by line, so a few files without the trap go there too (an inch mark then a space in
+        an unquoted cell, ``5" disk``): slower, same verdict. -1, -1: the read failed (frictionless-py)."""
         if self.rewritten:  # every cell quoted by Python's csv writer: no space beside a quote outside the quotes
-            return False
+            return 0, 0
         path, encoding = self._text
         q = self.dialect.quote_char or '"'
         hexq, hexd = f"\\x{{{ord(q):x}}}", f"\\x{{{ord(self.dialect.delimiter):x}}}"
@@ -408,25 +411,32 @@ class ScanRun(RunState):
         # inside quoted JSON: {""a"": 1, ""b"": 2})
         pattern = (f"[^{hexq}{hexd}\\r\\n]{hexq}({hexq}{hexq})* |(^|{hexd})({hexq}{hexq})+ |"
                    f"(^|{hexd}) {hexq}([^{hexq}]|{hexq}{hexq}|{hexq}({hexd}|\\r|$))")
-        if self.multiline:  # a line may start inside a cell, and then with its closing quote (`""" ;`)
-            pattern += f"|^{hexq}({hexq}{hexq})* "
+        closing = f"^{hexq}({hexq}{hexq})* "  # a line starting inside a cell, with its closing quote
         sep = "chr(31) || chr(30) || chr(29) || chr(28)"  # no real file's delimiter: each line is one cell
         con = duckdb.connect()
         try:
             con.execute("SET threads = 1")
             con.execute("SET memory_limit = '200MB'")
-            found = con.execute(
-                f"SELECT count(*) FROM read_csv({sql_str(str(path))}, columns={{'l': 'VARCHAR'}}, header=false, "
+            found, starts = con.execute(
+                f"SELECT count(*) FILTER (WHERE regexp_matches(l, {sql_str(pattern)})), "
+                f"count(*) FILTER (WHERE regexp_matches(l, {sql_str(closing)})) "
+                f"FROM read_csv({sql_str(str(path))}, columns={{'l': 'VARCHAR'}}, header=false, "
                 f"delim={sep}, quote='', escape='', strict_mode=false, auto_detect=false, null_padding=true, "
                 f"encoding={sql_str(encoding)}, max_line_size={MAX_LINE}) "
-                f"WHERE (contains(l, {sql_str(q + ' ')}) OR contains(l, {sql_str(' ' + q)})) "
-                f"AND regexp_matches(l, {sql_str(pattern)})").fetchall()[0][0]
-            return bool(found)
+                f"WHERE contains(l, {sql_str(q + ' ')}) OR contains(l, {sql_str(' ' + q)})").fetchall()[0]
+            return int(found), int(starts)
         except duckdb.Error as e:
             log.debug("line check failed (%s): the file goes to frictionless-py", e)
-            return True
+            return -1, -1
         finally:
             con.close()
+
+    def _spaces_by_quotes(self, lines: tuple[int, int]) -> bool:
+        """Given ``_quote_space_lines``' counts and the scan's finding of multi-line cells: is there a space
+        beside a quote outside the quotes? (A line starting with ``" `` is inside a cell's quotes unless the
+        line before ended inside a multi-line cell.)"""
+        found, starts = lines
+        return found != 0 or (self.multiline and starts != 0)
 
     def _feeds_in_cells(self) -> int:
         """The line feeds inside quoted cells (a multi-line address or comment).
