@@ -60,8 +60,12 @@ def _field(rnd: random.Random, i: int) -> tuple[dict[str, Any], list[str]]:
         if rnd.random() < .3:
             c["minimum"] = rnd.choice([0, 1, -5])
         if rnd.random() < .3:
-            c["maximum"] = rnd.choice([10, 100, 1000])
+            c["maximum"] = rnd.choice([10, 100, 1000, 90, 0.1])
         values = ["1", "2", "3", "42", "-1", "0", "1000", "3.5", "2,5", "1 000", "1e3", "007", " 4", "12%", "€5"]
+        if kind == "number":  # coordinates exported with every digit, and numbers a hair from a bound
+            values += ["5.34272020620408", "-0.57918000000000001", "45,954232106707123", "89.99999999999999999",
+                       "90.00000000000000001", "0.10000000000000001", "0.09999999999999999", "-0.0000000000000000001",
+                       "9999999999.999999999", "1" * 39, "1" * 41]
     elif kind == "boolean":
         if rnd.random() < .3:
             f["trueValues"], f["falseValues"] = ["oui", "Oui", "1"], ["non", "Non", "0"]
@@ -92,7 +96,9 @@ def _field(rnd: random.Random, i: int) -> tuple[dict[str, Any], list[str]]:
         if fmt != "default":
             f["format"] = fmt
         values = ["2.35, 48.85", "2.35,48.85", "[2.35, 48.85]", '{"lon": 2.35, "lat": 48.85}', "200, 10", "abc",
-                  "[02.35, 48.85]", "02.35, 48.85"]
+                  "[02.35, 48.85]", "02.35, 48.85", "5.34272020620408, 45.954232106707",
+                  "[5.34272020620408, 45.954232106707]", "179.99999999999999999, 0", "180.00000000000000000001, 0",
+                  "[-179.999999999999999999999, 89.99999999999999999999]"]
     elif kind == "duration":
         values = ["P1D", "PT1H", "P1Y2M", "1 day", "P"]
     else:

@@ -537,6 +537,37 @@ def test_french_amounts_with_group_characters_and_units_are_judged_in_sql(tmp_pa
     assert report.error_count >= 8, [key(e) for e in report.errors]  # the minimum, the maximum and type errors among the odd ones
 
 
+def test_coordinates_with_every_digit_are_judged_in_sql_outside_keys(tmp_path: Path) -> None:
+    """Coordinates exported with 14 decimals (5.34272020620408, as in the national car-pooling file) have as
+    many distinct values as rows. Past 15 significant digits a double no longer tells every Decimal apart,
+    so such values went to frictionless one by one. A bound is the only comparison outside keys, and
+    rounding only makes a number equal to a bound, never crosses it: SQL decides them, except those whose
+    double is a bound's (89.99999999999999999 under maximum 90) and those of a key."""
+    schema = {"fields": [{"name": "id", "type": "number"},
+                         {"name": "lon", "type": "number", "constraints": {"minimum": -180, "maximum": 180}},
+                         {"name": "lat", "type": "number", "decimalChar": ",", "constraints": {"maximum": 90}},
+                         {"name": "xy", "type": "geopoint"},
+                         {"name": "xy_array", "type": "geopoint", "format": "array"}],
+              "primaryKey": ["id"]}
+    rows = [[f["name"] for f in schema["fields"]]]
+    for i in range(300):
+        lon, lat = f"{-5 + i * 0.0312345678901234567:.14f}", f"{41 + i * 0.0278901234567890123:.15f}"
+        rows.append([str(i), lon, lat.replace(".", ","), f"{lon}, {lat}", f"[{lon}, {lat}]"])
+    odd = [(2, "89,99999999999999999"), (2, "90,00000000000000001"), (1, "180.000000000000000001"),
+           (1, "-180.0000000000000000001"), (0, "0.10000000000000001"), (0, "0.1"), (3, "180.00000000000000001, 0"),
+           (4, "[179.99999999999999999, 89.999999999999999999]"), (1, "1" * 41)]
+    for n, (column, value) in enumerate(odd):
+        rows[3 + 30 * n][column] = value
+    path = write(tmp_path / "covoiturage.csv", rows)
+    report, _ = compare(path, schema)
+    assert engine_of(report) == "duckdb"
+    assert report.descriptor["partage_engine"]["oracle_values"] <= len(odd)  # 1,200 before
+    assert {"type-error", "constraint-error"} <= {e["type"] for e in report.errors}
+    path = write(tmp_path / "no_key.csv", [[c for j, c in enumerate(r) if j] for r in rows])
+    report, _ = compare(path, {"fields": schema["fields"][1:]})
+    assert report.descriptor["partage_engine"]["oracle_values"] <= len(odd)
+
+
 def test_pattern_matches_the_whole_value_as_the_spec_says(tmp_path: Path) -> None:
     """Deviation 1 of docs/validation.md: frictionless' re.match("^a|b$") accepts "abc"; the spec does not."""
     schema = {"fields": [{"name": "code", "type": "string", "constraints": {"pattern": "a|b"}}]}

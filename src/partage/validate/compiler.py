@@ -202,7 +202,15 @@ def _duck_format(fmt: str) -> str:
     return fmt.replace("'", "''")
 
 
-def compile_field(index: int, desc: dict[str, Any], schema_missing: list[str], timezone: str) -> FieldPlan:
+LONG_NUMBER = 40  # characters: longer numbers (up to 1e40 and beyond) go to the oracle, whatever the field
+
+
+def compile_field(index: int, desc: dict[str, Any], schema_missing: list[str], timezone: str, *,
+                  keyed: bool = False) -> FieldPlan:
+    """``keyed``: the field is part of the primary key or of a foreign key (a unique one is known here).
+
+    A key compares frictionless' Decimals, so a number there is decided in SQL only when its double
+    tells it apart from every other (15 significant digits); elsewhere longer ones are too (below)."""
     from frictionless import Field
 
     kind = desc.get("type", "string") or "string"
@@ -212,6 +220,7 @@ def compile_field(index: int, desc: dict[str, Any], schema_missing: list[str], t
     plan = FieldPlan(index, desc["name"], kind, desc, missing, fast="false", cast="NULL")
     plan.type_note = f'type is "{kind}/{fmt}"'
     plan.unique = bool(constraints.get("unique"))
+    keyed = keyed or plan.unique
     for name in CONSTRAINT_ORDER:
         if name in constraints:
             plan.notes[name] = f'constraint "{name}" is "{constraints[name]}"'
@@ -288,16 +297,28 @@ def compile_field(index: int, desc: dict[str, Any], schema_missing: list[str], t
         if len(group) > 1 or group == dec or (group + dec).strip("0123456789-") != group + dec:
             fast_ok = False  # a group or decimal "character" that is a digit, a minus or a word: frictionless decides
         # group characters anywhere between digits ("1 234 567,5", "1.234,5"): frictionless removes them all
-        digits = "[0-9]{1,15}" if not group else "[0-9](?:" + _char(group) + "?[0-9])*"
-        core = "-?" + digits + "(?:" + _char(dec) + "[0-9]{1,15})?"
+        digits = "[0-9]+" if not group else "[0-9](?:" + _char(group) + "?[0-9])*"
+        core = "-?" + digits + "(?:" + _char(dec) + "[0-9]+)?"
         text = f"regexp_extract({v}, {sql_str(core)})" if not bare else v
         for char in (group, dec if dec != "." else ""):
             if char:
                 text = f"replace({text}, {sql_str(char)}, {sql_str('.' if char == dec else '')})"
         # up to 15 characters once the group characters are gone: the double is then exact enough for
-        # every comparison frictionless makes on Decimals
-        plan.fast = (f"(length({text}) <= 15 AND regexp_full_match({v}, {sql_str(core)}))" if bare
-                     else f"({_unwrapped(v, core)} AND length({text}) <= 15)")
+        # every comparison frictionless makes on Decimals. Longer ones (coordinates exported with 14
+        # decimals, 5.34272020620408: a distinct value per row) are too, outside keys, where a bound is the
+        # only comparison: rounding to the nearest double never changes the order of two numbers, only
+        # makes them equal, so a comparison with a bound can differ from the Decimal's only when the
+        # double *is* the bound's; those values go to the oracle
+        short = f"length({text}) <= 15"
+        if not keyed:
+            bounds = [_num_literal(reader(constraints[name])) for name in
+                      ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum") if name in constraints
+                      and reader(constraints[name]) is not None]
+            # (TRY_CAST: DuckDB may evaluate this before the regex has said the text is a number)
+            apart = "".join(f" AND coalesce(TRY_CAST({text} AS DOUBLE) <> {b}, false)" for b in bounds)
+            short = f"CASE WHEN length({text}) <= 15 THEN true WHEN length({text}) <= {LONG_NUMBER} THEN true{apart} ELSE false END"
+        plan.fast = (f"({short} AND regexp_full_match({v}, {sql_str(core)}))" if bare
+                     else f"({_unwrapped(v, core)} AND {short})")
         plan.cast = f"CAST({text} AS DOUBLE)"
         plan.from_canon = "TRY_CAST(canon AS DOUBLE)"
         bound_checks("__T__", _num_literal)
@@ -353,11 +374,13 @@ def compile_field(index: int, desc: dict[str, Any], schema_missing: list[str], t
     elif kind == "geopoint":
         plan.target = "STRUCT(lon DOUBLE, lat DOUBLE)"
         # in-range numbers only (frictionless' range check is a type error): out-of-range values go to the oracle
-        frac = r"(\.[0-9]{1,12})?"
+        # up to 15 significant digits in a key (see number); elsewhere the regex's ranges decide, whatever the digits
+        places = "12" if keyed else "30"
+        frac = r"(\.[0-9]{1," + places + "})?"
         # an array is read as JSON, where a number has no leading zero ("02.35" is a type error there)
         tens = "[1-9]?[0-9]" if fmt == "array" else "[0-9]{1,2}"
-        lon = r"-?(180(\.0{1,12})?|(1[0-7][0-9]|" + tens + ")" + frac + ")"
-        lat = r"-?(90(\.0{1,12})?|" + ("[1-8]?[0-9]" if fmt == "array" else "[0-8]?[0-9]") + frac + ")"
+        lon = r"-?(180(\.0{1," + places + "})?|(1[0-7][0-9]|" + tens + ")" + frac + ")"
+        lat = r"-?(90(\.0{1," + places + "})?|" + ("[1-8]?[0-9]" if fmt == "array" else "[0-8]?[0-9]") + frac + ")"
         if fmt in ("default", "array"):
             # the shape is checked by the regex, so splitting on the comma is exact (and 7x cheaper than regexp_extract)
             if fmt == "default":
@@ -543,6 +566,22 @@ def foreign_keys(descriptor: dict[str, Any], by_name: dict[str, FieldPlan]) -> l
     return out
 
 
+def _key_fields(descriptor: dict[str, Any]) -> set[str]:
+    """The names in the primary key and the foreign keys (both sides: a reference may be to this file)."""
+    def names(value: Any) -> list[str]:
+        return [value] if isinstance(value, str) else [n for n in value if isinstance(n, str)] \
+            if isinstance(value, list) else []
+
+    out = set(names(descriptor.get("primaryKey")))
+    for fk in descriptor.get("foreignKeys") or []:
+        if isinstance(fk, dict):
+            out.update(names(fk.get("fields")))
+            ref = fk.get("reference")
+            if isinstance(ref, dict):
+                out.update(names(ref.get("fields")))
+    return out
+
+
 def compile_schema(descriptor: dict[str, Any], timezone: str = "Europe/Paris") -> SchemaPlan:
     missing = list(descriptor.get("missingValues", [""]))
     fields = descriptor.get("fields") or []
@@ -554,7 +593,9 @@ def compile_schema(descriptor: dict[str, Any], timezone: str = "Europe/Paris") -
     from frictionless import FrictionlessException
 
     try:
-        plans = [compile_field(i, f, missing, timezone) for i, f in enumerate(fields)]
+        keyed = _key_fields(descriptor)
+        plans = [compile_field(i, f, missing, timezone, keyed=isinstance(f, dict) and f.get("name") in keyed)
+                 for i, f in enumerate(fields)]
     except FrictionlessException as e:
         raise Unsupported(f"a schema frictionless-py reports as invalid ({e})") from None
     names = [p.name for p in plans]
