@@ -13,8 +13,9 @@ Methods, each in a fresh process (peak RSS from os.wait4 of that process):
   * duckdb floor, sorted: the same, sorted by the primary key as the warehouse stores rows (issue #5),
     within Partage's memory limit; for reference only: the target is set against the unsorted floor
   * partage: ``validate_and_type(policy="quarantine")``: every check, typed Parquet sorted by the
-    primary key, quarantine, report; also on two copies of the smallest file: one with empty lines and
-    rows of other widths, one with distinct e-mail addresses on every row (--no-messy skips both)
+    primary key, quarantine, report; also on three copies of the smallest file: one with empty lines and
+    rows of other widths, one with distinct e-mail addresses on every row, one with 14-decimal
+    coordinates (--no-messy skips them)
 
 Prints the machine, the versions and a table; targets: partage rows/s >= 60x frictionless, partage
 time <= 1.3x the floor at 1M rows, peak RSS <= 1 GB at 5M rows.
@@ -198,6 +199,27 @@ def contacts_copy(path: Path) -> Path:
     return contacts
 
 
+def coordinates_copy(path: Path) -> Path:
+    """The same file with its coordinates exported with 14 decimals, as GIS tools write them
+    ([5.34272020620408, 45.954232106707]): a distinct value per row, past a double's 15 digits."""
+    coords = path.with_name(path.stem + "_coords.csv")
+    if coords.exists() and coords.stat().st_mtime >= path.stat().st_mtime:
+        return coords
+    column = NAMES.index("coordonneesXY")
+    with open(path, encoding="utf-8", newline="") as src, open(coords, "w", encoding="utf-8", newline="") as out:
+        reader, writer = csv.reader(src), csv.writer(out, lineterminator="\n")
+        writer.writerow(next(reader))
+        for i, row in enumerate(reader):
+            try:
+                lon, lat = json.loads(row[column])
+                if -179 < lon < 179 and -89 < lat < 89:  # the injected errors stay as they are
+                    row[column] = f"[{lon + i % 9973 * 1.23456789e-9:.14f}, {lat + i % 9967 * 9.87654321e-10:.14f}]"
+            except (ValueError, TypeError):
+                pass
+            writer.writerow(row)
+    return coords
+
+
 def run_child(method: str, path: Path) -> dict:
     out = OUT / f"{method}-{path.stem}.parquet"
     t0 = time.perf_counter()
@@ -268,7 +290,8 @@ def main() -> None:
     n = min(args.rows)
     if args.messy and n > 600_000:
         variants = [("an empty line in the middle, two at the end, a row one cell short and one a cell long", messy_copy),
-                    ("its own two e-mail addresses on every row (2M distinct values)", contacts_copy)]
+                    ("its own two e-mail addresses on every row (2M distinct values)", contacts_copy),
+                    ("its coordinates with 14 decimals on every row (1M distinct values)", coordinates_copy)]
         print(f"\nThe same {n:,} rows, changed (median run)\n")
         print("| rows | the file with | Partage s | engine | values frictionless judged | errors found "
               "| ÷ the clean file's s | frictionless-py at its rate, s (estimate) |")
