@@ -281,8 +281,9 @@ class CheckRun(ScanRun):
         by_name = {p.name: p for p in self.plan.fields}
         mine = [f"t{by_name[f].index}" for f in fk.fields]
         if self._is_self(fk):
-            mine = [self._fk_key(by_name[f]) for f in fk.fields]
-            theirs, source = [self._fk_key(by_name[f]) for f in fk.ref_fields], "typed"
+            linked = [(by_name[a], by_name[b]) for a, b in zip(fk.fields, fk.ref_fields)]
+            mine = [self._fk_key(a, b) for a, b in linked]
+            theirs, source = [self._fk_key(b, a) for a, b in linked], "typed"
             pairs = [_comparable(by_name[a].target, by_name[b].target) for a, b in zip(fk.fields, fk.ref_fields)]
         else:
             ref = self.references[fk.resource]
@@ -311,9 +312,13 @@ class CheckRun(ScanRun):
             return f"ck{p.index}"
         return f"t{p.index}"
 
-    def _fk_key(self, p: FieldPlan) -> str:
-        """A self-reference's key: the typed value (numbers as doubles, which compare with integers as Python
-        does); times, datetimes and JSON values as ``_key``."""
+    def _fk_key(self, p: FieldPlan, other: FieldPlan) -> str:
+        """A self-reference's key for ``p``, compared with ``other``'s: a number against a number as ``_key``
+        (Decimals: 999.99999999999999999 is not 1000, though their double is one), against an integer or a
+        year the typed value (doubles compare with integers as Python does); times, datetimes and JSON values
+        as ``_key``."""
+        if p.type == "number" and other.type == "number":
+            return self._key(p)
         return f"t{p.index}" if p.type in ("number", "integer", "year") else self._key(p)
 
     @staticmethod
