@@ -114,8 +114,14 @@ def _field(rnd: random.Random, i: int) -> tuple[dict[str, Any], list[str]]:
     return f, values
 
 
+SHIFTED = ["12 rue de la Paix", "Jean Dupont", "FR*A12*P1", '{"a": 1}', "2024-01-05T10:00:00", "5.3, 45.9", "[5.3, 45.9]",
+           "oui", "1,5", "-", "05/01/2024", "2024-01-05", "10:20", "Accès libre", "01001", "x@y.fr", '"12"', "null", "7.0"]
+
+
 def _break(value: str, rnd: random.Random, row: list[str]) -> str:
-    k = rnd.randrange(10)
+    k = rnd.randrange(11)
+    if k == 10:  # the value of another column: a header shifted by one
+        return rnd.choice(SHIFTED)
     if k == 0:
         return " " + value
     if k == 1:
@@ -204,6 +210,12 @@ def test_every_value_sql_decides_gets_frictionless_verdict(rnd: random.Random) -
             expected = con.execute(f"SELECT {plan.from_canon} FROM (SELECT ?::VARCHAR AS canon)",
                                    [canonical(plan.type, theirs)]).fetchall()[0][0]
             assert typed == expected, (desc, value, typed, theirs)
+        # the values SQL calls type errors without a canonical form (a shifted column, another date format)
+        invalid = plan.invalid.replace("__V__", "v")
+        for (value,) in con.execute(f"SELECT v FROM unnest(?) u(v) WHERE NOT coalesce({fast}, false) "
+                                    f"AND coalesce({invalid}, false)", [cells]).fetchall():
+            if value not in plan.missing:
+                assert "type" in (reader.read_cell(value)[1] or {}), (desc, value)
 
 
 def _corpus_example(index: int) -> tuple[Path, dict[str, Any]] | None:

@@ -568,6 +568,32 @@ def test_coordinates_with_every_digit_are_judged_in_sql_outside_keys(tmp_path: P
     assert report.descriptor["partage_engine"]["oracle_values"] <= len(odd)
 
 
+def test_a_column_of_the_wrong_kind_is_judged_in_sql(tmp_path: Path) -> None:
+    """A producer adds a column in the middle: every later column is one off, and each of its values is a
+    type error with as many distinct values as rows (addresses in an integer field, dates in a number
+    field). frictionless refuses them surely (an address is no int(), a date no Decimal()): SQL says so,
+    and only the values whose fate is not that plain go to frictionless."""
+    schema = {"fields": [{"name": "id", "type": "integer"}, {"name": "nom", "type": "string"},
+                         {"name": "places", "type": "integer", "constraints": {"minimum": 0}},
+                         {"name": "surface", "type": "number"}, {"name": "ouverture", "type": "date"},
+                         {"name": "maj", "type": "datetime"}, {"name": "annee", "type": "year"},
+                         {"name": "xy", "type": "geopoint"}, {"name": "xy_array", "type": "geopoint", "format": "array"},
+                         {"name": "jour", "type": "date", "format": "%d/%m/%Y"}]}
+    rows = [[f["name"] for f in schema["fields"]]]
+    for i in range(200):  # "nom" came twice: from the third column on, each holds the one before it
+        rows.append([str(i), f"Parking {i}", f"Parking n°{i}", str(i % 50), f"{i % 7}.5", f"2024-01-{i % 28 + 1:02d}",
+                     f"2024-02-01T10:{i % 60:02d}:00Z", "2024", f"{i % 90}.5, {i % 45}.25", f"[{i % 90}.5, {i % 45}.25]"])
+    rows[1][3] = "1_000"  # the ones frictionless reads after all: the oracle's
+    rows[2][3] = "+inf"
+    rows[3][9] = " 5/01/2024"
+    rows[4][2] = "١٢"  # Arabic-Indic digits: an int to Python
+    path = write(tmp_path / "shifted.csv", rows)
+    report, _ = compare(path, schema)
+    assert engine_of(report) == "duckdb"
+    assert report.descriptor["partage_engine"]["oracle_values"] <= 12, report.descriptor["partage_engine"]
+    assert report.errors_by_type["type-error"] == 7 * 200 - 2  # all but the last two of those
+
+
 def test_pattern_matches_the_whole_value_as_the_spec_says(tmp_path: Path) -> None:
     """Deviation 1 of docs/validation.md: frictionless' re.match("^a|b$") accepts "abc"; the spec does not."""
     schema = {"fields": [{"name": "code", "type": "string", "constraints": {"pattern": "a|b"}}]}

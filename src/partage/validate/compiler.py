@@ -126,6 +126,8 @@ class FieldPlan:
     missing: list[str]
     fast: str  # SQL predicate on v: SQL decides this value exactly
     cast: str  # SQL typed value of a fast v (NULL when its type is wrong)
+    # SQL predicate on a v that is not fast: frictionless surely calls it a type error (see _surely_invalid)
+    invalid: str = "false"
     checks: list[tuple[str, str]] = field(default_factory=list)  # (constraint, SQL "t violates it" for fast values)
     notes: dict[str, str] = field(default_factory=dict)  # constraint -> frictionless note
     type_note: str = ""
@@ -182,6 +184,80 @@ def _strptime_regex(fmt: str) -> str | None:
             out.append(re.escape(fmt[i]))
             i += 1
     return "^" + "".join(out) + "$"
+
+
+# what Python's str.strip() and int() / Decimal() skip around a value, in ASCII
+_WS = r"\t\n\r\x0b\x0c\x1c-\x1f "
+_INT_TEXT = f"[{_WS}]*[+-]?[0-9](_?[0-9])*[{_WS}]*"  # every ASCII text Python's int() reads
+_JSON_ITERABLE = r'^[\t\n\r ]*[\["{]'  # a JSON array, string or object, after JSON's whitespace
+_DIGIT_DIRECTIVES = ("%d", "%m", "%Y", "%y", "%H", "%M", "%S")
+
+
+def _foreign(allowed: str) -> str:
+    """RE2: an ASCII character outside ``allowed`` (a class body), anywhere in the text."""
+    return "[^" + allowed + r"\x{80}-\x{10FFFF}]"
+
+
+def _surely_invalid(kind: str, fmt: str, desc: dict[str, Any], v: str) -> str:
+    """SQL: frictionless' reader surely refuses this text, a type error, whatever the constraints.
+
+    A column whose values are all of the wrong kind (a header shifted by one column, dates in another
+    format, the wrong file for the schema) has as many distinct type errors as values, and each went to
+    frictionless (11-20 µs a value: a shifted 1M-row file cost minutes). These are readings of
+    frictionless' readers that hold whatever the script: Python's int() reads digits, signs, underscores
+    and spaces, Decimal() also a dot, an exponent and the inf/nan words, strptime's digit directives
+    digits and the format's literals, so an ASCII character outside those fails them (other scripts'
+    digits and spaces are theirs too: only ASCII is judged). On ASCII text, int() reads exactly
+    ``_INT_TEXT``, a year is 4 characters, a default datetime needs a ':' at index 16 and 19 characters
+    (frictionless' own guard), a geopoint exactly one comma. The rest still goes to the oracle. The
+    cell-level property test checks each against ``Field.read_cell``."""
+    ascii_ = f"strlen({v}) = length({v})"
+    bare = desc.get("bareNumber", True) is not False
+    int_chars = "0-9+_" + _WS + r"\-"
+    if kind == "integer" and bare:
+        return (f"(regexp_matches({v}, {sql_str(_foreign(int_chars))}) OR "
+                f"({ascii_} AND NOT regexp_full_match({v}, {sql_str(_INT_TEXT)})))")
+    if kind == "year":
+        return (f"(regexp_matches({v}, {sql_str(_foreign(int_chars))}) OR "
+                f"({ascii_} AND (length({v}) <> 4 OR NOT regexp_full_match({v}, {sql_str(_INT_TEXT)}))))")
+    decimal_chars = "0-9+.eE_iInNfFtTyYaAsS" + _WS + r"\-"
+    if kind == "number" and bare:
+        chars = [c for c in (desc.get("groupChar") or "", desc.get("decimalChar") or "") if c]
+        if any(len(c) > 1 for c in chars):
+            return "false"
+        return f"regexp_matches({v}, {sql_str(_foreign(decimal_chars + ''.join(_char(c) for c in chars)))})"
+    if kind in ("date", "datetime") and fmt != "any":
+        if kind == "datetime" and fmt == "default":
+            return f"({ascii_} AND (length({v}) < 19 OR substring({v}, 17, 1) <> ':'))"
+        pyfmt = "%Y-%m-%d" if fmt == "default" else fmt
+        allowed, i = ["0-9"], 0
+        while i < len(pyfmt):
+            if pyfmt[i] == "%":
+                d = pyfmt[i:i + 2]
+                if d == "%%":
+                    allowed.append(_char("%"))
+                elif d not in _DIGIT_DIRECTIVES:
+                    return "false"
+                elif d == "%d":
+                    allowed.append(" ")  # _strptime's %d also reads " 5"
+                i += 2
+                continue
+            c = pyfmt[i]
+            if c.isspace():
+                allowed.append(_WS)  # strptime: whitespace in the format matches any run of it
+            elif not c.isascii():
+                return "false"
+            else:  # strptime ignores case
+                allowed += [_char(x) for x in sorted({c.lower(), c.upper()})]
+            i += 1
+        return f"regexp_matches({v}, {sql_str(_foreign(''.join(allowed)))})"
+    if kind == "geopoint" and fmt == "default":  # lon, lat = cell.split(","), then Decimal() of each
+        return (f"(strlen({v}) - strlen(replace({v}, ',', '')) <> 1 OR "
+                f"regexp_matches({v}, {sql_str(_foreign(decimal_chars + ','))}))")
+    if kind == "geopoint" and fmt == "array":  # lon, lat = json.loads(cell): a JSON number, true, null, garbage
+        # (a JSON string of two characters, "12", or an object of two members unpacks: the oracle's)
+        return f"({ascii_} AND NOT regexp_matches({v}, {sql_str(_JSON_ITERABLE)}))"
+    return "false"
 
 
 def _char(c: str) -> str:
@@ -405,6 +481,7 @@ def compile_field(index: int, desc: dict[str, Any], schema_missing: list[str], t
         raise Unsupported(f"constraint(s) {sorted(unknown)} of field '{plan.name}'")
     if not fast_ok:
         plan.fast = "false"
+    plan.invalid = _surely_invalid(kind, fmt, desc, v)
     return plan
 
 

@@ -513,20 +513,25 @@ class ScanRun(RunState):
             missing = f"({col} IS NULL OR {self._missing(p, col)})" if self.ragged else self._missing(p, col)
             inner.append(f"{col} AS v{i}, {missing} AS m{i}, coalesce({self._on(p.fast, col)}, false) AS f{i}")
             middle.append(f"v{i}, m{i}, f{i}, CASE WHEN f{i} THEN {self._on(p.cast, f'v{i}')} END AS tf{i}")
+            surely = p.invalid != "false"  # b<i>: a value frictionless surely refuses (CASE: tested only when not fast)
+            if surely:
+                middle.append(f"CASE WHEN f{i} OR m{i} THEN false ELSE coalesce({self._on(p.invalid, f'v{i}')}, false) "
+                              f"END AS b{i}")
             checks = ", ".join(
                 f"CASE WHEN coalesce({pred.replace('__T__', f'tf{i}').replace('__V__', f'v{i}')}, false) THEN {sql_str(name)} END"
                 for name, pred in sorted(p.checks, key=lambda c: CONSTRAINT_ORDER.index(c[0])))
             fast_errs = f"CASE WHEN tf{i} IS NULL THEN 'type' ELSE nullif(concat_ws(',', {checks}), '') END" if checks \
                 else f"CASE WHEN tf{i} IS NULL THEN 'type' END"
             required = "'required'" if p.required else "NULL"
-            outer.append(f"v{i}, CASE WHEN m{i} THEN {required} WHEN f{i} THEN {fast_errs} END AS e{i}")
+            bad = f" WHEN b{i} THEN 'type'" if surely else ""
+            outer.append(f"v{i}, CASE WHEN m{i} THEN {required} WHEN f{i} THEN {fast_errs}{bad} END AS e{i}")
             kept.append(f"v{i}")
             errs.append(f"'{i}:' || e{i}")
             if not self._identity(p):
                 outer.append(f"CAST(CASE WHEN f{i} AND NOT m{i} THEN tf{i} END AS {p.target}) AS t{i}")
                 kept.append(f"t{i}")
             if self._has_oracle(p):
-                outer.append(f"NOT m{i} AND NOT f{i} AS x{i}")
+                outer.append(f"NOT m{i} AND NOT f{i}{f' AND NOT b{i}' if surely else ''} AS x{i}")
                 kept.append(f"x{i}")
         if self.ragged:  # after the fields' errors, frictionless' missing-cell or extra-cell ones (codes: see _collect_errors)
             errs += [f"CASE WHEN v{p.index} IS NULL THEN '{n + p.index}:missing-cell' END" for p in group]
