@@ -192,6 +192,29 @@ def test_french_file_cp1252_semicolon_decimal_comma(tmp_path: Path) -> None:
     assert first["messageFr"].startswith("La cellule « 1.5 » (ligne 3, champ « montant »")
 
 
+def test_a_file_whose_every_row_is_bad_is_quarantined_within_the_memory_limit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shifted column makes every row bad, each with several errors, and the quarantine holds them all
+    with their descriptions. Assembled before the sort, those lists ran DuckDB out of memory on 300k rows
+    at the 600 MB limit (here: 60k rows at 100 MB), and the file fell back to frictionless-py."""
+    from partage.validate import sqlscan
+
+    monkeypatch.setattr(sqlscan, "MEMORY_LIMIT", "100MB")
+    schema = {"fields": [{"name": f"n{j}", "type": "integer"} for j in range(6)]
+              + [{"name": f"s{j}", "type": "string"} for j in range(4)], "primaryKey": ["n0"]}
+    rows = [[f["name"] for f in schema["fields"]]]
+    rows += [[f"rue {i % 7} n°{j}" for j in range(6)] + [f"texte {i} {j} " * 4 for j in range(4)] for i in range(60_000)]
+    rows.append([str(j) for j in range(6)] + ["ok"] * 4)  # one good row: a file without any is rejected
+    path = write(tmp_path / "shifted.csv", rows)
+    res = validate_and_type(path, schema, detect(path), policy="quarantine", source_key="s",
+                            data_path=tmp_path / "data.parquet", quarantine_path=tmp_path / "q.parquet")
+    assert engine_of(res.report) == "duckdb"
+    assert res.quarantined == 60_000 and res.rows == 1
+    q = pq.read_table(tmp_path / "q.parquet", columns=["_row_number", "_errors"]).to_pylist()
+    assert [r["_row_number"] for r in q[:3]] == [2, 3, 4] and q[-1]["_row_number"] == 60_001
+    assert [e["type"] for e in json.loads(q[0]["_errors"])] == ["type-error"] * 6 + ["primary-key"]
+
+
 def test_typed_parquet_keeps_codes_as_strings_and_is_sorted_by_primary_key(tmp_path: Path) -> None:
     rows = [HEADER] + [good_row(i) for i in (5, 3, 9, 1)]
     bad = good_row(7)
