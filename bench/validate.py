@@ -13,9 +13,9 @@ Methods, each in a fresh process (peak RSS from os.wait4 of that process):
   * duckdb floor, sorted: the same, sorted by the primary key as the warehouse stores rows (issue #5),
     within Partage's memory limit; for reference only: the target is set against the unsorted floor
   * partage: ``validate_and_type(policy="quarantine")``: every check, typed Parquet sorted by the
-    primary key, quarantine, report; also on three copies of the smallest file: one with empty lines and
+    primary key, quarantine, report; also on four copies of the smallest file: one with empty lines and
     rows of other widths, one with distinct e-mail addresses on every row, one with 14-decimal
-    coordinates (--no-messy skips them)
+    coordinates, one with every row shifted by a cell (--no-messy skips them)
 
 Prints the machine, the versions and a table; targets: partage rows/s >= 60x frictionless, partage
 time <= 1.3x the floor at 1M rows, peak RSS <= 1 GB at 5M rows.
@@ -220,6 +220,21 @@ def coordinates_copy(path: Path) -> Path:
     return coords
 
 
+def shifted_copy(path: Path) -> Path:
+    """The same file with a column added in the middle of its rows, not of its header (the commune code,
+    twice): every later cell is one column off, and nearly every row is bad, with several type errors."""
+    shifted = path.with_name(path.stem + "_shifted.csv")
+    if shifted.exists() and shifted.stat().st_mtime >= path.stat().st_mtime:
+        return shifted
+    column = NAMES.index("code_insee_commune")
+    with open(path, encoding="utf-8", newline="") as src, open(shifted, "w", encoding="utf-8", newline="") as out:
+        reader, writer = csv.reader(src), csv.writer(out, lineterminator="\n")
+        writer.writerow(next(reader))
+        for row in reader:
+            writer.writerow(row[:column + 1] + row[column:-1])
+    return shifted
+
+
 def run_child(method: str, path: Path) -> dict:
     out = OUT / f"{method}-{path.stem}.parquet"
     t0 = time.perf_counter()
@@ -291,7 +306,8 @@ def main() -> None:
     if args.messy and n > 600_000:
         variants = [("an empty line in the middle, two at the end, a row one cell short and one a cell long", messy_copy),
                     ("its own two e-mail addresses on every row (2M distinct values)", contacts_copy),
-                    ("its coordinates with 14 decimals on every row (1M distinct values)", coordinates_copy)]
+                    ("its coordinates with 14 decimals on every row (1M distinct values)", coordinates_copy),
+                    ("a cell added in the middle of every row: every later column one off (all rows bad)", shifted_copy)]
         print(f"\nThe same {n:,} rows, changed (median run)\n")
         print("| rows | the file with | Partage s | engine | values frictionless judged | errors found "
               "| ÷ the clean file's s | frictionless-py at its rate, s (estimate) |")
