@@ -31,6 +31,7 @@ import random
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -181,58 +182,53 @@ def messy_copy(path: Path) -> Path:
     return messy
 
 
-def contacts_copy(path: Path) -> Path:
-    """The same file with e-mail addresses of its own on every row, as a registry's contact columns have:
-    as many distinct values as rows, where the generated file repeats a few hundred."""
-    contacts = path.with_name(path.stem + "_contacts.csv")
-    if contacts.exists() and contacts.stat().st_mtime >= path.stat().st_mtime:
-        return contacts
-    first, second = NAMES.index("contact_amenageur"), NAMES.index("contact_operateur")
-    with open(path, encoding="utf-8", newline="") as src, open(contacts, "w", encoding="utf-8", newline="") as out:
+def _rewritten(path: Path, suffix: str, change: Callable[[int, list[str]], list[str]]) -> Path:
+    """A copy of the generated file with each data row changed (made once, kept while the file is older)."""
+    copy = path.with_name(f"{path.stem}_{suffix}.csv")
+    if copy.exists() and copy.stat().st_mtime >= path.stat().st_mtime:
+        return copy
+    with open(path, encoding="utf-8", newline="") as src, open(copy, "w", encoding="utf-8", newline="") as out:
         reader, writer = csv.reader(src), csv.writer(out, lineterminator="\n")
         writer.writerow(next(reader))
         for i, row in enumerate(reader):
-            for column, domain in ((first, "amenageur"), (second, "operateur")):
-                if "@" in row[column]:  # the injected errors stay as they are
-                    row[column] = f"contact.{i}@{domain}-{i % 997}.fr"
-            writer.writerow(row)
-    return contacts
+            writer.writerow(change(i, row))
+    return copy
+
+
+def contacts_copy(path: Path) -> Path:
+    """The same file with e-mail addresses of its own on every row, as a registry's contact columns have:
+    as many distinct values as rows, where the generated file repeats a few hundred."""
+    first, second = NAMES.index("contact_amenageur"), NAMES.index("contact_operateur")
+
+    def change(i: int, row: list[str]) -> list[str]:
+        for column, domain in ((first, "amenageur"), (second, "operateur")):
+            if "@" in row[column]:  # the injected errors stay as they are
+                row[column] = f"contact.{i}@{domain}-{i % 997}.fr"
+        return row
+    return _rewritten(path, "contacts", change)
 
 
 def coordinates_copy(path: Path) -> Path:
     """The same file with its coordinates exported with 14 decimals, as GIS tools write them
     ([5.34272020620408, 45.954232106707]): a distinct value per row, past a double's 15 digits."""
-    coords = path.with_name(path.stem + "_coords.csv")
-    if coords.exists() and coords.stat().st_mtime >= path.stat().st_mtime:
-        return coords
     column = NAMES.index("coordonneesXY")
-    with open(path, encoding="utf-8", newline="") as src, open(coords, "w", encoding="utf-8", newline="") as out:
-        reader, writer = csv.reader(src), csv.writer(out, lineterminator="\n")
-        writer.writerow(next(reader))
-        for i, row in enumerate(reader):
-            try:
-                lon, lat = json.loads(row[column])
-                if -179 < lon < 179 and -89 < lat < 89:  # the injected errors stay as they are
-                    row[column] = f"[{lon + i % 9973 * 1.23456789e-9:.14f}, {lat + i % 9967 * 9.87654321e-10:.14f}]"
-            except (ValueError, TypeError):
-                pass
-            writer.writerow(row)
-    return coords
+
+    def change(i: int, row: list[str]) -> list[str]:
+        try:
+            lon, lat = json.loads(row[column])
+            if -179 < lon < 179 and -89 < lat < 89:  # the injected errors stay as they are
+                row[column] = f"[{lon + i % 9973 * 1.23456789e-9:.14f}, {lat + i % 9967 * 9.87654321e-10:.14f}]"
+        except (ValueError, TypeError):
+            pass
+        return row
+    return _rewritten(path, "coords", change)
 
 
 def shifted_copy(path: Path) -> Path:
     """The same file with a column added in the middle of its rows, not of its header (the commune code,
     twice): every later cell is one column off, and nearly every row is bad, with several type errors."""
-    shifted = path.with_name(path.stem + "_shifted.csv")
-    if shifted.exists() and shifted.stat().st_mtime >= path.stat().st_mtime:
-        return shifted
     column = NAMES.index("code_insee_commune")
-    with open(path, encoding="utf-8", newline="") as src, open(shifted, "w", encoding="utf-8", newline="") as out:
-        reader, writer = csv.reader(src), csv.writer(out, lineterminator="\n")
-        writer.writerow(next(reader))
-        for row in reader:
-            writer.writerow(row[:column + 1] + row[column:-1])
-    return shifted
+    return _rewritten(path, "shifted", lambda i, row: row[:column + 1] + row[column:-1])
 
 
 def run_child(method: str, path: Path) -> dict:
