@@ -387,9 +387,9 @@ def compile_field(index: int, desc: dict[str, Any], schema_missing: list[str], t
         # double *is* the bound's; those values go to the oracle
         short = f"length({text}) <= 15"
         if not keyed:
-            bounds = [_num_literal(reader(constraints[name])) for name in
-                      ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum") if name in constraints
-                      and reader(constraints[name]) is not None]
+            values = [reader(constraints[name]) for name in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+                      if name in constraints]
+            bounds = [_num_literal(value) for value in values if value is not None]
             # (TRY_CAST: DuckDB may evaluate this before the regex has said the text is a number)
             apart = "".join(f" AND coalesce(TRY_CAST({text} AS DOUBLE) <> {b}, false)" for b in bounds)
             short = f"CASE WHEN length({text}) <= 15 THEN true WHEN length({text}) <= {LONG_NUMBER} THEN true{apart} ELSE false END"
