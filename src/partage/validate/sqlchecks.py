@@ -1,5 +1,6 @@
 """The checks after the scan: frictionless' verdicts on the values SQL left to it, then the errors
 of every row, unique and primary keys and foreign keys included, in frictionless' order (table ``errs``)."""
+
 from __future__ import annotations
 
 import logging
@@ -20,11 +21,10 @@ from .compiler import (
     json_key,
     oracle,
 )
-
-log = logging.getLogger("partage.validate")
-
 from .sqlscan import ScanRun
 from .sqlstate import GROUP_FIELDS
+
+log = logging.getLogger("partage.validate")
 
 _NUMERIC = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "FLOAT", "DOUBLE", "DECIMAL")
 
@@ -35,7 +35,6 @@ def _comparable(a: str, b: str) -> bool:
         t = t.upper()
         return "number" if t.startswith(_NUMERIC) else t
     return family(a) == family(b)
-
 
 
 def _compare_aux(kind: str, canon: str | None) -> str | None:

@@ -17,6 +17,7 @@ A header that differs from the schema is paired with its fields by frictionless'
 :class:`~.compiler.Unsupported`: frictionless-py then validates them, and the engine
 logs the feature's name.
 """
+
 from __future__ import annotations
 
 import threading

@@ -1,5 +1,6 @@
 """The report of a SQL validation run, in frictionless' shape: its counts, and its first errors built with
 frictionless' own error classes so that their notes and messages are frictionless' words."""
+
 from __future__ import annotations
 
 import time

@@ -6,6 +6,7 @@ quotes never closed. This module finds those cases and either reproduces frictio
 (blank rows, ragged rows) or raises :class:`~.compiler.Unsupported` so that the file is read as
 frictionless reads it (validate/reread.py) or validated by frictionless-py.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -24,10 +25,9 @@ import pyarrow as pa
 from ..dialect import Dialect
 from ..filefacts import file_facts
 from .compiler import CONSTRAINT_ORDER, FieldPlan, Unsupported, re2_pattern, sql_str
+from .sqlstate import GROUP_FIELDS, RunState
 
 log = logging.getLogger("partage.validate")
-
-from .sqlstate import GROUP_FIELDS, RunState
 
 _CHUNK = 1 << 22
 NOT_NULL_STR = "\x01"  # DuckDB's nullstr: a byte no text cell holds, so '' stays ''

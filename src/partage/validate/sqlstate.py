@@ -7,6 +7,7 @@ quarantine, and :mod:`.sqlengine` runs them in order. They share one DuckDB conn
 tables and views each stage leaves for the next (``cells``, ``typed``, ``errs``...), so the stages
 are methods on one object rather than functions passing a dozen values along.
 """
+
 from __future__ import annotations
 
 import shutil

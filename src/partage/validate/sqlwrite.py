@@ -1,5 +1,6 @@
 """Writing what a SQL validation run keeps: the typed rows as Parquet sorted by the primary key, and the
 bad rows as received, with their errors, in the quarantine."""
+
 from __future__ import annotations
 
 import json
