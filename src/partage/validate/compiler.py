@@ -168,21 +168,28 @@ def code_kind(code: str) -> str:
     return code.partition(".")[0]
 
 
+def _strptime_parts(fmt: str) -> list[str]:
+    """A strptime format's directives ('%Y', '%%'; a lone '%' at the end) and literal characters, in order."""
+    parts, i = [], 0
+    while i < len(fmt):
+        step = 2 if fmt[i] == "%" else 1
+        parts.append(fmt[i:i + step])
+        i += step
+    return parts
+
+
 def _strptime_regex(fmt: str) -> str | None:
     """A regex for the fixed-width values of a strptime format, or None if it uses other directives."""
-    out, i = [], 0
-    while i < len(fmt):
-        if fmt[i] == "%":
-            d = fmt[i:i + 2]
-            if d not in _STRPTIME:
+    out = []
+    for part in _strptime_parts(fmt):
+        if part.startswith("%"):
+            if part not in _STRPTIME:
                 return None
-            out.append(_STRPTIME[d])
-            i += 2
+            out.append(_STRPTIME[part])
+        elif part.isspace():
+            return None  # strptime lets whitespace match any run of whitespace
         else:
-            if fmt[i].isspace():
-                return None  # strptime lets whitespace match any run of whitespace
-            out.append(re.escape(fmt[i]))
-            i += 1
+            out.append(re.escape(part))
     return "^" + "".join(out) + "$"
 
 
@@ -230,26 +237,22 @@ def _surely_invalid(kind: str, fmt: str, desc: dict[str, Any], v: str) -> str:
         if kind == "datetime" and fmt == "default":
             return f"({ascii_} AND (length({v}) < 19 OR substring({v}, 17, 1) <> ':'))"
         pyfmt = "%Y-%m-%d" if fmt == "default" else fmt
-        allowed, i = ["0-9"], 0
-        while i < len(pyfmt):
-            if pyfmt[i] == "%":
-                d = pyfmt[i:i + 2]
-                if d == "%%":
-                    allowed.append(_char("%"))
-                elif d not in _DIGIT_DIRECTIVES:
-                    return "false"
-                elif d == "%d":
-                    allowed.append(" ")  # _strptime's %d also reads " 5"
-                i += 2
-                continue
-            c = pyfmt[i]
-            if c.isspace():
+        allowed = ["0-9"]
+        for part in _strptime_parts(pyfmt):
+            if part == "%%":
+                allowed.append(_char("%"))
+            elif part.startswith("%") and part not in _DIGIT_DIRECTIVES:
+                return "false"
+            elif part == "%d":
+                allowed.append(" ")  # _strptime's %d also reads " 5"
+            elif part.startswith("%"):
+                pass  # digits only
+            elif part.isspace():
                 allowed.append(_WS)  # strptime: whitespace in the format matches any run of it
-            elif not c.isascii():
+            elif not part.isascii():
                 return "false"
             else:  # strptime ignores case
-                allowed += [_char(x) for x in sorted({c.lower(), c.upper()})]
-            i += 1
+                allowed += [_char(x) for x in sorted({part.lower(), part.upper()})]
         return f"regexp_matches({v}, {sql_str(_foreign(''.join(allowed)))})"
     if kind == "geopoint" and fmt == "default":  # lon, lat = cell.split(","), then Decimal() of each
         return (f"(strlen({v}) - strlen(replace({v}, ',', '')) <> 1 OR "
