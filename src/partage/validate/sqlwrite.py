@@ -71,7 +71,7 @@ class WriteRun(ReportRun):
         kind = ("CASE WHEN starts_with(x, 'pk:') THEN 'pk' WHEN starts_with(x, 'unique:') "
                 "THEN 'unique:' || split_part(x, ':', 2) ELSE x END")
         bad = "SELECT rid, errs FROM errs WHERE rid IN (SELECT rid FROM bad)"
-        n, keys = con.execute(f"SELECT count(*), list(DISTINCT {kind}) FILTER (WHERE x IS NOT NULL) FROM "
+        n, keys = con.execute(f"SELECT count(DISTINCT rid), list(DISTINCT {kind}) FILTER (WHERE x IS NOT NULL) FROM "
                               f"(SELECT rid, unnest(errs) AS x FROM ({bad}))").fetchall()[0]
         if not n:
             return 0
@@ -87,7 +87,7 @@ class WriteRun(ReportRun):
                f"{described}), ', ') || ']' END AS _errors "
                f"FROM (SELECT {cells}, r.rid, e.errs FROM cells r JOIN ({bad}) e ON e.rid = r.rid ORDER BY r.rid)")
         self._copy(sql, out.quarantine_path, out.quarantine_schema)
-        return int(con.execute(f"SELECT count(*) FROM ({bad})").fetchall()[0][0])
+        return int(n)
 
     def _describe(self, code: str) -> dict[str, Any]:
         head, _, rest = code.partition(":")
