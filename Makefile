@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench bench-validate bench-warehouse bench-api serve ckan ckan-stop install clean-warehouse help
+.PHONY: lock demo test test-fast bench bench-validate bench-warehouse bench-api serve ckan ckan-stop install clean-warehouse help
 
 help:
 	@echo "make demo             harvest the demo catalog into warehouse/ (run it twice: the second run is all 'unchanged')"
@@ -13,7 +13,8 @@ help:
 	@echo "                      (PARTAGE_NO_CKAN=1 make test: without CKAN; those tests are then skipped, with the reason)"
 	@echo "make test-fast        the tests that need no Prefect run, subprocess or CKAN (seconds)"
 	@echo "make ckan / ckan-stop start / stop the local CKAN (PostgreSQL, Redis, CKAN on 127.0.0.1; first start ~90 s)"
-	@echo "make install          create .venv and install Partage with its test dependencies"
+	@echo "make install          create .venv and install Partage with its test dependencies, from uv.lock"
+	@echo "make lock             upgrade the locked versions on purpose (PACKAGE=name for one), then make test"
 	@echo "make bench            harvest benchmarks: cold start, orchestration overhead per source, requests per portal resource (tables)"
 	@echo "make bench-validate   validation benchmark: frictionless-py vs DuckDB load floor vs Partage, 1M and 5M rows (minutes)"
 	@echo "make bench-warehouse  analysts' queries on a stored 1M-row dataset, sorted by key vs unsorted (table)"
@@ -21,14 +22,29 @@ help:
 	@echo "make serve            the tabular API on http://127.0.0.1:8000 over warehouse/ (docs at /docs)"
 	@echo "make clean-warehouse  delete warehouse/ data (keeps its README)"
 
-$(STAMP): pyproject.toml scripts/ensure-python.sh
+UV_VERSION := 0.13.9
+# uv never downloads a Python of its own: the venv uses the machine's python3 (Debian 12: 3.11).
+UV := UV_PROJECT_ENVIRONMENT="$(abspath $(VENV))" UV_PYTHON_DOWNLOADS=never $(BIN)/uv
+
+# The bootstrap: a venv holding the locked uv (the lock's dev group keeps it there).
+$(BIN)/uv:
 	@./scripts/ensure-python.sh $(PYTHON)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+# Everything installed comes from uv.lock (versions and hashes); pyproject.toml keeps only the
+# lower bounds, for those who install Partage as a library. `--locked` refuses a lock that no
+# longer matches pyproject.toml (run `make lock`), so an edit can never install unpinned versions.
+$(STAMP): pyproject.toml uv.lock | $(BIN)/uv
+	$(UV) sync --locked --extra test --python $(BIN)/python
 	@touch $@
 
 install: $(STAMP)
+
+# Upgrade every locked version on purpose (then run `make test` and commit uv.lock).
+# `make lock PACKAGE=duckdb` upgrades one package only.
+lock: | $(BIN)/uv
+	$(UV) lock $(if $(PACKAGE),--upgrade-package $(PACKAGE),--upgrade)
 
 # The demo's partner files contain errors on purpose: the first run exits 1 ("some rejected"),
 # which the demo accepts; any other failure stops it.

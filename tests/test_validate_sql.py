@@ -1064,14 +1064,17 @@ def test_frictionless_fixtures_same_errors(data: Path, schema: Any) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("values, scan", [(5, "one-pass"), (70, "two-step")])
+@pytest.mark.parametrize("scan", ["auto", "two-step"])
+@pytest.mark.parametrize("values", [5, 70])
 def test_row_numbers_stay_right_past_the_csv_readers_first_buffers(tmp_path: Path, values: int, scan: str) -> None:
-    """A file of several CSV buffers (~50 MB): every error at the row it was put in, by both scans.
+    """A file of several CSV buffers (~50 MB): every error at the row it was put in, by either scan.
 
     An enum of 5 values is an IN list DuckDB would turn into a join, which lets an ordered scan's batches
-    be written out of order; the one-pass scan must keep it a plain IN. An enum of 70 keeps its join,
-    and the two-step scan numbers rows on a copy of the text. Compared with where the errors were put,
-    not with frictionless (minutes on this size); 3 runs since batch order depends on thread timing."""
+    be written out of order; the one-pass scan must keep it a plain IN. An enum of 70 keeps its join.
+    Which scan "auto" takes is the planner's choice (duckdb 2.0.1 writes the 70-value scan in order,
+    2.0.0 did not), so the test does not assert it: it forces the two-step scan in its own case, and
+    holds "auto", whatever it chose, to the rows. Compared with where the errors were put, not with
+    frictionless (minutes on this size); 3 runs since batch order depends on thread timing."""
     kinds = ["Voirie", "Parking public", "Parking privé", "Station dédiée", "Autre lieu"]
     kinds += [f"Lieu {k}" for k in range(values - len(kinds))]
     schema = {"fields": [{"name": "id", "type": "integer"},
@@ -1087,9 +1090,10 @@ def test_row_numbers_stay_right_past_the_csv_readers_first_buffers(tmp_path: Pat
                     f"ligne {i} d'un fichier assez long pour plusieurs tampons du lecteur CSV\n")
     assert path.stat().st_size > 48_000_000
     for _ in range(3):
-        report = validate(path, schema, detect(path))
+        report = validate(path, schema, detect(path), scan=scan)  # type: ignore[arg-type]
         assert engine_of(report) == "duckdb"
-        assert report.descriptor["partage_engine"]["scan"] == scan
+        chosen = report.descriptor["partage_engine"]["scan"]
+        assert chosen == "two-step" if scan == "two-step" else chosen in ("one-pass", "two-step")
         assert [(e["rowNumber"], e["cell"]) for e in report.errors] == [(i + 2, "Rue") for i in sorted(bad)]
 
 

@@ -27,10 +27,10 @@ from typing import Any
 
 from .compiler import Unsupported
 from .sqlscan import MEMORY_LIMIT
-from .sqlstate import Outcome, Output, Reference
+from .sqlstate import Outcome, Output, Reference, ScanChoice
 from .sqlwrite import WriteRun
 
-__all__ = ["MEMORY_LIMIT", "Outcome", "Output", "Reference", "SqlValidation"]
+__all__ = ["MEMORY_LIMIT", "Outcome", "Output", "Reference", "ScanChoice", "SqlValidation"]
 
 
 class SqlValidation(WriteRun):

@@ -474,7 +474,7 @@ class ScanRun(RunState):
         try:
             copy = (f"COPY ({self._scan_sql(plans, read, blank=True)}) TO {sql_str(str(scan_file))} "
                     f"(FORMAT parquet, COMPRESSION {SCAN_COMPRESSION})")
-            if _writes_in_order(con, copy):
+            if self.scan_choice == "auto" and _writes_in_order(con, copy):
                 con.execute(f"SET memory_limit = '{SCAN_MEMORY_LIMIT}'")
                 try:
                     con.execute(copy)

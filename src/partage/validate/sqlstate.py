@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import duckdb
 import pyarrow as pa
@@ -57,12 +57,17 @@ class Outcome:
     quarantined: int = 0
 
 
+ScanChoice = Literal["auto", "two-step"]
+"""How a narrow file is scanned: "auto" takes the one-pass scan when DuckDB's plan keeps the file's order."""
+
+
 class RunState:
     """One validation run: a DuckDB database in a temp dir, dropped at the end."""
 
     def __init__(self, path: Path, descriptor: dict[str, Any], dialect: Dialect, *, timezone: str,
                  tmp_root: Path | None = None, references: Mapping[str, Reference] | None = None,
-                 name: str | None = None, origin: Path | None = None, blank_rows: tuple[int, ...] | None = None):
+                 name: str | None = None, origin: Path | None = None, blank_rows: tuple[int, ...] | None = None,
+                 scan: ScanChoice = "auto"):
         """``origin``, ``blank_rows``: ``path`` is a copy of ``origin`` as frictionless reads it, without its
         blank rows, whose row numbers these are (validate/reread.py)."""
         self.path = path
@@ -100,6 +105,7 @@ class RunState:
         self._cells_source = ""
         self._text: tuple[Path, str] = (path, "utf-8")  # the file DuckDB reads, and its encoding for DuckDB
         self.scan_mode = "tables"  # wide files; narrow ones: "one-pass" or "two-step" (see _scan_narrow)
+        self.scan_choice: ScanChoice = scan
 
     def _compile(self, descriptor: dict[str, Any]) -> SchemaPlan:
         plan = compile_schema(descriptor, self.timezone)
