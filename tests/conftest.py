@@ -250,13 +250,10 @@ def run_harvest(hub: CatalogBuilder, ids: list[str] | None = None):
 
 
 def query(hub: CatalogBuilder, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-    import duckdb
+    from partage.warehouse import Warehouse
 
-    con = duckdb.connect(str(hub.warehouse / "partage.duckdb"), read_only=True)
-    try:
+    with Warehouse(hub.warehouse).connect(read_only=True) as con:
         return con.execute(sql, params or []).fetchall()
-    finally:
-        con.close()
 
 
 def copy_demo(dest: Path) -> Path:

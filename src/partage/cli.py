@@ -277,7 +277,7 @@ def gc(
     from .warehouse import Warehouse
 
     wh = Warehouse(warehouse)
-    if not wh.db_path.exists():
+    if not wh.exists():
         _fail(f"no warehouse at {wh.db_path}: nothing to collect", 2)
     try:
         cat = load_catalog(catalog)
@@ -312,7 +312,7 @@ def report(
     from .warehouse import Warehouse
 
     wh = Warehouse(warehouse)
-    if not wh.db_path.exists():
+    if not wh.exists():
         _fail(f"no warehouse at {wh.db_path}: run `partage harvest` first", 2)
     target = out_dir or wh.root / "report"
     try:
@@ -466,7 +466,7 @@ def _open_ro(warehouse: str) -> Any:
     from .warehouse import Warehouse
 
     wh = Warehouse(warehouse)
-    if not wh.db_path.exists():
+    if not wh.exists():
         out.print(f"No warehouse at {wh.db_path} yet: run `partage harvest` first.")
         raise typer.Exit(0)
     return wh.connect(read_only=True)
@@ -667,7 +667,7 @@ def serve(
     from .warehouse import Warehouse
 
     wh = Warehouse(warehouse)
-    if not wh.db_path.exists():
+    if not wh.exists():
         _fail(f"no warehouse at {wh.db_path}; run `partage harvest` first or pass --warehouse", 2)
     try:
         store = _token_store(wh.root, tokens)

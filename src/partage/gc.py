@@ -20,10 +20,11 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .catalog import Catalog
 from .faults import checkpoint
-from .warehouse import META, Warehouse, now
+from .warehouse import META, Part, Warehouse, now, point_history
 
 VERSION_NAME = re.compile(r"^\d{8}T\d{9,}Z$")  # what warehouse.new_version_id makes
 
@@ -41,6 +42,25 @@ def _size(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _keep_reports_of_carried_parts(warehouse: Warehouse, ds_id: str, version: str, rows: list[Any],
+                                   gone: set[tuple[str, str]]) -> None:
+    """Before a version's directory goes, give its reports to the kept versions that carry its parts.
+
+    A source that did not change keeps its part, and its report, from the version that produced
+    it; a kept version must not lose that report when the producing version is removed."""
+    src = warehouse.version_dir(ds_id, version) / "reports"
+    for d, v, _, parts in rows:
+        if d != ds_id or (d, v) in gone:
+            continue
+        for p in (Part(**x) for x in json.loads(parts)):
+            report = src / f"{p.source_key}.json"
+            if p.since_version == version and report.is_file():
+                dest = warehouse.version_dir(ds_id, v) / "reports" / report.name
+                if not dest.exists():
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(report, dest)
 
 
 def collect_garbage(warehouse: Warehouse, catalog: Catalog | None, *, dry_run: bool = False) -> GcReport:
@@ -78,16 +98,17 @@ def collect_garbage(warehouse: Warehouse, catalog: Catalog | None, *, dry_run: b
                     report.versions.append((ds_id, v))
 
         if report.versions and not dry_run:
-            with warehouse.connect() as con:
-                con.execute("BEGIN")
+            def forget(con: Any) -> None:
                 for ds_id, v in report.versions:
                     con.execute(f"DELETE FROM {META}.versions WHERE dataset_id = ? AND version = ?", [ds_id, v])
-                for ds_id in {d for d, _ in report.versions}:
-                    Warehouse._point_history(con, ds_id, f"{warehouse.data_root}/{ds_id}")
-                con.execute("COMMIT")
+            warehouse._transaction(forget, "the removal of old versions")
+            for ds_id in sorted({d for d, _ in report.versions}):
+                point_history(warehouse, ds_id)
         gone = set(report.versions)
         for ds_id, v in report.versions:
             d = warehouse.version_dir(ds_id, v)
+            if not dry_run:
+                _keep_reports_of_carried_parts(warehouse, ds_id, v, rows, gone)
             if d.exists():
                 report.bytes_freed += _size(d)
                 if not dry_run:

@@ -49,7 +49,7 @@ def foreign_references(descriptor: dict[str, Any], warehouse: Warehouse, dataset
     versions: dict[str, str] = {}
     if not names:
         return refs, versions
-    if not warehouse.db_path.exists():
+    if not warehouse.exists():
         if strict:
             raise SchemaError(f"the schema's foreign keys refer to dataset(s) {', '.join(names)}, but the warehouse "
                               f"{warehouse.root} has no database yet: harvest {', '.join(names)} first")

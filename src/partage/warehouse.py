@@ -1,26 +1,33 @@
-"""The warehouse: immutable Parquet versions and the DuckDB file in front of them.
+"""The warehouse: a DuckLake lake in front of the validated Parquet parts.
 
 Layout under the warehouse root (a local directory)::
 
-    partage.duckdb                 metadata (schema _partage) + one view per dataset
+    lake.sqlite (+ -wal)           the DuckLake catalog (default; PostgreSQL with PARTAGE_LAKE)
+    lake/                          DuckLake's data files (or PARTAGE_LAKE_DATA, e.g. s3://bucket/lake)
+    attach.sql                     what an analyst's DuckDB runs to open the lake (extensions offline)
     raw/<aa>/<sha256>              harvested files, content-addressed
-    <dataset>/<version>/data/<source>.parquet
+    <dataset>/<version>/data/<source>.parquet          the validated parts of a version
     <dataset>/<version>/quarantine/<source>.parquet
     <dataset>/<version>/reports/<source>.json, schema.json, datapackage.json
 
-Locking model: DuckDB lets one process write a database file, and a writer
-blocks readers in other processes. So the harvest opens the file only for short
-metadata transactions and closes it at once; all slow work (download,
-validation, Parquet) happens outside. A version becomes visible in a single
-transaction that records it and repoints the view; before that, its files sit
-in a directory nothing refers to. A second harvest is kept out by a lock file.
+In the lake, each dataset is a table (``main."<id>"``, alias ``main.<id_with_underscores>``) with its
+provenance columns ``_source``, ``_row_number`` and ``_source_version``; ``quarantine."<id>"`` and
+``duplicates."<id>"`` are tables too, and ``_partage.*`` holds datasets, sources, events, versions,
+reports, publications and runs. A harvest of a dataset commits **one DuckLake snapshot**: its
+tables and its metadata rows together, with the version id, run id and source states in the
+snapshot's commit message and extra info. History is DuckLake time travel
+(``AT (VERSION => snapshot)``); ``history."<id>"`` is a view over it.
 
-Beyond one machine, the root may be an object-store URL (``s3://bucket/hub``,
-any fsspec protocol): version directories then live there, and the DuckDB
-file, raw downloads, staging and the small JSON files of each version stay in
-a local directory (``PARTAGE_LOCAL_DIR``, default ``warehouse``). Every
-connection Partage opens registers the store's fsspec filesystem, so views
-over ``s3://`` paths work without DuckDB's httpfs extension.
+Concurrency: DuckLake is optimistic, and its SQLite catalog is kept in WAL mode, so readers (an
+analyst's session held open all night, the API) never block a commit and see each new snapshot
+at their next transaction. A commit that meets a concurrent one is retried (``_transaction``).
+Per process, one DuckDB instance holds the extensions and the attached lake; ``connect`` hands
+out cursors.
+
+The parts stay as files under the version directories: the pipeline carries unchanged sources'
+parts from version to version, and the exports and the API read the same rows from there.
+Beyond one machine the root may be an object-store URL (``s3://bucket/hub``): version
+directories then live there, the rest in ``PARTAGE_LOCAL_DIR`` (default ``warehouse``).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import json
+import logging
 import os
 import shutil
 import time
@@ -42,6 +50,9 @@ import duckdb
 from .errors import WarehouseBusy, WarehouseError
 from .faults import checkpoint
 from .rawstore import RawStore, copy_or_link
+from .store.engine import LAKE, LakeSpec, instance, load_sql
+
+log = logging.getLogger("partage.store")
 
 META = "_partage"
 QUARANTINE = "quarantine"
@@ -50,13 +61,14 @@ DUPLICATES = "duplicates"
 DUPLICATES_FILE = "duplicates.parquet"  # in a version dir: rows left out by the consolidation rule
 SOURCE_VERSION = "_source_version"  # per row: the version in which its source's data arrived
 
+# DuckLake has no primary keys: upserts are a DELETE and an INSERT in one transaction (see _upsert).
 DDL = f"""
 CREATE SCHEMA IF NOT EXISTS {META};
 CREATE SCHEMA IF NOT EXISTS {QUARANTINE};
 CREATE SCHEMA IF NOT EXISTS {HISTORY};
 CREATE SCHEMA IF NOT EXISTS {DUPLICATES};
 CREATE TABLE IF NOT EXISTS {META}.datasets (
-    id VARCHAR PRIMARY KEY, title VARCHAR, description VARCHAR, publisher VARCHAR,
+    id VARCHAR, title VARCHAR, description VARCHAR, publisher VARCHAR,
     license VARCHAR, access VARCHAR, keywords VARCHAR[], schema_ref VARCHAR, policy VARCHAR,
     catalog_file VARCHAR, updated_at TIMESTAMPTZ
 );
@@ -66,13 +78,8 @@ CREATE TABLE IF NOT EXISTS {META}.sources (
     validated_sha256 VARCHAR, fingerprint VARCHAR, accepted_sha256 VARCHAR,
     state VARCHAR, layer VARCHAR, reason VARCHAR,
     checked_at TIMESTAMPTZ, changed_at TIMESTAMPTZ,
-    PRIMARY KEY (dataset_id, source_key)
+    origin VARCHAR, location VARCHAR, remote_id VARCHAR, remote_modified VARCHAR, gone_since TIMESTAMPTZ
 );
-ALTER TABLE {META}.sources ADD COLUMN IF NOT EXISTS origin VARCHAR;
-ALTER TABLE {META}.sources ADD COLUMN IF NOT EXISTS location VARCHAR;
-ALTER TABLE {META}.sources ADD COLUMN IF NOT EXISTS remote_id VARCHAR;
-ALTER TABLE {META}.sources ADD COLUMN IF NOT EXISTS remote_modified VARCHAR;
-ALTER TABLE {META}.sources ADD COLUMN IF NOT EXISTS gone_since TIMESTAMPTZ;
 CREATE TABLE IF NOT EXISTS {META}.source_events (
     run_id VARCHAR, dataset_id VARCHAR, source_key VARCHAR, label VARCHAR, state VARCHAR,
     layer VARCHAR, reason VARCHAR, body_bytes BIGINT, sha256 VARCHAR, recorded_at TIMESTAMPTZ
@@ -80,8 +87,7 @@ CREATE TABLE IF NOT EXISTS {META}.source_events (
 CREATE TABLE IF NOT EXISTS {META}.versions (
     dataset_id VARCHAR, version VARCHAR, created_at TIMESTAMPTZ, run_id VARCHAR, path VARCHAR,
     row_count BIGINT, quarantined_rows BIGINT, schema_ref VARCHAR, schema_sha256 VARCHAR,
-    parts JSON, summary JSON,
-    PRIMARY KEY (dataset_id, version)
+    parts JSON, summary JSON
 );
 CREATE TABLE IF NOT EXISTS {META}.reports (
     run_id VARCHAR, dataset_id VARCHAR, source_key VARCHAR, sha256 VARCHAR, version VARCHAR,
@@ -89,12 +95,14 @@ CREATE TABLE IF NOT EXISTS {META}.reports (
 );
 CREATE TABLE IF NOT EXISTS {META}.publications (
     target VARCHAR, dataset_id VARCHAR, remote_id VARCHAR, remote_name VARCHAR, access VARCHAR,
-    version VARCHAR, published_at TIMESTAMPTZ, removed_since TIMESTAMPTZ, deleted_at TIMESTAMPTZ,
-    PRIMARY KEY (target, dataset_id)
+    version VARCHAR, published_at TIMESTAMPTZ, removed_since TIMESTAMPTZ, deleted_at TIMESTAMPTZ
 );
 CREATE TABLE IF NOT EXISTS {META}.runs (
-    run_id VARCHAR PRIMARY KEY, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, summary JSON
+    run_id VARCHAR, started_at TIMESTAMPTZ, finished_at TIMESTAMPTZ, summary JSON
 );
+"""
+
+CATALOG_VIEW = f"""
 CREATE OR REPLACE VIEW main.catalog AS
 SELECT d.id, d.title, d.description, d.license, d.access, d.publisher, d.schema_ref AS schema, d.policy,
        (SELECT list(s.label ORDER BY s.label) FROM {META}.sources s WHERE s.dataset_id = d.id) AS sources,
@@ -107,6 +115,14 @@ LEFT JOIN (SELECT * FROM {META}.versions
            QUALIFY row_number() OVER (PARTITION BY dataset_id ORDER BY version DESC) = 1) v ON v.dataset_id = d.id;
 COMMENT ON VIEW main.catalog IS 'Every dataset of the hub: licence, access, sources and their last state, latest version, rows, quality';
 """
+
+SOURCE_COLUMNS = ("dataset_id", "source_key", "kind", "label", "etag", "last_modified", "sha256", "bytes",
+                  "validated_sha256", "fingerprint", "accepted_sha256", "state", "layer", "reason", "checked_at",
+                  "changed_at", "origin", "location", "remote_id", "remote_modified", "gone_since")
+# columns an update leaves as they were when it does not know them (a failed download knows no sha256)
+_KEPT_WHEN_NULL = ("etag", "last_modified", "sha256", "bytes", "validated_sha256", "fingerprint", "accepted_sha256",
+                   "changed_at", "origin", "location", "remote_id", "remote_modified")
+COMMIT_RETRIES = 8  # a commit that meets another writer's is redone this many times before it fails
 
 
 def ident(name: str) -> str:
@@ -133,20 +149,6 @@ def new_version_id(after: str | None = None) -> str:
     if after and v <= after:  # clock went back, or two versions in the same millisecond
         v = after[:-1] + "1Z" if after.endswith("Z") else after + "1"
     return v
-
-
-WRITER_RETRY = 0.1  # a writer whose flag stands retries this often (readers finish their query in ms)
-FLAG_FRESH = 3.0  # seconds: a writer refreshes its flag at each retry; an older flag is a dead one's
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's live process
-    return True
 
 
 @dataclass(frozen=True)
@@ -219,9 +221,11 @@ class VersionInfo:
         """Each part's validation report (it lives in the version that produced the part)."""
         out = {}
         for p in self.parts:
-            f = root / self.dataset_id / p.since_version / "reports" / f"{p.source_key}.json"
-            if f.is_file():
-                out[p.source_key] = f
+            for version in (self.version, p.since_version):  # gc hands a removed version's reports to its heirs
+                f = root / self.dataset_id / version / "reports" / f"{p.source_key}.json"
+                if f.is_file():
+                    out[p.source_key] = f
+                    break
         return out
 
 
@@ -239,7 +243,10 @@ class Publication:
 
 
 class Warehouse:
-    def __init__(self, root: Path | str):
+    def __init__(self, root: Path | str, lake: str | None = None):
+        """``lake``: the catalog's address (default ``PARTAGE_LAKE``, else ``sqlite:<root>/lake.sqlite``):
+        ``sqlite:/path`` or ``postgres:<libpq string or URI>``; its data files go to ``PARTAGE_LAKE_DATA``,
+        else ``<root>/lake`` (``<s3 root>/lake`` for an object-store root)."""
         text = str(root)
         self.remote: str | None = None
         if "://" in text and not text.startswith("file://"):
@@ -247,7 +254,12 @@ class Warehouse:
             self.root = Path(os.environ.get("PARTAGE_LOCAL_DIR") or "warehouse").resolve()
         else:
             self.root = Path(text.removeprefix("file://")).resolve()
-        self.db_path = self.root / "partage.duckdb"
+        self.db_path = self.root / "lake.sqlite"  # the default catalog; see exists() for PostgreSQL
+        catalog = lake or os.environ.get("PARTAGE_LAKE") or f"sqlite:{self.db_path}"
+        if catalog.startswith("sqlite:"):
+            catalog = "sqlite:" + str(Path(catalog.removeprefix("sqlite:")).expanduser().resolve())
+        data = os.environ.get("PARTAGE_LAKE_DATA") or f"{self.data_root}/lake"
+        self.lake = LakeSpec(catalog, data)
         self.raw = RawStore(self.root / "raw")
         self._fs: Any = None
 
@@ -281,9 +293,13 @@ class Warehouse:
         return self._fs
 
     def register(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Let DuckDB read the object store's files through fsspec (no httpfs extension needed)."""
+        """Let DuckDB read the object store's parts through fsspec (the lake's own files go through httpfs)."""
         if self.remote:
-            con.register_filesystem(self.fs)
+            try:
+                con.register_filesystem(self.fs)
+            except (duckdb.Error, ValueError) as e:
+                if "already" not in str(e).lower():
+                    raise
 
     def carry_over(self, dataset_id: str, version: str, rel: str, dest: Path) -> None:
         """Bring a part of an earlier version into a staging directory (hard link locally, download otherwise)."""
@@ -311,91 +327,111 @@ class Warehouse:
 
     # -- connections -------------------------------------------------------
 
-    @contextmanager
-    def connect(self, read_only: bool = False, wait: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A short-lived connection; retries while another process holds the file.
+    def exists(self) -> bool:
+        """Has a harvest created this warehouse's lake yet?"""
+        if self.lake.kind == "postgres":
+            try:
+                with self.connect(read_only=True, _check=False) as con:
+                    return con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = ? "
+                                       "AND schema_name = ? AND table_name = 'versions'", [LAKE, META]).fetchone()[0] > 0
+            except WarehouseError:
+                return False
+        return self.db_path.exists() if self.lake.catalog == f"sqlite:{self.db_path}" \
+            else Path(self.lake.catalog.removeprefix("sqlite:")).exists()
 
-        A writer that finds the file held raises a flag (``partage.duckdb.writer-waiting``, its PID)
-        and readers hold back while it stands: two analysts querying in tight loops otherwise keep
-        a shared lock on the file without a gap, and the harvest waits until it gives up. The flag
-        is honoured only while it is fresh and its process alive, so a killed writer blocks no one."""
-        if wait is None:
-            wait = float(os.environ.get("PARTAGE_DB_WAIT", 30))
-        if read_only and not self.db_path.exists():
-            raise WarehouseError(f"no warehouse at {self.db_path}; run `partage harvest` first or pass --warehouse")
-        self.root.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + wait
-        delay = 0.05
-        flagged = False
+    @contextmanager
+    def connect(self, read_only: bool = False, wait: float | None = None,
+                _check: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor on this process's DuckDB instance, with the lake as its default catalog.
+
+        Nothing waits here: DuckLake's readers and writers do not block each other (``wait`` is
+        accepted for callers of the former single-file warehouse and ignored)."""
+        if read_only and _check and not self.exists():
+            raise WarehouseError(f"no warehouse at {self.root} (lake {self.lake.safe}); run `partage harvest` "
+                                 "first or pass --warehouse")
+        if not read_only:
+            self.root.mkdir(parents=True, exist_ok=True)
+        con = instance(self.lake, read_only=read_only).cursor()
         try:
-            while True:
-                if read_only:
-                    self._give_way(deadline)
-                try:
-                    con = duckdb.connect(str(self.db_path), read_only=read_only)
-                    self.register(con)
-                    break
-                except duckdb.IOException as e:
-                    if "lock" not in str(e).lower() or time.monotonic() > deadline:
-                        if "lock" in str(e).lower():
-                            raise WarehouseBusy(
-                                f"{self.db_path} is held by another process (a harvest or an open DuckDB session) "
-                                f"for more than {wait:.0f}s; close it and try again"
-                            ) from None
-                        raise WarehouseError(f"cannot open {self.db_path}: {e}") from None
-                    if not read_only:
-                        self._raise_flag()
-                        flagged = True
-                        delay = min(delay, WRITER_RETRY)  # readers are holding back: catch the gap
-                    time.sleep(delay)
-                    delay = min(delay * 2, WRITER_RETRY if flagged else 1.0)
-        finally:
-            if flagged:
-                self._lower_flag()
-        try:
+            con.execute(f"USE {LAKE}")
+            self.register(con)
             yield con
         finally:
             con.close()
 
-    @property
-    def _flag(self) -> Path:
-        return self.db_path.with_name(self.db_path.name + ".writer-waiting")
+    def _transaction(self, work: Any, what: str) -> Any:
+        """Run ``work(con)`` in one transaction, redone when the commit meets another writer's.
 
-    def _raise_flag(self) -> None:
-        try:
-            tmp = self._flag.with_name(f"{self._flag.name}.{os.getpid()}")
-            tmp.write_text(str(os.getpid()))
-            os.replace(tmp, self._flag)  # also refreshes its time: readers honour a fresh flag only
-        except OSError:
-            pass  # a read-only directory: no priority, the plain retry still works
+        DuckLake is optimistic: two processes committing to the same table at once see one of them
+        refused (a conflict, or SQLite's "database is locked" while the other commits). The unit of
+        work is redone from the start, with a short random back-off, so no commit is lost."""
+        import random
 
-    def _lower_flag(self) -> None:
-        try:
-            if self._flag.read_text().strip() == str(os.getpid()):
-                self._flag.unlink()
-        except (OSError, ValueError):
-            pass
-
-    def _give_way(self, deadline: float) -> None:
-        """Hold back while a live writer's fresh flag stands, at most until the reader's own deadline."""
-        while time.monotonic() < deadline:
-            try:
-                flag = self._flag
-                age = time.time() - flag.stat().st_mtime
-                pid = int(flag.read_text().strip())
-            except (OSError, ValueError):
-                return
-            if age > FLAG_FRESH or pid == os.getpid() or not _alive(pid):
-                return
-            time.sleep(0.02)
+        delay = 0.05
+        for attempt in range(COMMIT_RETRIES + 1):
+            with self.connect() as con:
+                con.execute("BEGIN")
+                try:
+                    result = work(con)
+                    con.execute("COMMIT")
+                    return result
+                except duckdb.TransactionException as e:
+                    _rollback(con)
+                    text = str(e).lower()
+                    if attempt == COMMIT_RETRIES or not ("conflict" in text or "locked" in text or "busy" in text):
+                        raise WarehouseBusy(f"could not commit {what} to the lake {self.lake.safe} after "
+                                            f"{attempt + 1} tries ({str(e).splitlines()[0]}); run it again") from None
+                    log.info("commit of %s met another writer's (%s); retrying", what, str(e).splitlines()[0])
+                except BaseException:
+                    _rollback(con)
+                    raise
+            time.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 2.0)
+        raise AssertionError("unreachable")
 
     def init(self) -> None:
+        """Create the lake's schemas, metadata tables and views if missing, and write attach.sql."""
         with self.connect() as con:
-            con.execute(DDL)
+            missing = con.execute("SELECT count(*) FROM duckdb_views() WHERE database_name = ? AND view_name = 'catalog'",
+                                  [LAKE]).fetchone()[0] == 0
+        if missing:
+            self._transaction(lambda con: (con.execute(DDL), con.execute(CATALOG_VIEW)), "the lake's tables")
+        self.write_attach_script()
+
+    def attach_script(self, *, read_only: bool = True) -> str:
+        """What any DuckDB client runs to open this lake: LOAD each extension from its package, ATTACH, USE."""
+        lines = ["-- Partage: open the lake in any DuckDB 1.5.5 client (duckdb -init attach.sql, or paste it).",
+                 "-- Extensions are loaded from the Python packages Partage installs: nothing is downloaded.",
+                 "SET autoinstall_known_extensions = false;", "SET autoload_known_extensions = false;"]
+        lines += load_sql(self.lake.extensions)
+        lines.append(self.lake.attach_sql(read_only=read_only))
+        lines.append(f"USE {LAKE};")
+        return "\n".join(lines) + "\n"
+
+    def write_attach_script(self) -> Path:
+        path = self.root / "attach.sql"
+        text = self.attach_script()
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            tmp = path.with_name(f".attach.sql.{os.getpid()}")
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+        return path
+
+    def stamp(self) -> tuple[int, int] | None:
+        """Something that changes with every commit (the latest snapshot id), None before the first harvest."""
+        if not self.exists():
+            return None
+        with self.connect(read_only=True) as con:
+            row = con.execute(f"SELECT max(snapshot_id) FROM {LAKE}.snapshots()").fetchone()
+        return (int(row[0] or 0), 0)
 
     @contextmanager
     def harvest_lock(self) -> Iterator[None]:
-        """Keep a second harvest out while one runs (readers are not affected)."""
+        """Keep a second harvest of this machine's warehouse out while one runs (readers are not affected).
+
+        Between machines (a PostgreSQL catalog), harvests of different datasets run at once and the
+        same dataset is kept to one writer by Prefect's tag concurrency (see prefect.yaml); DuckLake
+        refuses a conflicting commit, which ``_transaction`` redoes."""
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / ".harvest.lock"
         with open(path, "a+") as f:
@@ -424,21 +460,18 @@ class Warehouse:
         return self.dataset_state(dataset_id).records
 
     def dataset_state(self, dataset_id: str) -> DatasetState:
-        """Everything a harvest needs to know about a dataset, in one short connection
-        (opening the file costs ~20 ms; a catalog of hundreds of datasets notices)."""
+        """Everything a harvest needs to know about a dataset, in one cursor."""
+        fields = [f.name for f in SourceRecord.__dataclass_fields__.values()]
         with self.connect() as con:
-            rows = con.execute(
-                f"SELECT dataset_id, source_key, etag, last_modified, sha256, bytes, validated_sha256, "
-                f"fingerprint, accepted_sha256, state, reason, origin, location, remote_id, remote_modified, "
-                f"gone_since, kind, label FROM {META}.sources WHERE dataset_id = ?",
-                [dataset_id],
-            ).fetchall()
+            cur = con.execute(f"SELECT {', '.join(fields)} FROM {META}.sources WHERE dataset_id = ?", [dataset_id])
+            rows = cur.fetchall()
             row = con.execute(
                 f"SELECT version, parts FROM {META}.versions WHERE dataset_id = ? ORDER BY version DESC LIMIT 1",
                 [dataset_id],
             ).fetchone()
         latest = None if row is None else (row[0], [Part(**p) for p in json.loads(row[1])])
-        return DatasetState({r[1]: SourceRecord(*r) for r in rows}, latest)
+        records = {r[1]: SourceRecord(**dict(zip(fields, r))) for r in rows}
+        return DatasetState(records, latest)
 
     def latest_version_info(self, dataset_id: str) -> VersionInfo | None:
         with self.connect() as con:
@@ -454,88 +487,95 @@ class Warehouse:
                            self.location(dataset_id, row[0]))
 
     def publications(self, target: str) -> dict[str, Publication]:
+        fields = [f.name for f in Publication.__dataclass_fields__.values()]
         with self.connect() as con:
-            rows = con.execute(f"SELECT * FROM {META}.publications WHERE target = ?", [target]).fetchall()
-        return {r[1]: Publication(*r) for r in rows}
+            rows = con.execute(f"SELECT {', '.join(fields)} FROM {META}.publications WHERE target = ?", [target]).fetchall()
+        return {r[1]: Publication(**dict(zip(fields, r))) for r in rows}
 
     def record_publication(self, pub: Publication) -> None:
-        with self.connect() as con:
-            con.execute(f"INSERT OR REPLACE INTO {META}.publications VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        def work(con: duckdb.DuckDBPyConnection) -> None:
+            con.execute(f"DELETE FROM {META}.publications WHERE target = ? AND dataset_id = ?", [pub.target, pub.dataset_id])
+            con.execute(f"INSERT INTO {META}.publications VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [pub.target, pub.dataset_id, pub.remote_id, pub.remote_name, pub.access, pub.version,
                          pub.published_at, pub.removed_since, pub.deleted_at])
+        self._transaction(work, f"the publication of {pub.dataset_id} to {pub.target}")
 
     def version_dir(self, dataset_id: str, version: str) -> Path:
         """The local directory of a version (with a remote root: its JSON files only)."""
         return self.root / dataset_id / version
 
+    def snapshots(self, dataset_id: str) -> dict[str, int]:
+        """Each stored version of the dataset and the DuckLake snapshot that committed it."""
+        with self.connect() as con:
+            rows = con.execute(
+                f"SELECT snapshot_id, commit_extra_info FROM {LAKE}.snapshots() "
+                "WHERE commit_message = ? ORDER BY snapshot_id", [f"partage: {dataset_id}"]).fetchall()
+        out = {}
+        for snap, info in rows:
+            try:
+                out[json.loads(info)["version"]] = int(snap)
+            except (TypeError, ValueError, KeyError):
+                continue
+        return out
+
     # -- writes --------------------------------------------------------------
 
     def record_run(self, run_id: str, started: dt.datetime, summary: dict[str, Any] | None = None) -> None:
-        with self.connect() as con:
-            con.execute(
-                f"INSERT OR REPLACE INTO {META}.runs VALUES (?, ?, ?, ?)",
-                [run_id, started, now() if summary is not None else None, json.dumps(summary) if summary else None],
-            )
+        def work(con: duckdb.DuckDBPyConnection) -> None:
+            con.execute(f"DELETE FROM {META}.runs WHERE run_id = ?", [run_id])
+            con.execute(f"INSERT INTO {META}.runs VALUES (?, ?, ?, ?)",
+                        [run_id, started, now() if summary is not None else None,
+                         json.dumps(summary) if summary else None])
+        self._transaction(work, f"run {run_id}")
 
     def record_sources(self, run_id: str, dataset: dict[str, Any], updates: list[dict[str, Any]],
                        reports: list[dict[str, Any]], con: duckdb.DuckDBPyConnection | None = None) -> None:
         """Upsert the dataset row and each source's state; append events and reports."""
         if con is None:
-            with self.connect() as con:
-                con.execute("BEGIN")
-                self.record_sources(run_id, dataset, updates, reports, con)
-                con.execute("COMMIT")
+            self._transaction(lambda c: self.record_sources(run_id, dataset, updates, reports, c),
+                              f"the sources of {dataset['id']}")
             return
         at = now()
+        con.execute(f"DELETE FROM {META}.datasets WHERE id = ?", [dataset["id"]])
         con.execute(
-            f"INSERT OR REPLACE INTO {META}.datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO {META}.datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [dataset["id"], dataset["title"], dataset["description"], dataset.get("publisher"), dataset["license"],
              dataset["access"], dataset.get("keywords", []), dataset.get("schema_ref"), dataset["policy"],
              dataset.get("catalog_file"), at],
         )
-        for u in updates:
-            if u.get("delete"):  # a portal's own row, once the portal lists again
-                con.execute(f"DELETE FROM {META}.sources WHERE dataset_id = ? AND source_key = ?",
-                            [dataset["id"], u["source_key"]])
-                continue
-            con.execute(
-                f"""INSERT INTO {META}.sources (dataset_id, source_key, kind, label, etag, last_modified, sha256, bytes,
-                    validated_sha256, fingerprint, accepted_sha256, state, layer, reason, checked_at, changed_at,
-                    origin, location, remote_id, remote_modified, gone_since)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (dataset_id, source_key) DO UPDATE SET
-                  kind = excluded.kind, label = excluded.label,
-                  etag = COALESCE(excluded.etag, {META}.sources.etag),
-                  last_modified = COALESCE(excluded.last_modified, {META}.sources.last_modified),
-                  sha256 = COALESCE(excluded.sha256, {META}.sources.sha256),
-                  bytes = COALESCE(excluded.bytes, {META}.sources.bytes),
-                  validated_sha256 = COALESCE(excluded.validated_sha256, {META}.sources.validated_sha256),
-                  fingerprint = COALESCE(excluded.fingerprint, {META}.sources.fingerprint),
-                  accepted_sha256 = COALESCE(excluded.accepted_sha256, {META}.sources.accepted_sha256),
-                  state = excluded.state, layer = excluded.layer, reason = excluded.reason,
-                  checked_at = excluded.checked_at,
-                  changed_at = COALESCE(excluded.changed_at, {META}.sources.changed_at),
-                  origin = COALESCE(excluded.origin, {META}.sources.origin),
-                  location = COALESCE(excluded.location, {META}.sources.location),
-                  remote_id = COALESCE(excluded.remote_id, {META}.sources.remote_id),
-                  remote_modified = COALESCE(excluded.remote_modified, {META}.sources.remote_modified),
-                  gone_since = excluded.gone_since""",
-                [dataset["id"], u["source_key"], u["kind"], u["label"], u.get("etag"), u.get("last_modified"),
-                 u.get("sha256"), u.get("bytes"), u.get("validated_sha256"), u.get("fingerprint"),
-                 u.get("accepted_sha256"), u["state"], u.get("layer"), u["reason"], at,
-                 at if u["state"] == "updated" else None, u.get("origin"), u.get("location"), u.get("remote_id"),
-                 u.get("remote_modified"), u.get("gone_since")],
-            )
-            con.execute(
-                f"INSERT INTO {META}.source_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [run_id, dataset["id"], u["source_key"], u["label"], u["state"], u.get("layer"), u["reason"],
-                 u.get("body_bytes", 0), u.get("sha256"), at],
-            )
-        for r in reports:
-            con.execute(
+        if updates:
+            old = {r[1]: dict(zip(SOURCE_COLUMNS, r)) for r in con.execute(
+                f"SELECT {', '.join(SOURCE_COLUMNS)} FROM {META}.sources WHERE dataset_id = ?", [dataset["id"]]).fetchall()}
+            keys = [u["source_key"] for u in updates]
+            con.execute(f"DELETE FROM {META}.sources WHERE dataset_id = ? AND list_contains(?, source_key)",
+                        [dataset["id"], keys])
+            rows, events = [], []
+            for u in updates:
+                if u.get("delete"):  # a portal's own row, once the portal lists again
+                    continue
+                new = {"dataset_id": dataset["id"], "source_key": u["source_key"], "kind": u["kind"],
+                       "label": u["label"], "state": u["state"], "layer": u.get("layer"), "reason": u["reason"],
+                       "checked_at": at, "changed_at": at if u["state"] == "updated" else None,
+                       "gone_since": u.get("gone_since")}
+                for c in ("etag", "last_modified", "sha256", "bytes", "validated_sha256", "fingerprint",
+                          "accepted_sha256", "origin", "location", "remote_id", "remote_modified"):
+                    new[c] = u.get(c)
+                before = old.get(u["source_key"], {})
+                for c in _KEPT_WHEN_NULL:
+                    if new[c] is None:
+                        new[c] = before.get(c)
+                rows.append([new[c] for c in SOURCE_COLUMNS])
+                events.append([run_id, dataset["id"], u["source_key"], u["label"], u["state"], u.get("layer"),
+                               u["reason"], u.get("body_bytes", 0), u.get("sha256"), at])
+            if rows:
+                con.executemany(f"INSERT INTO {META}.sources ({', '.join(SOURCE_COLUMNS)}) VALUES "
+                                f"({', '.join('?' * len(SOURCE_COLUMNS))})", rows)
+                con.executemany(f"INSERT INTO {META}.source_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", events)
+        if reports:
+            con.executemany(
                 f"INSERT INTO {META}.reports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [run_id, dataset["id"], r["source_key"], r["sha256"], r.get("version"), r["accepted"],
-                 r["valid"], r["error_count"], r["report"], at],
+                [[run_id, dataset["id"], r["source_key"], r["sha256"], r.get("version"), r["accepted"],
+                  r["valid"], r["error_count"], r["report"], at] for r in reports],
             )
 
     def publish_version(
@@ -553,12 +593,12 @@ class Warehouse:
         updates: list[dict[str, Any]],
         reports: list[dict[str, Any]],
     ) -> Path:
-        """Make a staged version visible: rename its directory, then one transaction.
+        """Make a staged version visible: rename its directory, then commit one lake snapshot.
 
-        The rename makes the files final but unreferenced; the transaction
-        records the version, the source states and repoints both views. A crash
-        before COMMIT leaves the previous version in place, plus a version
-        directory nothing refers to.
+        The rename makes the parts final but unreferenced; the snapshot holds the dataset's
+        tables (rewritten from the version's parts), the version row and the source states. A
+        crash before the commit leaves the previous snapshot whole, plus a version directory and
+        perhaps lake files nothing refers to, which ``partage gc`` removes.
         """
         final = self.version_dir(dataset["id"], version)
         location = self.location(dataset["id"], version)
@@ -567,35 +607,39 @@ class Warehouse:
             self._upload(staged, location)
         rows = int(summary.get("rows", sum(p.rows for p in parts)))  # net of rows the consolidation rule left out
         quarantined = sum(p.quarantined for p in parts)
-        # Open the database first: if it is busy we fail before the version directory exists.
-        with self.connect() as con:
-            checkpoint("before-rename")
-            os.replace(staged, final)
-            _fsync_dir(final.parent)
-            if self.remote:  # the data is in the object store; keep only the small JSON files here
-                for sub in ("data", "quarantine"):
-                    shutil.rmtree(final / sub, ignore_errors=True)
-                (final / DUPLICATES_FILE).unlink(missing_ok=True)
-            checkpoint("renamed")
-            con.execute("BEGIN")
-            try:
-                con.execute(
-                    f"INSERT INTO {META}.versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [dataset["id"], version, now(), run_id, location, rows, quarantined, schema_ref,
-                     schema_sha256, json.dumps([p.to_dict() for p in parts]), json.dumps(summary)],
-                )
-                checkpoint("in-transaction")
-                for r in reports:
-                    r.setdefault("version", version)
-                self.record_sources(run_id, dataset, updates, reports, con)
-                self._point_views(con, dataset["id"], dataset["title"], dataset.get("description") or "",
-                                  location, parts, columns, summary)
-                checkpoint("views-repointed")
-                con.execute("COMMIT")
-                checkpoint("committed")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
+        older = self.snapshots(dataset["id"])
+        checkpoint("before-rename")
+        os.replace(staged, final)
+        _fsync_dir(final.parent)
+        if self.remote:  # the parts are in the object store; keep only the small JSON files here
+            for sub in ("data", "quarantine"):
+                shutil.rmtree(final / sub, ignore_errors=True)
+            (final / DUPLICATES_FILE).unlink(missing_ok=True)
+        checkpoint("renamed")
+        states = {u["source_key"]: u["state"] for u in updates if not u.get("delete")}
+        info = json.dumps({"dataset": dataset["id"], "version": version, "run_id": run_id, "sources": states},
+                          ensure_ascii=False)
+
+        def work(con: duckdb.DuckDBPyConnection) -> None:
+            con.execute(f"DELETE FROM {META}.versions WHERE dataset_id = ? AND version = ?", [dataset["id"], version])
+            con.execute(
+                f"INSERT INTO {META}.versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [dataset["id"], version, now(), run_id, location, rows, quarantined, schema_ref,
+                 schema_sha256, json.dumps([p.to_dict() for p in parts]), json.dumps(summary)],
+            )
+            checkpoint("in-transaction")
+            for r in reports:
+                r.setdefault("version", version)
+            self.record_sources(run_id, dataset, updates, reports, con)
+            self._write_tables(con, dataset["id"], dataset["title"], dataset.get("description") or "",
+                               location, parts, columns, summary)
+            _point_history(con, dataset["id"], older, version)
+            con.execute(f"CALL {LAKE}.set_commit_message('partage', ?, extra_info => ?)",
+                        [f"partage: {dataset['id']}", info])
+            checkpoint("views-repointed")
+
+        self._transaction(work, f"version {version} of {dataset['id']}")
+        checkpoint("committed")
         return final
 
     def _upload(self, staged: Path, location: str) -> None:
@@ -604,19 +648,17 @@ class Warehouse:
             if path.is_file():
                 self.fs.put_file(str(path), f"{location}/{path.relative_to(staged).as_posix()}")
 
-
     @staticmethod
-    def _point_views(con: duckdb.DuckDBPyConnection, dataset_id: str, title: str, description: str,
-                     location: str | Path, parts: list[Part], columns: list[dict[str, Any]],
-                     summary: dict[str, Any] | None = None) -> None:
-        """(Re)create the dataset's views on a version's files, with their comments. Inside the caller's transaction."""
+    def _write_tables(con: duckdb.DuckDBPyConnection, dataset_id: str, title: str, description: str,
+                      location: str | Path, parts: list[Part], columns: list[dict[str, Any]],
+                      summary: dict[str, Any] | None = None) -> None:
+        """Rewrite the dataset's lake tables from a version's parts, with their comments. Inside the caller's transaction."""
         ds = ident(dataset_id)
         location = str(location)
         q_files = [f"{location}/{p.quarantine}" for p in parts if p.quarantine]
-        relation = version_relation(location, parts, summary)
-        con.execute(f"CREATE OR REPLACE VIEW main.{ds} AS SELECT * FROM {relation}")
+        _replace_rows(con, f"main.{ds}", version_relation(location, parts, summary))
         comment = title + (f" — {description}" if description else "")
-        con.execute(f"COMMENT ON VIEW main.{ds} IS {literal(comment)}")
+        con.execute(f"COMMENT ON TABLE main.{ds} IS {literal(comment)}")
         for col in columns:
             text = " — ".join(x for x in (col.get("title"), col.get("description")) if x)
             if text:
@@ -631,69 +673,80 @@ class Warehouse:
             con.execute(f"COMMENT ON VIEW main.{ident(alias)} IS {literal('Alias of ' + dataset_id)}")
         if q_files:
             qf = "[" + ", ".join(literal(f) for f in q_files) + "]"
-            con.execute(f"CREATE OR REPLACE VIEW {QUARANTINE}.{ds} AS SELECT * FROM read_parquet({qf}, union_by_name = true)")
-            con.execute(f"COMMENT ON VIEW {QUARANTINE}.{ds} IS {literal('Invalid rows of ' + dataset_id + ', as received, with their errors')}")
+            _replace_rows(con, f"{QUARANTINE}.{ds}", f"read_parquet({qf}, union_by_name = true)")
+            con.execute(f"COMMENT ON TABLE {QUARANTINE}.{ds} IS {literal('Invalid rows of ' + dataset_id + ', as received, with their errors')}")
         else:
-            con.execute(f"DROP VIEW IF EXISTS {QUARANTINE}.{ds}")
+            con.execute(f"DROP TABLE IF EXISTS {QUARANTINE}.{ds}")
         dup_file = f"{location}/{DUPLICATES_FILE}"
         if (summary or {}).get("duplicates", {}).get("rows"):
-            con.execute(f"CREATE OR REPLACE VIEW {DUPLICATES}.{ds} AS SELECT r.*, d._kept_source, d._kept_row_number "
-                        f"FROM {parts_relation(location, parts)} AS r JOIN read_parquet({literal(dup_file)}) AS d "
-                        "ON r._source = d._source AND r._row_number = d._row_number")
-            con.execute(f"COMMENT ON VIEW {DUPLICATES}.{ds} IS " + literal(
+            _replace_rows(con, f"{DUPLICATES}.{ds}",
+                          f"(SELECT r.*, d._kept_source, d._kept_row_number "
+                          f"FROM {parts_relation(location, parts)} AS r JOIN read_parquet({literal(dup_file)}) AS d "
+                          "ON r._source = d._source AND r._row_number = d._row_number)")
+            con.execute(f"COMMENT ON TABLE {DUPLICATES}.{ds} IS " + literal(
                 f"Rows of {dataset_id} whose primary key another source also has, with the row kept "
                 f"(_kept_source, _kept_row_number); rule: {summary['duplicates']['rule']}"))  # type: ignore[index]
         else:
-            con.execute(f"DROP VIEW IF EXISTS {DUPLICATES}.{ds}")
-        Warehouse._point_history(con, dataset_id, location.rsplit("/", 1)[0])
-
-    @staticmethod
-    def _point_history(con: duckdb.DuckDBPyConnection, dataset_id: str, dataset_dir: str | Path) -> None:
-        """history."<id>": every stored version's rows, with the version in `_version`."""
-        versions = con.execute(
-            f"SELECT version, parts, summary FROM {META}.versions WHERE dataset_id = ? ORDER BY version", [dataset_id]
-        ).fetchall()
-        selects = []
-        for version, parts_json, summary_json in versions:
-            parts = [Part(**p) for p in json.loads(parts_json)]
-            if parts:
-                relation = version_relation(f"{dataset_dir}/{version}", parts, json.loads(summary_json or "{}"))
-                selects.append(f"SELECT *, {literal(version)} AS _version FROM {relation}")
-        if not selects:
-            return
-        ds = ident(dataset_id)
-        con.execute(f"CREATE OR REPLACE VIEW {HISTORY}.{ds} AS " + " UNION ALL BY NAME ".join(selects))
-        con.execute(f"COMMENT ON VIEW {HISTORY}.{ds} IS "
-                    + literal(f"Every stored version of {dataset_id}; _version says which (see _partage.versions)"))
+            con.execute(f"DROP TABLE IF EXISTS {DUPLICATES}.{ds}")
 
     def repoint_moved_views(self) -> list[str]:
-        """After the warehouse directory moved, point every view at the files where they now are.
+        """Kept for callers of the former layout: lake tables hold their data, no view points at files."""
+        return []
 
-        Views hold absolute paths (DuckDB resolves relative ones against the
-        reader's working directory, not the database file), so a moved or
-        re-mounted warehouse needs this; the harvest calls it at the start.
-        """
-        with self.connect() as con:
-            latest = con.execute(
-                f"""SELECT v.dataset_id, v.version, v.path, v.parts, d.title, d.description, v.summary
-                    FROM {META}.versions v JOIN {META}.datasets d ON d.id = v.dataset_id
-                    QUALIFY row_number() OVER (PARTITION BY v.dataset_id ORDER BY v.version DESC) = 1"""
-            ).fetchall()
-            moved = []
-            for dataset_id, version, path, parts_json, title, description, summary_json in latest:
-                here = self.version_dir(dataset_id, version)
-                if "://" in path or path == str(here) or not here.is_dir():  # object-store URLs do not move
-                    continue
-                schema_file = here / "schema.json"
-                columns = json.loads(schema_file.read_text(encoding="utf-8")).get("fields", []) if schema_file.is_file() else []
-                con.execute("BEGIN")
-                self._point_views(con, dataset_id, title or dataset_id, description or "", here,
-                                  [Part(**p) for p in json.loads(parts_json)], columns, json.loads(summary_json or "{}"))
-                con.execute(f"UPDATE {META}.versions SET path = ? WHERE dataset_id = ? AND version = ?",
-                            [str(here), dataset_id, version])
-                con.execute("COMMIT")
-                moved.append(dataset_id)
-        return moved
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass  # the failed commit already ended the transaction
+
+
+def _replace_rows(con: duckdb.DuckDBPyConnection, table: str, relation: str) -> None:
+    """Make ``table`` hold exactly ``relation``'s rows: a DELETE and an INSERT when the columns are the
+    same (the table keeps its identity, so time travel reaches its earlier snapshots), else a new table."""
+    schema, name = table.split(".", 1)
+    current = con.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ? AND schema_name = ? "
+        "AND table_name = ? ORDER BY column_index", [LAKE, schema, name.strip('"').replace('""', '"')]).fetchall()
+    wanted = [tuple(r[:2]) for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
+    if current and [tuple(c) for c in current] == wanted:
+        con.execute(f"DELETE FROM {table}")
+        con.execute(f"INSERT INTO {table} SELECT * FROM {relation}")
+    else:
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+        con.execute(f"CREATE TABLE {table} AS SELECT * FROM {relation}")
+
+
+def _point_history(con: duckdb.DuckDBPyConnection, dataset_id: str, snapshots: dict[str, int],
+                   current: str | None) -> None:
+    """history."<id>": every kept version's rows by time travel, with the version in `_version`.
+
+    ``snapshots`` maps each earlier version to the snapshot that committed it; ``current`` is the
+    version being committed (its rows are the table's, in this same transaction)."""
+    ds = ident(dataset_id)
+    kept = {r[0] for r in con.execute(f"SELECT version FROM {META}.versions WHERE dataset_id = ?", [dataset_id]).fetchall()}
+    selects = [f"SELECT *, {literal(v)} AS _version FROM main.{ds} AT (VERSION => {snap})"
+               for v, snap in sorted(snapshots.items()) if v in kept and v != current]
+    if current is not None:
+        selects.append(f"SELECT *, {literal(current)} AS _version FROM main.{ds}")
+    if not selects:
+        con.execute(f"DROP VIEW IF EXISTS {HISTORY}.{ds}")
+        return
+    con.execute(f"CREATE OR REPLACE VIEW {HISTORY}.{ds} AS " + " UNION ALL BY NAME ".join(selects))
+    con.execute(f"COMMENT ON VIEW {HISTORY}.{ds} IS "
+                + literal(f"Every kept version of {dataset_id} (DuckLake time travel); _version says which"))
+
+
+def point_history(warehouse: "Warehouse", dataset_id: str) -> None:
+    """Rebuild history."<id>" after versions were removed (gc), in a transaction of its own."""
+    snaps = warehouse.snapshots(dataset_id)
+    latest = max(snaps) if snaps else None
+
+    def work(con: duckdb.DuckDBPyConnection) -> None:
+        kept = {r[0] for r in con.execute(f"SELECT version FROM {META}.versions WHERE dataset_id = ?",
+                                          [dataset_id]).fetchall()}
+        _point_history(con, dataset_id, {v: s for v, s in snaps.items() if v != latest}, latest if latest in kept else None)
+    warehouse._transaction(work, f"the history of {dataset_id}")
 
 
 def parts_relation(version_dir: str | Path, parts: list[Part]) -> str:

@@ -126,11 +126,11 @@ class CatalogCache:
             self._columns_con.close()
 
     def _stat(self) -> tuple[int, int] | None:
+        """The lake's latest snapshot: it changes with every commit (None before the first harvest)."""
         try:
-            st = self.warehouse.db_path.stat()
-        except FileNotFoundError:
+            return self.warehouse.stamp()
+        except WarehouseError:
             return None
-        return (st.st_mtime_ns, st.st_size)
 
     def refresh_now(self, wait: float = 0.0) -> Snapshot | None:
         """Re-read the catalog at once if its file changed since the snapshot being served.
