@@ -132,7 +132,7 @@ cmd_stop() {
     fi
     log "stopping PostgreSQL (pid $pid)"
     as_pg "$(bindir)/pg_ctl" -D "$(data_dir)" -m fast -w -t 60 stop >/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    rm -f "$PID_FILE"
+    rm -f "$PID_FILE" "$ENV_FILE"  # a URL to a stopped server would only turn skips into connection errors
 }
 
 cmd_status() {
