@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: lock demo test test-fast bench bench-validate bench-warehouse bench-api serve ckan ckan-stop pg pg-stop install clean-warehouse help
+.PHONY: lock demo test test-fast bench bench-validate bench-warehouse bench-api bench-lake serve ckan ckan-stop pg pg-stop install clean-warehouse help
 
 help:
 	@echo "make demo             harvest the demo catalog into warehouse/ (run it twice: the second run is all 'unchanged')"
@@ -21,6 +21,7 @@ help:
 	@echo "make bench-validate   validation benchmark: frictionless-py vs DuckDB load floor vs Partage, 1M and 5M rows (minutes)"
 	@echo "make bench-warehouse  analysts' queries on a stored 1M-row dataset, sorted by key vs unsorted (table)"
 	@echo "make bench-api        load benchmark of partage serve: 1M rows, 30 s of filtered pages, idle and while harvesting"
+	@echo "make bench-lake       DuckLake commits on a SQLite vs a PostgreSQL catalog, writes and reads on S3 (moto) (table)"
 	@echo "make serve            the tabular API on http://127.0.0.1:8000 over warehouse/ (docs at /docs)"
 	@echo "make clean-warehouse  delete warehouse/ data (keeps its README)"
 
@@ -106,6 +107,10 @@ bench-warehouse: $(STAMP)
 bench-api: $(STAMP)
 	@command -v wrk >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null) || true
 	$(BIN)/python bench/api.py
+
+bench-lake: $(STAMP)
+	@$(MAKE) --no-print-directory pg
+	set -a; . "$(PARTAGE_PG_HOME)/pg.env"; set +a; $(BIN)/python bench/lake_engine.py
 
 serve: $(STAMP)
 	$(BIN)/partage serve
