@@ -21,7 +21,7 @@ import duckdb
 import pytest
 
 from partage.errors import DuckDBExtensionMissing, LakeLocationError, PartageError
-from partage.store.engine import EXTENSIONS, OFFLINE_CONFIG, attach_sql, connect, prepare_catalog
+from partage.store.engine import EXTENSIONS, OFFLINE_CONFIG, attach_sql, connect, prepare_catalog, s3_secret_sql
 
 from .conftest import REPO, S3Bucket
 
@@ -92,6 +92,21 @@ def test_the_renamed_extensions_are_linked_in_the_users_cache(tmp_path: Path, mo
     connect().close()
     links = sorted(p.name for p in (tmp_path / "cache" / "partage" / "duckdb-extensions").rglob("*.duckdb_extension"))
     assert links == sorted(f"{e.internal}.duckdb_extension" for e in EXTENSIONS if e.internal != e.name)
+
+
+@pytest.mark.parametrize(("env", "expected"), [
+    ({}, None),
+    ({"AWS_ENDPOINT_URL": "http://127.0.0.1:9000"}, None),  # no key: DuckDB's defaults (public buckets)
+    ({"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s'x", "AWS_DEFAULT_REGION": "fr-par",
+      "AWS_ENDPOINT_URL": "http://127.0.0.1:9000"},
+     "CREATE OR REPLACE TEMPORARY SECRET partage_s3 (TYPE s3, KEY_ID 'k', SECRET 's''x', REGION 'fr-par', "
+     "ENDPOINT '127.0.0.1:9000', URL_STYLE 'path', USE_SSL false)"),
+    ({"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_ENDPOINT_URL": "https://s3.fr-par.scw.cloud"},
+     "CREATE OR REPLACE TEMPORARY SECRET partage_s3 (TYPE s3, KEY_ID 'k', SECRET 's', "
+     "ENDPOINT 's3.fr-par.scw.cloud', URL_STYLE 'path', USE_SSL true)"),
+])
+def test_the_s3_secret_comes_from_the_aws_environment(env: dict[str, str], expected: str | None) -> None:
+    assert s3_secret_sql(env) == expected
 
 
 # -- the ATTACH statement ----------------------------------------------------------------

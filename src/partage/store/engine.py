@@ -32,7 +32,7 @@ import duckdb
 
 from ..errors import DuckDBExtensionMissing, LakeLocationError
 
-__all__ = ["EXTENSIONS", "Extension", "attach_sql", "connect", "extension_path", "prepare_catalog"]
+__all__ = ["EXTENSIONS", "Extension", "attach_sql", "connect", "extension_path", "prepare_catalog", "s3_secret_sql"]
 
 
 @dataclass(frozen=True)
