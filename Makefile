@@ -1,11 +1,12 @@
 # Partage — everything starts here. `make demo` and `make test` create .venv and install what they need.
 PYTHON ?= python3
 CKAN_HOME ?= $(HOME)/.cache/ckan-test
+PARTAGE_PG_HOME ?= $(HOME)/.cache/partage-pg
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: lock demo test test-fast bench bench-validate bench-warehouse bench-api serve ckan ckan-stop install clean-warehouse help
+.PHONY: lock demo test test-fast bench bench-validate bench-warehouse bench-api bench-lake serve ckan ckan-stop pg pg-stop install clean-warehouse help
 
 help:
 	@echo "make demo             harvest the demo catalog into warehouse/ (run it twice: the second run is all 'unchanged')"
@@ -13,12 +14,14 @@ help:
 	@echo "                      (PARTAGE_NO_CKAN=1 make test: without CKAN; those tests are then skipped, with the reason)"
 	@echo "make test-fast        the tests that need no Prefect run, subprocess or CKAN (seconds)"
 	@echo "make ckan / ckan-stop start / stop the local CKAN (PostgreSQL, Redis, CKAN on 127.0.0.1; first start ~90 s)"
+	@echo "make pg / pg-stop     start / stop the local PostgreSQL for the lake's multi-machine tests (127.0.0.1:55433)"
 	@echo "make install          create .venv and install Partage with its test dependencies, from uv.lock"
 	@echo "make lock             upgrade the locked versions on purpose (PACKAGE=name for one), then make test"
 	@echo "make bench            harvest benchmarks: cold start, orchestration overhead per source, requests per portal resource (tables)"
 	@echo "make bench-validate   validation benchmark: frictionless-py vs DuckDB load floor vs Partage, 1M and 5M rows (minutes)"
 	@echo "make bench-warehouse  analysts' queries on a stored 1M-row dataset, sorted by key vs unsorted (table)"
 	@echo "make bench-api        load benchmark of partage serve: 1M rows, 30 s of filtered pages, idle and while harvesting"
+	@echo "make bench-lake       DuckLake commits on a SQLite vs a PostgreSQL catalog, writes and reads on S3 (moto) (table)"
 	@echo "make serve            the tabular API on http://127.0.0.1:8000 over warehouse/ (docs at /docs)"
 	@echo "make clean-warehouse  delete warehouse/ data (keeps its README)"
 
@@ -55,13 +58,18 @@ demo: $(STAMP)
 	$(BIN)/partage publish --target dcat --target public
 	$(BIN)/partage sql "select count(*) as bornes, count(*) filter (where code_insee_commune like '2%') as en_corse from bornes_irve"
 
+# The lake's PostgreSQL catalog tests read PARTAGE_TEST_PG_URL from pg.env. Where PostgreSQL cannot
+# be started (not root, no apt) they skip with the reason; under CI=true that is a failure.
+PG_ENV := if [ -f "$(PARTAGE_PG_HOME)/pg.env" ]; then . "$(PARTAGE_PG_HOME)/pg.env"; fi
+
 test: $(STAMP)
 	@./scripts/ensure-chromium.sh
+	@$(MAKE) --no-print-directory pg || [ "$$CI" != true ]
 ifeq ($(PARTAGE_NO_CKAN),)
 	@$(MAKE) --no-print-directory ckan
-	set -a; . "$(CKAN_HOME)/ckan.env"; set +a; $(BIN)/python -m pytest
+	set -a; . "$(CKAN_HOME)/ckan.env"; $(PG_ENV); set +a; $(BIN)/python -m pytest
 else
-	$(BIN)/python -m pytest
+	set -a; $(PG_ENV); set +a; $(BIN)/python -m pytest
 endif
 
 test-fast: $(STAMP)
@@ -77,6 +85,14 @@ ckan:
 ckan-stop:
 	CKAN_HOME="$(CKAN_HOME)" scripts/ckan-server.sh stop
 
+# A private PostgreSQL (Debian's package) for the lake's catalog when several machines write:
+# database partage_lake on 127.0.0.1:55433 (PARTAGE_PG_PORT), URL in $(PARTAGE_PG_HOME)/pg.env.
+pg:
+	PARTAGE_PG_HOME="$(PARTAGE_PG_HOME)" scripts/postgres-server.sh start
+
+pg-stop:
+	PARTAGE_PG_HOME="$(PARTAGE_PG_HOME)" scripts/postgres-server.sh stop
+
 bench: $(STAMP)
 	$(BIN)/python bench/harvest_overhead.py
 	$(BIN)/python bench/portal_requests.py
@@ -91,6 +107,10 @@ bench-warehouse: $(STAMP)
 bench-api: $(STAMP)
 	@command -v wrk >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null) || true
 	$(BIN)/python bench/api.py
+
+bench-lake: $(STAMP)
+	@$(MAKE) --no-print-directory pg
+	set -a; . "$(PARTAGE_PG_HOME)/pg.env"; set +a; $(BIN)/python bench/lake_engine.py
 
 serve: $(STAMP)
 	$(BIN)/partage serve

@@ -6,14 +6,19 @@ import email.utils
 import hashlib
 import os
 import shutil
+import socket
+import subprocess
+import sys
 import textwrap
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -293,3 +298,109 @@ def harvest(prefect_harness: None, hub: CatalogBuilder):
         return run_harvest(hub, ids)
 
     return _run
+
+
+# -- services the lake needs: a PostgreSQL catalog, an S3 object store -----------------
+
+
+def unavailable(reason: str) -> None:
+    """Skip a test whose service is missing, with the reason; under CI=true that is a failure."""
+    if os.environ.get("CI") == "true":
+        pytest.fail("CI=true but " + reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def pg_catalog_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test's DuckLake catalog, as a postgresql:// URL.
+
+    The server is `scripts/postgres-server.sh` (`make pg`; `make test` starts it and exports
+    PARTAGE_TEST_PG_URL). The database is dropped after the test, even with connections left open.
+    """
+    base = os.environ.get("PARTAGE_TEST_PG_URL")
+    if not base:
+        unavailable("PARTAGE_TEST_PG_URL is not set: run `make pg` and export it from ~/.cache/partage-pg/pg.env "
+                    "(make test does both)")
+    from partage.store.engine import connect
+
+    name = f"lake_{uuid.uuid4().hex[:12]}"
+    con = connect()
+    try:
+        con.execute("ATTACH '" + base.replace("'", "''") + "' AS pg (TYPE postgres)")
+    except Exception as e:  # noqa: BLE001 (any failure to reach the server is the same skip)
+        con.close()
+        unavailable(f"PostgreSQL at PARTAGE_TEST_PG_URL does not answer ({type(e).__name__}); run `make pg`")
+    con.execute(f"CALL postgres_execute('pg', 'CREATE DATABASE {name}', use_transaction := false)")
+    try:
+        yield urlunsplit(urlsplit(base)._replace(path=f"/{name}"))
+    finally:
+        con.execute(f"CALL postgres_execute('pg', 'DROP DATABASE IF EXISTS {name} WITH (FORCE)', use_transaction := false)")
+        con.close()
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint: str  # http://127.0.0.1:PORT
+    key_id: str = "partage-test"
+    secret: str = "partage-test"
+    region: str = "us-east-1"
+
+
+@dataclass(frozen=True)
+class S3Bucket:
+    server: S3Server
+    name: str
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.name}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's standalone S3 server (`moto[server]`) in its own process on 127.0.0.1, for the session.
+
+    A process of its own, not a thread: the tests' writers (DuckDB's httpfs, s3fs, subprocesses)
+    reach it as they would MinIO or Scaleway, and its request handling never waits on the test's GIL.
+    """
+    try:
+        import moto.server  # noqa: F401
+    except ImportError as e:
+        unavailable(f"moto[server] is needed for the S3 tests (make install): {e}")
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), 0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"moto's S3 server did not start on 127.0.0.1:{port}") from None
+                time.sleep(0.1)
+        yield S3Server(f"http://127.0.0.1:{port}")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch) -> S3Bucket:
+    """A new, empty bucket on the session's S3 server, with the AWS_* environment pointing at it
+    (boto3, s3fs and :func:`partage.store.engine.connect` all read it)."""
+    import boto3
+
+    for k, v in {"AWS_ENDPOINT_URL": s3_server.endpoint, "AWS_ACCESS_KEY_ID": s3_server.key_id,
+                 "AWS_SECRET_ACCESS_KEY": s3_server.secret, "AWS_DEFAULT_REGION": s3_server.region}.items():
+        monkeypatch.setenv(k, v)
+    bucket = S3Bucket(s3_server, f"partage-{uuid.uuid4().hex[:12]}")
+    boto3.client("s3", endpoint_url=s3_server.endpoint).create_bucket(Bucket=bucket.name)
+    return bucket

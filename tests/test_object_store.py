@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,55 +24,10 @@ from partage.pipeline import harvest_without_prefect
 from partage.publish.exports import exports
 from partage.warehouse import Warehouse
 
-from .conftest import COMMUNES_CSV, COMMUNES_SCHEMA, CatalogBuilder
+from .conftest import COMMUNES_CSV, COMMUNES_SCHEMA, CatalogBuilder, S3Bucket
 
 pytestmark = pytest.mark.slow
 SCHEMA = "test/communes@1.0"
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    try:
-        import moto.server  # noqa: F401
-        import s3fs  # noqa: F401
-    except ImportError as e:
-        if os.environ.get("CI") == "true":
-            raise
-        pytest.skip(f"moto[server] and s3fs are needed for the object-store tests (pip install -e '.[test]'): {e}")
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-                                            "AWS_DEFAULT_REGION")}
-    os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="partage-test", AWS_SECRET_ACCESS_KEY="partage-test",
-                      AWS_DEFAULT_REGION="us-east-1")
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.1)
-        import fsspec
-
-        fs = fsspec.filesystem("s3")
-        fs.mkdir("partage-hub")
-        yield endpoint
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        proc.terminate()
-        proc.wait(30)
 
 
 def objects(prefix: str) -> list[str]:
@@ -86,9 +38,9 @@ def objects(prefix: str) -> list[str]:
     return sorted(fs.find(prefix.removeprefix("s3://")))
 
 
-def test_harvest_query_history_gc_and_crash_with_data_in_s3(s3_endpoint: str, hub: CatalogBuilder, tmp_path: Path,
+def test_harvest_query_history_gc_and_crash_with_data_in_s3(s3_bucket: S3Bucket, hub: CatalogBuilder, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    url = f"s3://partage-hub/{uuid.uuid4().hex[:8]}"
+    url = f"{s3_bucket.url}/{uuid.uuid4().hex[:8]}"
     local = tmp_path / "local"
     monkeypatch.setenv("PARTAGE_LOCAL_DIR", str(local))
     hub.schema(SCHEMA, COMMUNES_SCHEMA)
@@ -154,11 +106,11 @@ def test_harvest_query_history_gc_and_crash_with_data_in_s3(s3_endpoint: str, hu
     assert _q(wh, "SELECT population FROM communes WHERE code_insee = '2A004'") == [(74000,)]
 
 
-def test_the_prefect_flow_writes_to_the_bucket(s3_endpoint: str, prefect_harness: None, hub: CatalogBuilder,
+def test_the_prefect_flow_writes_to_the_bucket(s3_bucket: S3Bucket, prefect_harness: None, hub: CatalogBuilder,
                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from flows.harvest import harvest
 
-    url = f"s3://partage-hub/{uuid.uuid4().hex[:8]}"
+    url = f"{s3_bucket.url}/{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("PARTAGE_LOCAL_DIR", str(tmp_path / "local"))
     hub.schema(SCHEMA, COMMUNES_SCHEMA)
     hub.file("a.csv", COMMUNES_CSV)

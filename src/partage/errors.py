@@ -80,3 +80,12 @@ class TokenStoreError(TerminalError):
 
 class ApiQueryError(TerminalError):
     """A request to the tabular API asks for something that cannot be answered as asked (bad filter, column, value)."""
+
+
+class DuckDBExtensionMissing(TerminalError):
+    """A DuckDB extension Partage loads offline (DuckLake, SQLite, PostgreSQL, httpfs) is not installed
+    as its Python package; the message names the package and the fix (`make install`)."""
+
+
+class LakeLocationError(TerminalError):
+    """The lake's catalog URL or data path is not one Partage can attach (SQLite file, PostgreSQL, local dir, s3://)."""

@@ -50,7 +50,7 @@ import duckdb
 from .errors import WarehouseBusy, WarehouseError
 from .faults import checkpoint
 from .rawstore import RawStore, copy_or_link
-from .store.engine import LAKE, LakeSpec, instance, load_sql
+from .store.lake import LAKE, LakeSpec, instance, load_sql
 
 log = logging.getLogger("partage.store")
 
@@ -403,7 +403,7 @@ class Warehouse:
         lines = ["-- Partage: open the lake in any DuckDB 1.5.5 client (duckdb -init attach.sql, or paste it).",
                  "-- Extensions are loaded from the Python packages Partage installs: nothing is downloaded.",
                  "SET autoinstall_known_extensions = false;", "SET autoload_known_extensions = false;"]
-        lines += load_sql(self.lake.extensions)
+        lines += load_sql()
         lines.append(self.lake.attach_sql(read_only=read_only))
         lines.append(f"USE {LAKE};")
         return "\n".join(lines) + "\n"

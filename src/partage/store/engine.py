@@ -1,186 +1,208 @@
-"""The pinned DuckDB engine and the lake's address: extensions from packages, never downloaded.
+"""The DuckDB engine of the store: a connection with DuckLake and its companions loaded offline.
 
-DuckLake, and the drivers of its catalog (SQLite, PostgreSQL) and of object storage (httpfs),
-are DuckDB extensions. DuckDB fetches extensions from the internet on first use, which many
-hubs (behind a proxy, or offline) cannot do, and which would let a run pick up an unpinned
-binary. Partage installs them as PyPI packages of the same version as DuckDB
-(``duckdb-extension-*``, locked in ``uv.lock``) and LOADs each file from its package directory;
-automatic install and load are switched off, so nothing is ever downloaded.
+DuckDB must never download an extension at run time (machines without internet, pinned versions):
+each extension comes from its PyPI package (``duckdb-extension-ducklake``, ``-sqlite``,
+``-postgres``, ``-httpfs``), of exactly the version of ``duckdb``, and is loaded from the package's
+directory. Two of them carry a file name that differs from the name their entry point was built
+under (``sqlite`` is ``sqlite_scanner``, ``postgres`` is ``postgres_scanner``): DuckDB derives the
+entry point from the file name, so those are linked under their internal name in a per-user cache
+directory first. Autoloading and autoinstalling stay off, so a missing extension fails at
+:func:`connect` with the package to install, not later with a download attempt.
 
-Loading the extensions costs ~0.3 s, so a process keeps one DuckDB instance per lake with the
-lake attached, and hands out cursors (each its own transaction context, ~1 ms).
+The two functions the store builds on:
+
+- :func:`connect` gives a connection with every extension loaded (and an S3 secret from the
+  usual ``AWS_*`` environment when one is set);
+- :func:`attach_sql` renders the ``ATTACH`` statement of a lake from its catalog URL and data path;
+  :func:`prepare_catalog` is called once before, so a SQLite catalog is in WAL mode.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
-import re
-import shutil
 import sqlite3
-import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from urllib.parse import urlsplit
 
 import duckdb
 
-from ..errors import WarehouseError
+from ..errors import DuckDBExtensionMissing, LakeLocationError
 
-LAKE = "lake"  # the name the lake is attached under, in every connection Partage opens and in attach.sql
-
-# The extension, the package that ships it, and the name DuckDB's loader wants for its file (the
-# sqlite and postgres extensions register under their historical "*_scanner" names).
-_EXTENSIONS: dict[str, tuple[str, str]] = {
-    "ducklake": ("duckdb_extension_ducklake", "ducklake"),
-    "sqlite": ("duckdb_extension_sqlite", "sqlite_scanner"),
-    "postgres": ("duckdb_extension_postgres", "postgres_scanner"),
-    "httpfs": ("duckdb_extension_httpfs", "httpfs"),
-}
-
-CatalogKind = Literal["sqlite", "postgres"]
-
-
-class ExtensionMissing(WarehouseError):
-    """A DuckDB extension package is not installed: the message names it and the fix."""
-
-
-def extension_file(name: str) -> Path:
-    """The extension's file, under the name DuckDB's loader expects (linked into a cache dir if needed)."""
-    package, internal = _EXTENSIONS[name]
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ExtensionMissing(
-            f"the DuckDB extension '{name}' is not installed (package {package.replace('_', '-')}=="
-            f"{duckdb.__version__}); run `make install`, which installs it from uv.lock")
-    base = Path(next(iter(spec.submodule_search_locations))) / "extensions" / f"v{duckdb.__version__}"
-    found = sorted(base.glob("*.duckdb_extension"))
-    if not found:
-        raise ExtensionMissing(
-            f"{package} has no extension for DuckDB {duckdb.__version__} under {base}: the extension packages "
-            "must have DuckDB's exact version; run `make install` (uv.lock pins them together)")
-    if found[0].name == f"{internal}.duckdb_extension":
-        return found[0]
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "partage" / "duckdb-extensions" \
-        / f"v{duckdb.__version__}"
-    target = cache / f"{internal}.duckdb_extension"
-    if not target.is_file() or target.stat().st_size != found[0].stat().st_size:
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f"{target.name}.{os.getpid()}")
-        shutil.copyfile(found[0], tmp)
-        os.replace(tmp, target)
-    return target
-
-
-def load_sql(names: tuple[str, ...]) -> list[str]:
-    """The LOAD statements for these extensions (for a connection or for attach.sql)."""
-    return [f"LOAD {_quote(str(extension_file(n)))};" for n in names]
+__all__ = ["EXTENSIONS", "Extension", "attach_sql", "connect", "extension_path", "prepare_catalog", "s3_secret_sql"]
 
 
 @dataclass(frozen=True)
-class LakeSpec:
-    """Where the lake's catalog and data files are.
+class Extension:
+    """One DuckDB extension shipped as a PyPI package."""
 
-    ``catalog`` is ``sqlite:/abs/path.sqlite`` (the default: one file beside the warehouse, nothing
-    to install) or ``postgres:<libpq connection string or URI>`` (several machines); ``data_path``
-    a local directory or an ``s3://`` prefix."""
-
-    catalog: str
-    data_path: str
+    name: str  # the file's name in its package
+    package: str  # the PyPI distribution that ships it
+    internal: str  # the name its entry point was built under (the file must carry it)
 
     @property
-    def kind(self) -> CatalogKind:
-        return "postgres" if self.catalog.startswith(("postgres:", "postgresql:")) else "sqlite"
-
-    @property
-    def extensions(self) -> tuple[str, ...]:
-        names: tuple[str, ...] = ("ducklake", "postgres" if self.kind == "postgres" else "sqlite")
-        return names + (("httpfs",) if self.data_path.startswith("s3://") else ())
-
-    @property
-    def safe(self) -> str:
-        """The catalog address without its password, for messages and logs."""
-        return re.sub(r"(password=)\S+", r"\1***", re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", self.catalog))
-
-    def attach_sql(self, *, read_only: bool = False, alias: str = LAKE) -> str:
-        """The ATTACH statement of this lake (also written into ``attach.sql`` for analysts)."""
-        catalog = self.catalog.replace("postgresql:", "postgres:", 1) if self.kind == "postgres" else self.catalog
-        options = [f"DATA_PATH {_quote(self.data_path.rstrip('/') + '/')}"]
-        if read_only:
-            options.append("READ_ONLY")
-        return f"ATTACH IF NOT EXISTS {_quote('ducklake:' + catalog)} AS {alias} ({', '.join(options)});"
-
-    def prepare(self) -> None:
-        """Create what the catalog needs before DuckLake opens it: for SQLite, the file in WAL mode.
-
-        In SQLite's default journal mode a reader's open transaction (an analyst's DuckDB session
-        inside BEGIN, a BI tool) makes every commit fail with "database is locked"; in WAL mode
-        readers never block the writer and see the new snapshot at their next transaction
-        (measured: tests/test_lake.py). WAL is a property of the file, so this is done once."""
-        if self.kind != "sqlite":
-            return
-        path = Path(self.catalog.removeprefix("sqlite:"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with sqlite3.connect(path) as db:
-            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                db.execute("PRAGMA journal_mode=WAL")
-        if not self.data_path.startswith("s3://"):
-            Path(self.data_path).mkdir(parents=True, exist_ok=True)
+    def module(self) -> str:
+        return self.package.replace("-", "_")
 
 
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+EXTENSIONS: tuple[Extension, ...] = (
+    Extension("ducklake", "duckdb-extension-ducklake", "ducklake"),
+    Extension("sqlite", "duckdb-extension-sqlite", "sqlite_scanner"),
+    Extension("postgres", "duckdb-extension-postgres", "postgres_scanner"),
+    Extension("httpfs", "duckdb-extension-httpfs", "httpfs"),
+)
+
+OFFLINE_CONFIG: dict[str, str | bool] = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
 
 
-def s3_secret_sql() -> str | None:
-    """An S3 secret from the usual environment (AWS_*), for a lake whose data lives in object storage."""
-    key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if not (key or endpoint):
+def _link_dir(source: Path) -> Path:
+    """Where the renamed link to ``source`` lives: per user (XDG cache), per DuckDB version and per
+    installation (a hash of the package's path), so two virtualenvs never repoint each other's links."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    key = hashlib.sha256(str(source.parent.resolve()).encode()).hexdigest()[:12]
+    return cache / "partage" / "duckdb-extensions" / f"v{duckdb.__version__}" / key
+
+
+def extension_path(ext: Extension) -> Path:
+    """The file DuckDB must LOAD for ``ext``: the package's own file, or a link to it under its internal name.
+
+    Raises :class:`DuckDBExtensionMissing` naming the package when it is not installed for this DuckDB version.
+    """
+    spec = importlib.util.find_spec(ext.module)
+    version = f"v{duckdb.__version__}"
+    roots = list(spec.submodule_search_locations or []) if spec else []
+    found = [p for r in roots if (p := Path(r) / "extensions" / version / f"{ext.name}.duckdb_extension").is_file()]
+    if not found:
+        raise DuckDBExtensionMissing(
+            f"the DuckDB extension {ext.name!r} for DuckDB {duckdb.__version__} is not installed "
+            f"(Python package {ext.package}=={duckdb.__version__}); run `make install` in the Partage checkout "
+            f"(or `pip install {ext.package}=={duckdb.__version__}`)"
+        )
+    source = found[0]
+    if ext.internal == ext.name:
+        return source
+    link = _link_dir(source) / f"{ext.internal}.duckdb_extension"
+    if link.is_symlink() and link.resolve() == source.resolve():
+        return link
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.with_name(f".{link.name}.{os.getpid()}")  # replaced atomically: processes start at once
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(source)
+    os.replace(tmp, link)
+    return link
+
+
+def _literal(value: str) -> str:
+    """A SQL string literal (DuckDB's ATTACH and CREATE SECRET take no bound parameters)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def s3_secret_sql(env: Mapping[str, str]) -> str | None:
+    """The ``CREATE SECRET`` for ``s3://`` data paths, from the environment botocore and s3fs read.
+
+    ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY`` (and ``AWS_SESSION_TOKEN``), ``AWS_REGION`` or
+    ``AWS_DEFAULT_REGION``, and ``AWS_ENDPOINT_URL`` for an S3-compatible store (MinIO, Garage,
+    Scaleway, moto): its host:port becomes the endpoint, path-style URLs, SSL as its scheme says.
+    None when no key is set (then DuckDB's own defaults apply, e.g. public buckets).
+    The statement carries the secret: never log it.
+    """
+    key, secret = env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_SECRET_ACCESS_KEY")
+    if not key or not secret:
         return None
-    parts = ["TYPE s3"]
-    if key and secret:
-        parts += [f"KEY_ID {_quote(key)}", f"SECRET {_quote(secret)}"]
-    if os.environ.get("AWS_SESSION_TOKEN"):
-        parts.append(f"SESSION_TOKEN {_quote(os.environ['AWS_SESSION_TOKEN'])}")
-    parts.append(f"REGION {_quote(os.environ.get('AWS_DEFAULT_REGION') or os.environ.get('AWS_REGION') or 'us-east-1')}")
-    if endpoint:
-        scheme, _, host = endpoint.partition("://")
-        parts += [f"ENDPOINT {_quote(host.rstrip('/'))}", "URL_STYLE 'path'",
-                  f"USE_SSL {'true' if scheme == 'https' else 'false'}"]
-    return f"CREATE OR REPLACE SECRET partage_s3 ({', '.join(parts)});"
+    parts = [f"KEY_ID {_literal(key)}", f"SECRET {_literal(secret)}"]
+    if token := env.get("AWS_SESSION_TOKEN"):
+        parts.append(f"SESSION_TOKEN {_literal(token)}")
+    if region := env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"):
+        parts.append(f"REGION {_literal(region)}")
+    if endpoint := env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL"):
+        url = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+        parts += [f"ENDPOINT {_literal(url.netloc)}", "URL_STYLE 'path'", f"USE_SSL {str(url.scheme == 'https').lower()}"]
+    return f"CREATE OR REPLACE TEMPORARY SECRET partage_s3 (TYPE s3, {', '.join(parts)})"
 
 
-_instances: dict[tuple[LakeSpec, bool], duckdb.DuckDBPyConnection] = {}
-_lock = threading.Lock()
+def connect(database: str = ":memory:", *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with DuckLake, SQLite, PostgreSQL and httpfs loaded from their packages, offline.
+
+    ``database`` is DuckDB's own database (in memory by default: the lake is ATTACHed, see
+    :func:`attach_sql`). Nothing is ever downloaded; a missing extension package raises
+    :class:`DuckDBExtensionMissing` with the fix. When ``AWS_ACCESS_KEY_ID`` is set, a temporary S3
+    secret is created from the environment (:func:`s3_secret_sql`) so ``s3://`` data paths work.
+    """
+    paths = [extension_path(ext) for ext in EXTENSIONS]  # all checked before anything is opened
+    con = duckdb.connect(database, read_only=read_only, config=OFFLINE_CONFIG)
+    try:
+        for path in paths:
+            con.execute(f"LOAD {_literal(str(path))}")
+        if sql := s3_secret_sql(os.environ):
+            con.execute(sql)
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
-def instance(lake: LakeSpec, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """This process's DuckDB instance with ``lake`` attached (created once; callers take cursors)."""
-    key = (lake, read_only)
-    with _lock:
-        con = _instances.get(key)
-        if con is not None:
-            return con
-        if not read_only:
-            lake.prepare()
-        con = duckdb.connect(config={"autoinstall_known_extensions": False, "autoload_known_extensions": False,
-                                     "allow_unsigned_extensions": False})
-        try:
-            for statement in load_sql(lake.extensions):
-                con.execute(statement)
-            if "httpfs" in lake.extensions and (secret := s3_secret_sql()):
-                con.execute(secret)
-            con.execute(lake.attach_sql(read_only=read_only))
-        except duckdb.Error as e:
-            con.close()
-            raise WarehouseError(f"cannot open the lake {lake.safe} (data in {lake.data_path}): {e}") from None
-        _instances[key] = con
-        return con
+def _catalog(catalog_url: str) -> str:
+    """The part after ``ducklake:``: ``sqlite:/abs/path`` or ``postgres:<connection string>``."""
+    if catalog_url.startswith(("postgresql://", "postgres://")):
+        return f"postgres:{catalog_url}"
+    if catalog_url.startswith("postgres:"):
+        return catalog_url
+    if catalog_url.startswith("sqlite:"):
+        return f"sqlite:{Path(catalog_url.removeprefix('sqlite:')).expanduser().absolute()}"
+    if "://" not in catalog_url and catalog_url.endswith((".sqlite", ".db")):
+        return f"sqlite:{Path(catalog_url).expanduser().absolute()}"
+    raise LakeLocationError(
+        f"the lake's catalog {catalog_url!r} is neither a SQLite file nor a PostgreSQL database: write "
+        "sqlite:/path/catalog.sqlite or postgresql://user:password@host:port/dbname"
+    )
 
 
-def forget(lake: LakeSpec) -> None:
-    """Close this process's instances of ``lake`` (tests that delete a lake, a fork that must not share it)."""
-    with _lock:
-        for key in [k for k in _instances if k[0] == lake]:
-            _instances.pop(key).close()
+def prepare_catalog(catalog_url: str) -> None:
+    """Make a SQLite catalog file (and its directory) in WAL mode, before its first ATTACH; no-op for PostgreSQL.
+
+    Why: DuckLake leaves SQLite in its default rollback-journal mode, where a reader that holds a
+    transaction open (an analyst's session) makes every writer's commit wait 5 s and fail with
+    "database is locked". In WAL mode (persistent in the file) readers never block a commit.
+    Two writers whose transactions overlap still cannot both commit on SQLite: the later one fails
+    with "database is locked" and succeeds when retried (PostgreSQL retries that case itself).
+    """
+    catalog = _catalog(catalog_url)
+    if not catalog.startswith("sqlite:"):
+        return
+    path = Path(catalog.removeprefix("sqlite:"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(path)
+    try:
+        con.execute("PRAGMA journal_mode=WAL")
+    finally:
+        con.close()
+
+
+def attach_sql(catalog_url: str, data_path: str, *, alias: str = "lake") -> str:
+    """The ``ATTACH`` statement of a DuckLake lake, for :func:`connect`'s connections and any DuckDB client.
+
+    ``catalog_url`` says where the lake's metadata lives:
+
+    - ``sqlite:/path/catalog.sqlite`` (or a bare path ending ``.sqlite``/``.db``): an embedded SQLite
+      file, nothing to install, several local processes;
+    - ``postgres:<libpq string>`` or ``postgresql://user:password@host:port/dbname``: a PostgreSQL
+      database, for several machines.
+
+    ``data_path`` is where the Parquet files go: a local directory (made absolute) or ``s3://bucket/prefix``.
+    Raises :class:`LakeLocationError` for anything else. The statement may carry the catalog's
+    password (from the URL): never log it.
+    """
+    if not alias.isidentifier():
+        raise LakeLocationError(f"the lake's alias {alias!r} must be a plain SQL identifier (letters, digits, _)")
+    catalog = _catalog(catalog_url)
+    if data_path.startswith("s3://"):
+        data = data_path
+    elif "://" in data_path:
+        raise LakeLocationError(f"the lake's data path {data_path!r} must be a local directory or s3://bucket/prefix")
+    else:
+        data = str(Path(data_path).expanduser().absolute())
+    data = data.rstrip("/") + "/"
+    return f"ATTACH {_literal('ducklake:' + catalog)} AS {alias} (DATA_PATH {_literal(data)})"
