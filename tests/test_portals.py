@@ -333,6 +333,34 @@ def test_looping_html_and_silent_portals_fail_clearly_while_the_others_finish(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("runner", ["prefect", "plain"])
+def test_a_portal_outage_keeps_the_portals_rows_beside_a_changed_file(hub: CatalogBuilder, http_server: FixtureServer,
+                                                                      monkeypatch, request, runner: str) -> None:
+    """Issue #22's data loss: without Prefect the sources were planned before their records were read, so
+    the portal's resources were marked gone and the new version lost their rows (2 rows instead of 5)."""
+    from partage.pipeline import harvest_without_prefect
+
+    monkeypatch.setenv("PARTAGE_RETRY_ATTEMPTS", "1")
+    monkeypatch.setenv("PARTAGE_TASK_RETRIES", "0")
+    run = request.getfixturevalue("harvest") if runner == "prefect" else \
+        (lambda: harvest_without_prefect(hub.catalog, hub.warehouse))
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    http_server.serve("/files/a.csv", COMMUNES_CSV)
+    base = serve_ckan(http_server, [ckan_package("a", [ckan_resource(http_server, "ra", "/files/a.csv")])])
+    header = COMMUNES_CSV.splitlines()[0]
+    hub.file("local.csv", f"{header}\n01002,Ambérieux,1200,3.5,2024-01-01\n")
+    hub.dataset("communes", [f"ckan: {base}", "file: ../data/local.csv"], schema=SCHEMA)
+    run()
+    assert query(hub, "SELECT count(*) FROM communes")[0][0] == 4
+    http_server.serve("/ckan/api/action/package_search", "down", script=[500] * 5)
+    hub.file("local.csv", f"{header}\n01002,Ambérieux,1200,3.5,2024-01-01\n01004,Ambérieu-en-Bugey,14000,24.6,2024-01-01\n")
+    summary = run()
+    assert summary.exit_code == 1  # the portal could not be listed: said, not hidden
+    assert query(hub, "SELECT count(*) FROM communes")[0][0] == 5  # 3 kept from the portal + 2 from the file
+    assert query(hub, "SELECT count(*) FROM _partage.sources WHERE state = 'gone'")[0][0] == 0
+
+
+@pytest.mark.slow
 def test_portal_that_cannot_be_listed_keeps_its_resources_data(hub: CatalogBuilder, http_server: FixtureServer, harvest,
                                                               monkeypatch) -> None:
     monkeypatch.setenv("PARTAGE_RETRY_ATTEMPTS", "1")

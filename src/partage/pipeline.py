@@ -396,8 +396,8 @@ def harvest_without_prefect(catalog_dir: Path | str, warehouse_dir: Path | str,
         started = now()
         wh.record_run(summary.run_id, started)
         for entry in harvest_order(cat.select(ids), lambda e: schema_descriptor(e, schemas_dir)):
-            resources, failures = plan(entry)
-            state = wh.dataset_state(entry.id)
+            state = wh.dataset_state(entry.id)  # before planning: a portal that cannot be listed keeps its rows
+            resources, failures = plan(entry, state)
             acquired = []
             for r in resources:
                 try:
