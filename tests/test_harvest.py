@@ -340,7 +340,7 @@ def test_failure_inside_the_commit_leaves_the_previous_version_visible(
     def boom(*args, **kwargs):
         raise RuntimeError("disk full while switching the view")
 
-    monkeypatch.setattr(Warehouse, "_point_views", staticmethod(boom))
+    monkeypatch.setattr(Warehouse, "_write_tables", staticmethod(boom))
     (src,) = harvest().sources
     assert src.state == "failed" and "disk full" in src.reason and "previous version is kept" in src.reason
     assert query(hub, "SELECT count(*) FROM communes") == [(3,)]

@@ -51,7 +51,10 @@ class LakeSpec:
     def attach_sql(self, *, read_only: bool = False) -> str:
         """The ATTACH statement of this lake (also written into ``attach.sql`` for analysts)."""
         sql = attach_sql(self.catalog, self.data_path, alias=LAKE).replace("ATTACH ", "ATTACH IF NOT EXISTS ", 1)
-        return (sql[:-1] + ", READ_ONLY)" if read_only else sql) + ";"
+        # The data path is the one this warehouse has now: a moved or re-mounted warehouse keeps
+        # working (DuckLake stores data files relative to it).
+        options = ", OVERRIDE_DATA_PATH true" + (", READ_ONLY" if read_only else "")
+        return sql[:-1] + options + ");"
 
     def prepare(self) -> None:
         """Create the catalog's file in WAL mode and the data directory (see engine.prepare_catalog)."""
