@@ -175,5 +175,5 @@ def test_demo_runs_twice_from_a_fresh_copy(tmp_path: Path) -> None:
     assert "0 updated, 4 unchanged, 0 rejected, 0 failed" in second.stdout
     count = subprocess.run(partage + ["sql", "select count(*) as n from bornes_irve", "--format", "csv"], **env_args)
     assert count.returncode == 0 and count.stdout.splitlines() == ["n", "11"]
-    assert (root / "warehouse" / "partage.duckdb").is_file()
+    assert (root / "warehouse" / "lake.sqlite").is_file() and (root / "warehouse" / "attach.sql").is_file()
     assert not (REPO / "catalog" / "warehouse").exists()

@@ -135,14 +135,11 @@ def test_nightly_deployment_runs_on_a_worker(tmp_path: Path, prefect_server: tup
         _stop(worker)
         worker_log.close()
 
-    import duckdb
+    from partage.warehouse import Warehouse
 
-    con = duckdb.connect(str(project / "warehouse" / "partage.duckdb"), read_only=True)
-    try:
+    with Warehouse(project / "warehouse").connect(read_only=True) as con:
         assert con.execute("SELECT count(*) FROM bornes_irve").fetchone() == (11,)
         assert con.execute("SELECT count(*) FROM _partage.runs WHERE finished_at IS NOT NULL").fetchone() == (1,)
-    finally:
-        con.close()
     assert (project / "warehouse" / "public" / "bornes-irve" / "datapackage.json").is_file()
 
     # the run's artifacts say what happened, the failure included

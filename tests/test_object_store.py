@@ -54,7 +54,7 @@ def test_harvest_query_history_gc_and_crash_with_data_in_s3(s3_bucket: S3Bucket,
     stored = objects(url)
     assert sum(o.endswith(".parquet") for o in stored) == 2
     assert not list(local.rglob("*.parquet")), "the data belongs in the bucket, not on the local disk"
-    assert (local / "partage.duckdb").is_file()
+    assert (local / "lake.sqlite").is_file()
 
     wh = Warehouse(url)
     with wh.connect(read_only=True) as con:
