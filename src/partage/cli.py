@@ -92,18 +92,26 @@ def _progress(handler: logging.Handler) -> Iterator[None]:
 # -- catalog ----------------------------------------------------------------
 
 
-@catalog_app.command("check")
-def catalog_check(catalog: CatalogOpt = Path("catalog")) -> None:
-    """Check every catalog file; list every problem with its file and key."""
-    from .catalog import load_catalog
+SchemasOpt = Annotated[Path | None, typer.Option(
+    "--schemas", envvar="PARTAGE_SCHEMAS", help="Local schema cache (default: schemas/ beside the catalog).")]
 
-    try:
-        cat = load_catalog(catalog)
-    except CatalogError as e:
-        _catalog_problems(e, "")
+
+@catalog_app.command("check")
+def catalog_check(catalog: CatalogOpt = Path("catalog"), schemas: SchemasOpt = None) -> None:
+    """Check every catalog file at once: keys and values (with 'did you mean'), licences, schema refs,
+    credential variables. Exit 2 on any problem; warnings alone exit 0."""
+    from .catalog import check_catalog
+
+    result = check_catalog(catalog, schemas_dir=schemas)
+    for w in result.warnings:
+        err.print(f"[yellow]warning:[/yellow] {escape(w)}")
+    if result.problems:
+        _catalog_problems(CatalogError(result.problems), "")
+    cat = result.catalog
     n_sources = sum(len(e.dataset.sources) for e in cat.entries.values())
+    warned = f", {len(result.warnings)} warning(s)" if result.warnings else ""
     out.print(f"[green]✓[/green] {cat.root}: {len(cat.entries)} dataset(s), {n_sources} source(s), "
-              f"{len(cat.targets)} publication target(s): OK")
+              f"{len(cat.targets)} publication target(s): OK{warned}")
 
 
 # -- harvest ----------------------------------------------------------------

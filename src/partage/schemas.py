@@ -105,12 +105,7 @@ def resolve_schema(ref: str, *, catalog_dir: Path | None = None, schemas_dir: Pa
         for candidate in (base / m["version"] / "schema.json", base / f"{m['version']}.json"):
             if candidate.is_file():
                 return _resolved(ref, str(candidate), _load_json(candidate, ref))
-        raise SchemaError(
-            f"schema {ref} is not in the local schema cache {schemas_dir}; save it as "
-            f"{base / m['version'] / 'schema.json'} (schema.data.gouv.fr publishes it at "
-            f"https://schema.data.gouv.fr/schemas/{m['publisher']}/{m['name']}/{m['version']}/schema.json) "
-            "or give a URL"
-        )
+        raise SchemaError(_not_cached(ref, schemas_dir, m["publisher"], m["name"], m["version"]))
     candidates = [Path(ref)] if Path(ref).is_absolute() else [
         d / ref for d in (catalog_dir, schemas_dir, Path.cwd()) if d is not None
     ]
@@ -119,6 +114,44 @@ def resolve_schema(ref: str, *, catalog_dir: Path | None = None, schemas_dir: Pa
             return _resolved(ref, str(candidate.resolve()), _load_json(candidate, ref))
     where = ", ".join(str(c) for c in candidates)
     raise SchemaError(f"schema {ref}: file not found (looked at {where}); use publisher/name@version, a path or a URL")
+
+
+def cached_versions(schemas_dir: Path, publisher: str, name: str) -> list[str]:
+    """The versions of one schema in the local cache, in either layout."""
+    base = schemas_dir / publisher / name
+    if not base.is_dir():
+        return []
+    found = {p.name for p in base.iterdir() if p.is_dir() and (p / "schema.json").is_file()}
+    found |= {p.stem for p in base.glob("*.json") if p.is_file()}
+    return sorted(found, key=_version_key)
+
+
+def _version_key(version: str) -> tuple[tuple[int, int | str], ...]:
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"[.+-]", version))
+
+
+def cached_schemas(schemas_dir: Path) -> list[str]:
+    """Every ``publisher/name`` of the local cache that holds at least one version."""
+    if not schemas_dir.is_dir():
+        return []
+    return sorted(f"{pub.name}/{sch.name}" for pub in schemas_dir.iterdir() if pub.is_dir()
+                  for sch in pub.iterdir() if sch.is_dir() and cached_versions(schemas_dir, pub.name, sch.name))
+
+
+def _not_cached(ref: str, schemas_dir: Path, publisher: str, name: str, version: str) -> str:
+    """Why a ``publisher/name@version`` is not found, and the nearest thing that is (``@0.3`` → ``0.3.0``)."""
+    versions = cached_versions(schemas_dir, publisher, name)
+    add = f"`partage schemas add {ref}` fetches it from schema.data.gouv.fr"
+    if versions:
+        near = [v for v in versions if v.startswith(version + ".") or v.startswith(version + "-")]
+        hint = (f"did you mean @{near[-1]}? " if near else "") + f"the cache has {publisher}/{name} @ {', '.join(versions)}"
+        return f"schema {ref} is not in the local schema cache {schemas_dir}: {hint}; pin one of those or {add}"
+    import difflib
+
+    known = cached_schemas(schemas_dir)
+    close = difflib.get_close_matches(f"{publisher}/{name}", known, n=1)
+    hint = f" — did you mean {close[0]}? (cached: {', '.join(cached_versions(schemas_dir, *close[0].split('/')))})" if close else ""
+    return f"schema {ref} is not in the local schema cache {schemas_dir}{hint}; {add}, or give a path or a URL"
 
 
 def _resolved(ref: str, origin: str, descriptor: Any) -> ResolvedSchema:
