@@ -8,7 +8,10 @@ types here, at the edge, and are never re-parsed further in.
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
@@ -234,12 +237,9 @@ class Dataset(_Strict):
             raise ValueError(f"unknown time zone {v!r}; use an IANA name like 'Europe/Paris'") from None
         return v
 
-    @model_validator(mode="after")
-    def _custom_keys(self) -> Dataset:
-        for key in (self.model_extra or {}):
-            if not key.startswith("x-"):
-                raise ValueError(f"__extra__:{key}")
-        return self
+    # Unknown top-level keys are found on the raw mapping (`_unknown_dataset_keys`), not here: an
+    # after-validator runs only once every field is valid, so a misspelt `licence` (which also makes
+    # `license` missing) was only reported on the next run, one typo per run.
 
 
 class CkanTarget(_Strict):
@@ -311,6 +311,15 @@ _ALLOWED_DATASET_KEYS = sorted(
 _ALLOWED_SOURCE_KEYS = sorted((f.alias or name) for name, f in Source.model_fields.items())
 
 
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    """' — did you mean 'x'?' for the closest allowed word, or nothing when none is close.
+
+    Case is ignored when comparing (``Etalab-2.0`` is one letter away from nothing else)."""
+    lowered = {c.lower(): c for c in choices}
+    close = difflib.get_close_matches(str(word).lower(), list(lowered), n=1, cutoff=0.6)
+    return f" — did you mean '{lowered[close[0]]}'?" if close else ""
+
+
 def _loc(parts: tuple[Any, ...]) -> str:
     out = ""
     for p in parts:
@@ -322,29 +331,69 @@ def _loc(parts: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
-def _explain(file: Path, exc: ValidationError) -> list[str]:
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model whose keys are allowed at ``loc`` (for 'did you mean' on a nested unknown key)."""
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        name = {f.alias: n for n, f in model.model_fields.items() if f.alias}.get(str(part), str(part))
+        f = model.model_fields.get(name)
+        if f is None:
+            return None
+        found = _nested_model(f.annotation)
+        if found is None:
+            return None
+        model = found
+    return model
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _nested_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _keys_of(model: type[BaseModel]) -> list[str]:
+    return sorted((f.alias or name) for name, f in model.model_fields.items())
+
+
+def _explain(file: Path, exc: ValidationError, model: type[BaseModel] = BaseModel) -> list[str]:
     problems = []
     for err in exc.errors():
         loc = tuple(err["loc"])
         msg = err["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
-        if msg.startswith("__extra__:"):
-            key = msg.split(":", 1)[1]
-            problems.append(
-                f"{file}: {key}: unknown key; allowed keys are {', '.join(_ALLOWED_DATASET_KEYS)} "
-                "(custom keys must start with 'x-')"
-            )
-            continue
         if err["type"] == "extra_forbidden":
-            allowed = _ALLOWED_SOURCE_KEYS if "sources" in loc else None
-            hint = f"; allowed keys are {', '.join(allowed)}" if allowed else ""
+            parent = _model_at(model, loc[:-1]) if model is not BaseModel else None
+            allowed = _keys_of(parent) if parent is not None else []
+            hint = (did_you_mean(str(loc[-1]), allowed) + f"; allowed keys are {', '.join(allowed)}") if allowed else ""
             problems.append(f"{file}: {_loc(loc)}: unknown key{hint}")
             continue
         if err["type"] == "missing":
             problems.append(f"{file}: {_loc(loc)}: required key is missing")
             continue
+        if err["type"] == "literal_error":
+            allowed = re.findall(r"'([^']*)'", str((err.get("ctx") or {}).get("expected", "")))
+            problems.append(f"{file}: {_loc(loc)}: {msg} (got {err['input']!r}){did_you_mean(str(err['input']), allowed)}")
+            continue
         problems.append(f"{file}: {_loc(loc)}: {msg}")
+    return problems
+
+
+def _unknown_dataset_keys(path: Path, data: dict[Any, Any]) -> list[str]:
+    """Every unknown key of a dataset file, top level and per source, each with the closest allowed key."""
+    problems = []
+    for key in data:
+        if str(key) not in _ALLOWED_DATASET_KEYS and not str(key).startswith("x-"):
+            problems.append(
+                f"{path}: {key}: unknown key{did_you_mean(str(key), _ALLOWED_DATASET_KEYS)}; allowed keys are "
+                f"{', '.join(_ALLOWED_DATASET_KEYS)} (custom keys must start with 'x-')"
+            )
     return problems
 
 
@@ -368,10 +417,13 @@ def load_dataset_file(path: Path) -> tuple[Dataset | None, list[str]]:
         return None, problems
     if not isinstance(data, dict):
         return None, [f"{path}: must be a mapping of keys (id, title, sources, ...), got {type(data).__name__}"]
+    unknown = _unknown_dataset_keys(path, data)
     try:
         ds = Dataset.model_validate(data)
     except ValidationError as e:
-        return None, _explain(path, e)
+        return None, unknown + _explain(path, e, Dataset)
+    if unknown:
+        return None, unknown
     if ds.id != path.stem:
         return None, [f"{path}: id: {ds.id!r} does not match the file name; rename the file to {ds.id}{path.suffix} or fix the id"]
     return ds, []
@@ -397,15 +449,15 @@ def load_targets(path: Path) -> tuple[dict[str, Target], list[str]]:
         try:
             targets[str(name)] = model.model_validate(spec)
         except ValidationError as e:
-            problems += [p.replace(f"{path}: ", f"{path}: {name}.", 1) for p in _explain(path, e)]
+            problems += [p.replace(f"{path}: ", f"{path}: {name}.", 1) for p in _explain(path, e, model)]
     return targets, problems
 
 
-def load_catalog(root: Path | str) -> Catalog:
-    """Read and check every file of the catalog; raise one CatalogError listing all problems."""
+def read_catalog(root: Path | str) -> tuple[Catalog, list[str]]:
+    """Read every file of the catalog: the datasets that load, and every problem of the others."""
     root = Path(root)
     if not root.is_dir():
-        raise CatalogError([f"{root}: catalog directory not found; pass --catalog DIR or set PARTAGE_CATALOG"])
+        return Catalog(root=root), [f"{root}: catalog directory not found; pass --catalog DIR or set PARTAGE_CATALOG"]
     catalog = Catalog(root=root.resolve())
     problems: list[str] = []
     for path in sorted(root.iterdir()):
@@ -429,6 +481,90 @@ def load_catalog(root: Path | str) -> Catalog:
         if alias in aliases:
             problems.append(f"ids {aliases[alias]!r} and {ds_id!r} both give the SQL view name {alias!r}; rename one")
         aliases[alias] = ds_id
+    return catalog, problems
+
+
+def load_catalog(root: Path | str) -> Catalog:
+    """Read and check every file of the catalog; raise one CatalogError listing all problems."""
+    catalog, problems = read_catalog(root)
     if problems:
         raise CatalogError(problems)
     return catalog
+
+
+@dataclass(frozen=True)
+class CatalogCheck:
+    """What `partage catalog check` found: problems stop a harvest, warnings do not."""
+
+    catalog: Catalog
+    problems: list[str]
+    warnings: list[str]
+
+
+def known_licenses() -> dict[str, str]:
+    """The licence ids Partage can publish with a title and a URL (DCAT ``dct:license``, Data Package)."""
+    from .publish.datapackage import LICENSES
+
+    return {name: info["title"] for name, info in LICENSES.items()}
+
+
+def _credential_refs(ds: Dataset) -> list[tuple[str, str]]:
+    refs: list[tuple[str, str]] = []
+    for i, src in enumerate(ds.sources):
+        if src.auth is None:
+            continue
+        if src.auth.bearer:
+            refs.append((f"sources[{i}].auth.bearer", src.auth.bearer))
+        if src.auth.basic:
+            refs.append((f"sources[{i}].auth.basic.password", src.auth.basic.password))
+        refs += [(f"sources[{i}].auth.headers.{h}", ref) for h, ref in src.auth.headers.items()]
+    return refs
+
+
+def _unset_env(where: str, ref: str, environ: Mapping[str, str]) -> str | None:
+    scheme, _, name = ref.partition(":")
+    if scheme == "env" and not environ.get(name):
+        return f"{where}: {ref}: the environment variable {name} is not set here; export it before the harvest"
+    return None
+
+
+def check_catalog(root: Path | str, schemas_dir: Path | None = None,
+                  environ: Mapping[str, str] | None = None) -> CatalogCheck:
+    """Everything `load_catalog` checks, and what a harvest would only find later: licences outside the
+    known list (DCAT would publish no licence), ``schema:`` refs that do not resolve, credentials whose
+    environment variable is not set (a warning: the harvest may run elsewhere)."""
+    from .errors import SchemaError
+    from .schemas import resolve_schema
+
+    environ = os.environ if environ is None else environ
+    catalog, problems = read_catalog(root)
+    warnings: list[str] = []
+    if schemas_dir is None:
+        env = environ.get("PARTAGE_SCHEMAS")
+        schemas_dir = Path(env) if env else catalog.root.parent / "schemas"
+    licenses = known_licenses()
+    for entry in catalog.entries.values():
+        ds, path = entry.dataset, entry.path
+        if ds.license.lower() not in licenses:
+            problems.append(
+                f"{path}: license: {ds.license!r} is not a licence Partage knows"
+                f"{did_you_mean(ds.license, list(licenses))}; use one of {', '.join(licenses)} "
+                "(README, 'Licences')"
+            )
+        if ds.schema_:
+            try:
+                resolve_schema(ds.schema_, catalog_dir=path.parent, schemas_dir=schemas_dir)
+            except SchemaError as e:
+                problems.append(f"{path}: schema: {e}")
+        for where, ref in _credential_refs(ds):
+            found = _unset_env(f"{path}: {where}", ref, environ)
+            if found:
+                warnings.append(found)
+    targets_file = catalog.root / "_targets.yaml"
+    for name, target in catalog.targets.items():
+        token = getattr(target, "api_token", None)
+        if token:
+            found = _unset_env(f"{targets_file}: {name}.api_token", token, environ)
+            if found:
+                warnings.append(found)
+    return CatalogCheck(catalog, problems, warnings)

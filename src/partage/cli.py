@@ -34,6 +34,8 @@ app = typer.Typer(
 )
 catalog_app = typer.Typer(help="Work on the catalog (catalog/*.yaml).", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
+schemas_app = typer.Typer(help="The local schema cache, filled from schema.data.gouv.fr.", no_args_is_help=True)
+app.add_typer(schemas_app, name="schemas")
 
 # Not a terminal (CI logs, pipes): rich would wrap at 80 columns and squeeze the tables.
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -92,18 +94,114 @@ def _progress(handler: logging.Handler) -> Iterator[None]:
 # -- catalog ----------------------------------------------------------------
 
 
+SchemasOpt = Annotated[Path | None, typer.Option(
+    "--schemas", envvar="PARTAGE_SCHEMAS", help="Local schema cache (default: schemas/ beside the catalog).")]
+
+
 @catalog_app.command("check")
-def catalog_check(catalog: CatalogOpt = Path("catalog")) -> None:
-    """Check every catalog file; list every problem with its file and key."""
-    from .catalog import load_catalog
+def catalog_check(catalog: CatalogOpt = Path("catalog"), schemas: SchemasOpt = None) -> None:
+    """Check every catalog file at once: keys and values (with 'did you mean'), licences, schema refs,
+    credential variables. Exit 2 on any problem; warnings alone exit 0."""
+    from .catalog import check_catalog
+
+    result = check_catalog(catalog, schemas_dir=schemas)
+    for w in result.warnings:
+        err.print(f"[yellow]warning:[/yellow] {escape(w)}")
+    if result.problems:
+        _catalog_problems(CatalogError(result.problems), "")
+    cat = result.catalog
+    n_sources = sum(len(e.dataset.sources) for e in cat.entries.values())
+    warned = f", {len(result.warnings)} warning(s)" if result.warnings else ""
+    out.print(f"[green]✓[/green] {cat.root}: {len(cat.entries)} dataset(s), {n_sources} source(s), "
+              f"{len(cat.targets)} publication target(s): OK{warned}")
+
+
+# -- schemas ----------------------------------------------------------------
+
+CacheOpt = Annotated[Path, typer.Option("--schemas", envvar="PARTAGE_SCHEMAS", help="Local schema cache.")]
+FromOpt = Annotated[str | None, typer.Option(
+    "--from", envvar="PARTAGE_SCHEMA_BASE_URL",
+    help="Address of schema.data.gouv.fr or of a mirror serving the same paths (/schemas.json, /schemas/...).")]
+
+
+@schemas_app.command("add")
+def schemas_add(
+    refs: Annotated[list[str], typer.Argument(help="publisher/name@version (publisher/name: the latest version).")],
+    schemas: CacheOpt = Path("schemas"),
+    source: FromOpt = None,
+) -> None:
+    """Fetch national schemas into the local cache, byte for byte, with their sha256."""
+    from .errors import SchemaError
+    from .schemas import add_schema, schema_base_url
+
+    failed = 0
+    for ref in refs:
+        try:
+            outcome = add_schema(ref, schemas, schema_base_url(source))
+        except SchemaError as e:
+            err.print(f"[red]✗[/red] {escape(str(e))}")
+            failed += 1
+            continue
+        c = outcome.cached
+        out.print(f"[green]✓[/green] {escape(c.ref)} {outcome.state}: {escape(str(c.path))} [dim]sha256 {c.sha256}[/dim]")
+        out.print(f"  [dim]pin it in a catalog entry:[/dim] schema: {escape(c.ref)}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@schemas_app.command("list")
+def schemas_list(schemas: CacheOpt = Path("schemas")) -> None:
+    """The schemas of the local cache, their file, sha256 and origin."""
+    from .schemas import list_cached
+
+    cached = list_cached(schemas)
+    if not cached:
+        out.print(f"No schema in {escape(str(schemas))}; `partage schemas add publisher/name@version` fetches one.")
+        return
+    table = Table("schema", "sha256", "from")
+    for c in cached:
+        table.add_row(escape(c.ref), c.sha256[:16] + "…", escape(c.url or "(copied by hand)"))
+    out.print(table)
+
+
+@schemas_app.command("update")
+def schemas_update(
+    check: Annotated[bool, typer.Option("--check", help="Only say what is newer or changed; write nothing.")] = False,
+    schemas: CacheOpt = Path("schemas"),
+    source: FromOpt = None,
+) -> None:
+    """Newer published versions of the cached schemas (added unless --check; catalog pins are never changed)."""
+    from .errors import SchemaError
+    from .schemas import add_schema, check_updates, schema_base_url
 
     try:
-        cat = load_catalog(catalog)
-    except CatalogError as e:
-        _catalog_problems(e, "")
-    n_sources = sum(len(e.dataset.sources) for e in cat.entries.values())
-    out.print(f"[green]✓[/green] {cat.root}: {len(cat.entries)} dataset(s), {n_sources} source(s), "
-              f"{len(cat.targets)} publication target(s): OK")
+        base = schema_base_url(source)
+        found = check_updates(schemas, base)
+    except SchemaError as e:
+        _fail(str(e), 2)
+    behind = 0
+    for u in found:
+        if u.missing:
+            out.print(f"[yellow]?[/yellow] {escape(u.name)}: no longer in the national catalog (cached: {', '.join(u.cached)})")
+            continue
+        for v in u.changed:
+            behind += 1
+            out.print(f"[red]![/red] {escape(u.name)}@{v}: the published file differs from the cache; compare before trusting either")
+        if not u.newer:
+            out.print(f"[green]=[/green] {escape(u.name)}: up to date ({u.cached[-1]})")
+            continue
+        behind += 1
+        if check:
+            out.print(f"[yellow]↑[/yellow] {escape(u.name)}: {', '.join(u.newer)} published (cached: {', '.join(u.cached)})")
+            continue
+        try:
+            outcome = add_schema(f"{u.name}@{u.newer[-1]}", schemas, base)
+        except SchemaError as e:
+            err.print(f"[red]✗[/red] {escape(str(e))}")
+            continue
+        out.print(f"[green]✓[/green] {escape(outcome.cached.ref)} added; the catalog entries still pin their version")
+    if check and behind:
+        raise typer.Exit(1)
 
 
 # -- harvest ----------------------------------------------------------------
