@@ -80,3 +80,25 @@ def test_gc_waits_for_no_harvest(hub: CatalogBuilder, harvest) -> None:
         r = gc(hub)
     assert r.exit_code == 1 and "another harvest is running" in r.output
     assert query(hub, "SELECT count(*) FROM _partage.versions") == [(3,)]
+
+
+def test_gc_keeps_the_reports_of_parts_carried_over(hub: CatalogBuilder, harvest) -> None:
+    """Issue #22: with `retention: {keep: 1}`, gc removed the version that produced an unchanged source's
+    part, and with it that source's report: the next published validation report silently lacked it."""
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    hub.file("a.csv", COMMUNES_CSV)
+    hub.file("b.csv", COMMUNES_CSV.splitlines()[0] + "\n01053,Bourg-en-Bresse,41000,23.86,2024-06-01\n")
+    hub.dataset("communes", ["file: ../data/a.csv", "file: ../data/b.csv"], schema=SCHEMA,
+                extra="retention: {keep: 1}\nduplicates: keep\n")
+    harvest()
+    hub.file("a.csv", COMMUNES_CSV + "01004,Ambérieu-en-Bugey,14000,24.6,2024-01-01\n")  # b.csv unchanged
+    harvest()
+    wh = Warehouse(hub.warehouse)
+    info = wh.latest_version_info("communes")
+    assert info is not None and len(info.report_files(wh.root)) == 2
+    r = gc(hub)
+    assert r.exit_code == 0, r.output
+    info = wh.latest_version_info("communes")
+    assert info is not None
+    assert sorted(info.report_files(wh.root)) == sorted(p.source_key for p in info.parts)  # both reports still there
+    assert query(hub, "SELECT count(*) FROM communes") == [(5,)]
