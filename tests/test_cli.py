@@ -109,7 +109,8 @@ def test_validate_schema_by_reference_from_local_cache(tmp_path: Path) -> None:
     assert r.exit_code == 0, r.output
     missing = runner.invoke(app, ["validate", str(write(tmp_path, COMMUNES_CSV)), "--schema", "test/communes@2.0",
                                   "--schemas", str(hub.schemas)])
-    assert missing.exit_code == 2 and "test/communes/2.0/schema.json" in missing.output
+    assert missing.exit_code == 2 and "test/communes@2.0 is not in the local schema cache" in missing.output
+    assert "partage schemas add test/communes@2.0" in missing.output  # the fix, with the cached versions named
 
 
 @pytest.fixture
