@@ -247,7 +247,10 @@ def test_views_comments_and_alias(hub: CatalogBuilder, harvest) -> None:
     hub.dataset("communes-2024", ["file: ../data/c.csv"], schema=SCHEMA)
     harvest()
     assert query(hub, 'SELECT count(*) FROM "communes-2024"') == query(hub, "SELECT count(*) FROM communes_2024") == [(3,)]
-    assert query(hub, "SELECT comment FROM duckdb_views() WHERE schema_name = 'main' AND view_name = 'communes-2024'")[0][0].startswith("Jeu communes-2024")
+    # each dataset is a DuckLake table, commented, with a view under its alias
+    assert query(hub, "SELECT comment FROM duckdb_tables() WHERE database_name = 'lake' AND schema_name = 'main' "
+                      "AND table_name = 'communes-2024'")[0][0].startswith("Jeu communes-2024")
+    assert query(hub, "SELECT count(*) FROM duckdb_views() WHERE database_name = 'lake' AND view_name = 'communes_2024'") == [(1,)]
     comments = dict(query(hub, "SELECT column_name, comment FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = 'communes-2024'"))
     assert comments["code_insee"] == "Code INSEE — Code officiel géographique"
 
