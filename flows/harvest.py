@@ -193,8 +193,6 @@ def harvest(
     summary = HarvestSummary(run_id=new_run_id())
     with wh.harvest_lock():
         wh.init()
-        for moved in wh.repoint_moved_views():
-            logger.info("%s: the warehouse moved; its views now point to %s", moved, wh.root)
         started = now()
         wh.record_run(summary.run_id, started)
         logger.info("run %s: %d dataset(s) from %s into %s", summary.run_id, len(entries), cat.root, wh.root)

@@ -392,7 +392,6 @@ def harvest_without_prefect(catalog_dir: Path | str, warehouse_dir: Path | str,
     schemas_dir = default_schemas_dir(cat)
     with wh.harvest_lock():
         wh.init()
-        wh.repoint_moved_views()
         started = now()
         wh.record_run(summary.run_id, started)
         for entry in harvest_order(cat.select(ids), lambda e: schema_descriptor(e, schemas_dir)):

@@ -689,10 +689,6 @@ class Warehouse:
         else:
             con.execute(f"DROP TABLE IF EXISTS {DUPLICATES}.{ds}")
 
-    def repoint_moved_views(self) -> list[str]:
-        """Kept for callers of the former layout: lake tables hold their data, no view points at files."""
-        return []
-
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:
     try:
