@@ -1,10 +1,10 @@
-"""The ``harvest`` flow: every source of every dataset, then validate/store per dataset.
+"""The ``harvest`` flow: the run loop of :func:`partage.pipeline.run_harvest`, its stages as Prefect tasks.
 
-Sources are acquired concurrently (network-bound, one Prefect task each);
-datasets are stored one at a time, because DuckDB has a single writer. A
-source that fails is recorded as ``failed`` and the run goes on; the flow
-returns a :class:`~partage.pipeline.HarvestSummary` whose ``exit_code`` says
-whether everything went well.
+Sources are listed and acquired concurrently (network-bound, one Prefect task each, retried by
+Prefect when the failure is transient); datasets are stored one at a time by this run, each in one
+lake snapshot. The loop is the plain path's own, so a source's state means the same with and
+without Prefect. A source that fails is recorded as ``failed`` and the run goes on; the flow returns
+a :class:`~partage.pipeline.HarvestSummary` whose ``exit_code`` says whether everything went well.
 
 Runs without a Prefect server (ephemeral mode) by default; deployed with
 ``prefect deploy`` (see prefect.yaml) it runs on a worker.
@@ -12,8 +12,9 @@ Runs without a Prefect server (ephemeral mode) by default; deployed with
 
 from __future__ import annotations
 
-import logging
 import os
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,23 +23,18 @@ from prefect.cache_policies import NO_CACHE
 
 from partage import credentials
 from partage.catalog import CatalogEntry, load_catalog
-from partage.errors import TransientError
 from partage.pipeline import (
     DatasetOutcome,
     HarvestSummary,
+    TransientSourceFailure,
     default_schemas_dir,
-    fail_dataset,
-    new_run_id,
     plan,
-    schema_descriptor,
-    store_dataset,
+    run_harvest,
+    store_or_fail,
 )
-from partage.references import harvest_order
 from partage.sources import Acquired, SourceResource, acquire
 from partage.summaries import artifact_key, dataset_markdown, needs_attention, run_table
-from partage.warehouse import DatasetState, SourceRecord, Warehouse, now
-
-progress = logging.getLogger("partage.progress")
+from partage.warehouse import DatasetState, SourceRecord, Warehouse
 
 
 def _prefect_secret(name: str) -> str:
@@ -57,14 +53,6 @@ credentials.register_backend("prefect-secret", _prefect_secret)
 
 
 WAREHOUSE_LIMIT = "partage-warehouse"  # `prefect gcl create partage-warehouse --limit 1` makes it apply
-
-
-class TransientSourceFailure(TransientError):
-    """Raised by the acquire task so that Prefect retries it later; carries the failed acquisition."""
-
-    def __init__(self, acquired: Acquired):
-        self.acquired = acquired
-        super().__init__(acquired.reason)
 
 
 def _retry_transient_only(task: Any, task_run: Any, state: Any) -> bool:
@@ -103,39 +91,56 @@ def expand_sources(entry: CatalogEntry, state: DatasetState) -> tuple[list[Sourc
     return resources, failures
 
 
-def _expanded(entry: CatalogEntry, future: Any) -> tuple[list[SourceResource], list[Acquired]]:
-    try:
-        return future.result()
-    except Exception as e:  # a crashed expansion fails this dataset's sources, not the run
-        res = SourceResource(entry.id, "expansion", "url", str(entry.path), entry.id)
-        return [], [Acquired(res, "failed", f"{entry.id}: could not list its sources: {type(e).__name__}: {e}")]
-
-
-def _settle(resource: SourceResource, future: Any) -> Acquired:
-    """The task's result, or a failed acquisition saying why (retries exhausted, time-out)."""
-    try:
-        return future.result()
-    except TransientSourceFailure as e:
-        return e.acquired
-    except Exception as e:  # a crashed task
-        return Acquired(resource, "failed", f"{resource.label}: {type(e).__name__}: {e}")
-
-
 @task(name="store-dataset", cache_policy=NO_CACHE, task_run_name="store {entry.dataset.id}")
 def store(entry: CatalogEntry, acquired: list[Acquired], warehouse_root: str, run_id: str, schemas_dir: str,
           limit: bool = False, state: DatasetState | None = None) -> DatasetOutcome:
-    """Validate and store one dataset. With the global limit defined, one such task at a time writes."""
+    """Validate and store one dataset. With the global limit defined, one such task at a time writes,
+    and the state is read again inside it (another run may have written meanwhile)."""
     wh = Warehouse(warehouse_root)
-    try:
-        if limit:
-            from prefect.concurrency.sync import concurrency
+    if limit:
+        from prefect.concurrency.sync import concurrency
 
-            with concurrency(WAREHOUSE_LIMIT, occupy=1):
-                return store_dataset(entry, acquired, wh, run_id=run_id, schemas_dir=Path(schemas_dir))
-        return store_dataset(entry, acquired, wh, run_id=run_id, schemas_dir=Path(schemas_dir), state=state)
-    except Exception as e:  # one dataset's crash must not stop the others
-        get_run_logger().exception("storing %s failed", entry.id)
-        return fail_dataset(entry, acquired, wh, run_id, e)
+        with concurrency(WAREHOUSE_LIMIT, occupy=1):
+            return store_or_fail(entry, acquired, wh, run_id=run_id, schemas_dir=Path(schemas_dir), state=None)
+    return store_or_fail(entry, acquired, wh, run_id=run_id, schemas_dir=Path(schemas_dir), state=state)
+
+
+class Submitted:
+    """A submitted task, as the run loop sees it: is it finished (told by the future's done-callback,
+    no call to the server), and its result."""
+
+    def __init__(self, future: Any):
+        self.future = future
+        self._finished = threading.Event()
+        future.add_done_callback(lambda _: self._finished.set())
+
+    def done(self) -> bool:
+        return self._finished.is_set()
+
+    def result(self) -> Any:
+        return self.future.result()
+
+
+@dataclass
+class PrefectStages:
+    """The run loop's stages as Prefect tasks: expansions and acquisitions submitted (they run
+    concurrently on the task runner), the store task called in the flow, one dataset at a time."""
+
+    warehouse: Warehouse
+    schemas_dir: Path
+    limit: bool
+
+    def expand(self, entry: CatalogEntry, state: DatasetState) -> Submitted:
+        return Submitted(expand_sources.submit(entry, state))
+
+    def acquire(self, resource: SourceResource, record: SourceRecord | None) -> Submitted:
+        return Submitted(acquire_source.submit(resource, record, self.warehouse.spec))
+
+    def store(self, entry: CatalogEntry, acquired: list[Acquired], run_id: str, state: DatasetState) -> DatasetOutcome:
+        outcome = store(entry, acquired, self.warehouse.spec, run_id, str(self.schemas_dir), self.limit, state)
+        for s in outcome.sources:
+            get_run_logger().info("%s · %s: %s — %s", s.dataset_id, s.label, s.state, s.reason)
+        return outcome
 
 
 def _limit_defined() -> bool:
@@ -186,38 +191,13 @@ def harvest(
     """Harvest the catalog's datasets (or only ``ids``) into the warehouse."""
     logger = get_run_logger()
     cat = load_catalog(catalog)
-    schemas_dir = str(default_schemas_dir(cat))
-    # a dataset whose foreign keys point to another is stored after it, so it is checked against this run's rows
-    entries = harvest_order(cat.select(ids), lambda e: schema_descriptor(e, Path(schemas_dir)))
+    schemas_dir = default_schemas_dir(cat)
     wh = Warehouse(warehouse)
-    summary = HarvestSummary(run_id=new_run_id())
-    with wh.harvest_lock():
-        wh.init()
-        started = now()
-        wh.record_run(summary.run_id, started)
-        logger.info("run %s: %d dataset(s) from %s into %s", summary.run_id, len(entries), cat.root, wh.root)
-        limit = _limit_defined()
-        logger.info("warehouse writes %s", f"limited by the global concurrency limit {WAREHOUSE_LIMIT!r}"
-                    if limit else "serialized by this run (no global concurrency limit defined)")
-        states = {entry.id: wh.dataset_state(entry.id) for entry in entries}
-        expansions = [(entry, expand_sources.submit(entry, states[entry.id])) for entry in entries]
-        pending = []
-        for entry, expansion in expansions:
-            resources, failures = _expanded(entry, expansion)
-            state = states[entry.id]
-            futures = [(r, acquire_source.submit(r, state.records.get(r.key), wh.spec)) for r in resources]
-            pending.append((entry, futures, failures, state))
-        for entry, futures, failures, state in pending:
-            acquired = [_settle(r, f) for r, f in futures] + failures
-            # with a global limit another run may have written meanwhile: then the state is read again
-            outcome = store(entry, acquired, wh.spec, summary.run_id, schemas_dir, limit, None if limit else state)
-            summary.datasets.append(outcome)
-            for s in outcome.sources:
-                logger.info("%s · %s: %s — %s", s.dataset_id, s.label, s.state, s.reason)
-                progress.info("%s", s.state, extra={"partage_source": s})
-            progress.info("%s", outcome.message, extra={"partage_dataset": outcome})
-        counts = summary.counts()
-        wh.record_run(summary.run_id, started, {"counts": counts, "exit_code": summary.exit_code})
+    limit = _limit_defined()
+    logger.info("warehouse writes %s", f"limited by the global concurrency limit {WAREHOUSE_LIMIT!r}"
+                if limit else "made by this run, one dataset at a time (no global concurrency limit defined)")
+    summary = run_harvest(cat, wh, PrefectStages(wh, schemas_dir, limit), ids, schemas_dir)
+    counts = summary.counts()
     try:
         _report(summary)
     except Exception:  # the data is stored; a reporting hiccup must not fail the run

@@ -78,13 +78,19 @@ def test_gc_waits_for_no_harvest(hub: CatalogBuilder, harvest) -> None:
     three_versions(hub, harvest, "retention: {keep: 1}\n")
     with Warehouse(hub.warehouse).harvest_lock():
         r = gc(hub)
-    assert r.exit_code == 1 and "another harvest is running" in r.output
+    assert r.exit_code == 3 and "another harvest is running" in r.output
     assert query(hub, "SELECT count(*) FROM _partage.versions") == [(3,)]
 
 
-def test_gc_keeps_the_reports_of_parts_carried_over(hub: CatalogBuilder, harvest) -> None:
+@pytest.mark.parametrize("runner", ["prefect", "plain"])
+def test_gc_keeps_the_reports_of_parts_carried_over(hub: CatalogBuilder, request, runner: str) -> None:
     """Issue #22: with `retention: {keep: 1}`, gc removed the version that produced an unchanged source's
-    part, and with it that source's report: the next published validation report silently lacked it."""
+    part, and with it that source's report: the next published validation report silently lacked it.
+    The harvests go through the one run loop, with its stages as Prefect tasks and called inline."""
+    from partage.pipeline import harvest_without_prefect
+
+    harvest = request.getfixturevalue("harvest") if runner == "prefect" else \
+        (lambda: harvest_without_prefect(hub.catalog, hub.warehouse))
     hub.schema(SCHEMA, COMMUNES_SCHEMA)
     hub.file("a.csv", COMMUNES_CSV)
     hub.file("b.csv", COMMUNES_CSV.splitlines()[0] + "\n01053,Bourg-en-Bresse,41000,23.86,2024-06-01\n")
@@ -102,3 +108,48 @@ def test_gc_keeps_the_reports_of_parts_carried_over(hub: CatalogBuilder, harvest
     assert info is not None
     assert sorted(info.report_files(wh.root)) == sorted(p.source_key for p in info.parts)  # both reports still there
     assert query(hub, "SELECT count(*) FROM communes") == [(5,)]
+
+
+def test_gc_expires_the_snapshots_of_removed_versions_and_deletes_their_lake_files(hub: CatalogBuilder, harvest) -> None:
+    """#22: retention goes through DuckLake — the snapshots no kept version needs are expired and the data
+    files only they referred to are deleted; the kept versions stay reachable by time travel."""
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    hub.dataset("communes", ["file: ../data/c.csv"], schema=SCHEMA, extra="retention: {keep: 1}\n")
+    header = COMMUNES_CSV.splitlines()[0]
+    for n in (40, 60, 80):  # above DuckLake's inlining limit: real Parquet files in lake/
+        hub.file("c.csv", header + "\n" + "".join(f"{1001 + i:05d},Commune {i},{i},1.5,2024-01-01\n" for i in range(n)))
+        harvest()
+    wh = Warehouse(hub.warehouse)
+    lake_files = lambda: sorted(p for p in (wh.root / "lake").rglob("*.parquet"))  # noqa: E731
+    before = lake_files()
+    snaps = wh.snapshots("communes")
+    assert len(snaps) == 3
+    r = gc(hub, "--dry-run", "--grace", "0")
+    assert r.exit_code == 0 and "snapshot(s) to expire" in r.output, r.output
+    assert lake_files() == before  # a dry run deletes nothing
+    r = gc(hub, "--grace", "0")
+    assert r.exit_code == 0, r.output
+    latest_version, latest_snap = max(snaps.items())
+    with wh.connect(read_only=True) as con:
+        remaining = [s for (s,) in con.execute("SELECT snapshot_id FROM lake.snapshots() ORDER BY 1").fetchall()]
+        assert con.execute(f"SELECT count(*) FROM communes AT (VERSION => {latest_snap})").fetchone()[0] == 80
+    assert latest_snap in remaining and all(s not in remaining for v, s in snaps.items() if v != latest_version)
+    after = lake_files()
+    assert len(after) < len(before) and set(after) < set(before)  # the removed versions' files went, none appeared
+    assert query(hub, "SELECT count(*) FROM communes") == [(80,)]
+    assert query(hub, 'SELECT count(*), min(_version) FROM history."communes"') == [(80, latest_version)]
+    assert "snapshot(s) expired" in r.output
+    hub.file("c.csv", header + "\n" + "".join(f"{1001 + i:05d},Commune {i},{i},1.5,2024-01-01\n" for i in range(90)))
+    assert harvest().datasets[0].version  # the lake goes on after the clean-up
+    assert query(hub, "SELECT count(*) FROM communes") == [(90,)]
+
+
+def test_gc_leaves_young_snapshots_within_the_grace_period(hub: CatalogBuilder, harvest) -> None:
+    three_versions(hub, harvest, "retention: {keep: 1}\n")
+    wh = Warehouse(hub.warehouse)
+    with wh.connect(read_only=True) as con:
+        before = con.execute("SELECT count(*) FROM lake.snapshots()").fetchone()[0]
+    r = gc(hub)  # the default grace: 24 h, so an analyst's transaction on an old snapshot reads on
+    assert r.exit_code == 0 and "0 snapshot(s) expired" in r.output, r.output
+    with wh.connect(read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM lake.snapshots()").fetchone()[0] == before

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,6 +88,19 @@ def test_500_then_200_source_is_stored(hub: CatalogBuilder, http_server: Fixture
     (src,) = harvest().sources
     assert src.state == "updated" and "2 attempts" in src.reason
     assert [r.status for r in http_server.requests("/communes.csv")] == [500, 200]
+
+
+def test_a_slow_source_delays_its_own_dataset_only(hub: CatalogBuilder, http_server: FixtureServer, harvest) -> None:
+    """#26: datasets were stored in catalog order, so every dataset after a slow source waited for it.
+    The run loop stores each dataset once its own sources are in (foreign-key order aside)."""
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    http_server.serve("/slow.csv", COMMUNES_CSV, delay=6)
+    http_server.serve("/fast.csv", COMMUNES_CSV)
+    hub.dataset("a-lent", [f"url: {http_server.url('/slow.csv')}"], schema=SCHEMA)
+    hub.dataset("b-rapide", [f"url: {http_server.url('/fast.csv')}"], schema=SCHEMA)
+    summary = harvest()
+    assert [d.dataset_id for d in summary.datasets] == ["b-rapide", "a-lent"]  # stored first, though listed second
+    assert all(d.version for d in summary.datasets)
 
 
 def test_404_source_fails_with_its_url_and_the_others_are_stored(hub: CatalogBuilder, http_server: FixtureServer, harvest) -> None:
@@ -303,16 +319,39 @@ def test_unset_credential_fails_that_source_only(hub: CatalogBuilder, http_serve
 
 
 def test_second_harvest_is_kept_out_while_one_runs(tmp_path: Path) -> None:
-    from partage.errors import WarehouseBusy
+    from partage.errors import HarvestRunning
 
     wh = Warehouse(tmp_path / "wh")
-    with wh.harvest_lock():
-        with pytest.raises(WarehouseBusy) as exc:
+    with wh.harvest_lock(["a", "b"]):
+        with pytest.raises(HarvestRunning) as exc:  # one dataset in common is enough
+            with Warehouse(tmp_path / "wh").harvest_lock(["b", "c"]):
+                pass
+        assert "another harvest is running" in str(exc.value) and "'b'" in str(exc.value)
+        assert f"pid {os.getpid()}" in str(exc.value)  # who holds it
+        with Warehouse(tmp_path / "wh").harvest_lock(["c", "d"]):  # other datasets: side by side
+            pass
+        with pytest.raises(HarvestRunning, match="another harvest is running"):  # gc needs the whole warehouse
             with Warehouse(tmp_path / "wh").harvest_lock():
                 pass
-    assert "another harvest is running" in str(exc.value)
     with wh.harvest_lock():  # released after the first one ended
+        with pytest.raises(HarvestRunning, match="partage gc"):  # and a harvest waits for no gc
+            with Warehouse(tmp_path / "wh").harvest_lock(["a"]):
+                pass
+    with wh.harvest_lock(["a"]):
         pass
+
+
+def test_a_second_harvest_of_the_same_dataset_is_refused_at_once_with_exit_code_3(hub: CatalogBuilder) -> None:
+    """#23 case 8: it took 27 s (Prefect's start), printed a traceback and exited 1, the code of "some rejected"."""
+    hub.file("c.csv", COMMUNES_CSV)
+    hub.dataset("communes", ["file: ../data/c.csv"])
+    with Warehouse(hub.warehouse).harvest_lock(["communes"]):
+        r = subprocess.run([str(Path(sys.executable).with_name("partage")), "harvest", "--catalog", str(hub.catalog),
+                            "--warehouse", str(hub.warehouse)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "another harvest is running" in r.stderr and "'communes'" in r.stderr and "nothing was harvested" in r.stderr
+    assert "Traceback" not in r.stdout + r.stderr and "Harvesting" not in r.stdout  # before Prefect was started
+    assert not Warehouse(hub.warehouse).exists()
 
 
 def test_moved_warehouse_views_are_repointed(hub: CatalogBuilder, harvest) -> None:

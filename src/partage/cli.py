@@ -7,13 +7,14 @@ unchanged, 1 when some were rejected or failed, 2 for a bad configuration;
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,7 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
-from .errors import CatalogError, PartageError, WarehouseBusy
+from .errors import CatalogError, HarvestRunning, PartageError, WarehouseBusy
 
 app = typer.Typer(
     help="Partage: harvest, validate, store and publish the data of a territory.",
@@ -237,9 +238,35 @@ def harvest(
     from .local_prefect import EarlyServer
 
     _quiet_prefect(verbose)
-    server = EarlyServer()
-    server.start()
-    _harvest(ids, catalog, warehouse, server)
+    with _harvest_locks(ids, catalog, warehouse):
+        server = EarlyServer()
+        server.start()
+        _harvest(ids, catalog, warehouse, server)
+
+
+EXIT_RUNNING = 3  # another harvest is writing one of these datasets (or gc is running): nothing was done
+
+
+@contextmanager
+def _harvest_locks(ids: list[str] | None, catalog: Path, warehouse: str) -> Iterator[None]:
+    """Take the datasets' harvest locks before Prefect starts, and lend them to the flow.
+
+    A second harvest of the same dataset is then refused at once (exit 3, no traceback, nothing
+    downloaded), instead of after Prefect's start-up."""
+    from .catalog import load_catalog
+    from .warehouse import Warehouse
+
+    try:
+        entries = load_catalog(catalog).select(ids)
+    except CatalogError:
+        yield  # _harvest reports every problem of the catalog
+        return
+    with ExitStack() as held:
+        try:
+            held.enter_context(Warehouse(warehouse).harvest_lock([e.id for e in entries], lend=True))
+        except HarvestRunning as e:
+            _fail(f"{e}; nothing was harvested", EXIT_RUNNING)
+        yield
 
 
 def _harvest(ids: list[str] | None, catalog: Path, warehouse: str, server: Any) -> None:
@@ -258,6 +285,8 @@ def _harvest(ids: list[str] | None, catalog: Path, warehouse: str, server: Any) 
 
             server.wait_ready()
             summary = harvest_flow(catalog=str(catalog), warehouse=str(warehouse), ids=list(ids) if ids else None)
+    except HarvestRunning as e:
+        _fail(f"{e}; nothing was harvested", EXIT_RUNNING)
     except WarehouseBusy as e:
         _fail(str(e), 1)
     except CatalogError as e:
@@ -366,10 +395,14 @@ def _publish(target: list[str] | None, ids: list[str] | None, dry_run: bool, cat
 @app.command()
 def gc(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would go; delete nothing.")] = False,
+    grace: Annotated[float, typer.Option("--grace", min=0, help=(
+        "Hours a lake snapshot no kept version needs, or a data file nothing refers to, is left alone before "
+        "it goes: a transaction an analyst opened on it reads on until then."))] = 24.0,
     catalog: CatalogOpt = Path("catalog"),
     warehouse: WarehouseOpt = "warehouse",
 ) -> None:
-    """Apply each dataset's `retention:` and remove what crashes left behind (never the latest version)."""
+    """Apply each dataset's `retention:`, expire the lake snapshots no kept version needs, and remove what
+    crashes left behind (never the latest version)."""
     from .catalog import load_catalog
     from .gc import collect_garbage
     from .warehouse import Warehouse
@@ -382,7 +415,9 @@ def gc(
     except CatalogError as e:
         _catalog_problems(e, "; nothing was collected")
     try:
-        r = collect_garbage(wh, cat, dry_run=dry_run)
+        r = collect_garbage(wh, cat, dry_run=dry_run, grace=dt.timedelta(hours=grace))
+    except HarvestRunning as e:
+        _fail(f"{e}; nothing was collected", EXIT_RUNNING)
     except WarehouseBusy as e:
         _fail(str(e), 1)
     verb = "would remove" if dry_run else "removed"
@@ -394,6 +429,8 @@ def gc(
         out.print(f"  orphan {escape(str(p))}")
     for url in r.remote_orphans:
         out.print(f"  orphan {escape(url)}")
+    out.print(f"lake: {len(r.snapshots)} snapshot(s) {'to expire' if dry_run else 'expired'} (older than {grace:g} h, "
+              f"needed by no kept version), {len(r.lake_files)} data file(s) {'due for deletion' if dry_run else 'deleted'}")
 
 
 # -- report -------------------------------------------------------------------

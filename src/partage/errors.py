@@ -66,7 +66,12 @@ class WarehouseError(PartageError):
 
 
 class WarehouseBusy(WarehouseError, TransientError):
-    """Another process holds the warehouse (a running harvest, or a DuckDB writer)."""
+    """The lake refused a commit several times over (other writers kept committing); run it again."""
+
+
+class HarvestRunning(WarehouseBusy):
+    """Another harvest on this machine is writing one of the datasets asked for (or gc is running).
+    Refused at once, before any download; ``partage harvest`` exits with code 3."""
 
 
 class PortalError(TerminalError):

@@ -5,6 +5,9 @@ What goes, and why it is safe:
 * versions beyond the entry's ``retention`` (keep the last ``keep`` versions and/or those younger than
   ``days``) — never the latest one. Parts shared with newer versions are hard links, so the newer
   versions keep their data. The version row goes in the same transaction that rebuilds the history view.
+* lake snapshots no kept version needs (``ducklake_expire_snapshots``), once older than the grace
+  period, and then the lake's data files only they referred to (``ducklake_cleanup_old_files``,
+  ``ducklake_delete_orphaned_files``) — see ``Warehouse.clean_lake``.
 * orphans: staging directories and version directories no transaction ever recorded (a crash between
   the rename and the commit), temporary raw downloads, exports of versions that no longer exist,
   raw files no source and no kept version refers to.
@@ -36,6 +39,8 @@ class GcReport:
     remote_orphans: list[str] = field(default_factory=list)  # object-store version prefixes no transaction recorded
     raw_files: list[Path] = field(default_factory=list)
     bytes_freed: int = 0
+    snapshots: list[int] = field(default_factory=list)  # lake snapshots expired (no kept version needs them)
+    lake_files: list[str] = field(default_factory=list)  # lake data files deleted (only expired snapshots had them)
 
 
 def _size(path: Path) -> int:
@@ -63,7 +68,8 @@ def _keep_reports_of_carried_parts(warehouse: Warehouse, ds_id: str, version: st
                     shutil.copy2(report, dest)
 
 
-def collect_garbage(warehouse: Warehouse, catalog: Catalog | None, *, dry_run: bool = False) -> GcReport:
+def collect_garbage(warehouse: Warehouse, catalog: Catalog | None, *, dry_run: bool = False,
+                    grace: dt.timedelta = dt.timedelta(hours=24)) -> GcReport:
     report = GcReport()
     with warehouse.harvest_lock():
         with warehouse.connect() as con:
@@ -158,6 +164,10 @@ def collect_garbage(warehouse: Warehouse, catalog: Catalog | None, *, dry_run: b
                     report.bytes_freed += f.stat().st_size
                     if not dry_run:
                         f.unlink()
+
+        # 4. the lake: snapshots no kept version needs, and the data files only they referred to
+        cleanup = warehouse.clean_lake(grace=grace, dry_run=dry_run)
+        report.snapshots, report.lake_files = cleanup.snapshots, cleanup.files
     return report
 
 

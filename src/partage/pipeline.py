@@ -16,18 +16,20 @@ import hashlib
 import json
 import logging
 import shutil
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from .catalog import Catalog, CatalogEntry
 from .consolidate import find_duplicates, primary_key
 from .dialect import detect
-from .errors import PartageError, SourceFormatError
+from .errors import PartageError, SourceFormatError, TransientError
 from .faults import checkpoint
 from .publish import datapackage
-from .references import foreign_references, harvest_order
+from .references import foreign_references, harvest_order, referenced_datasets
 from .schemas import ResolvedSchema, resolve_schema, schema_from_descriptor
 from .sources import Acquired, SourceResource, acquire, expand
 from .unpack import plain_file
@@ -35,6 +37,7 @@ from .validate import infer_schema, validate_and_type
 from .warehouse import DatasetState, Part, SourceRecord, Warehouse, new_version_id, now
 
 log = logging.getLogger("partage.harvest")
+progress = logging.getLogger("partage.progress")  # one record per source and per dataset, for the CLI's live lines
 
 SourceState = Literal["unchanged", "updated", "rejected", "failed", "gone"]
 OK_STATES = ("unchanged", "updated", "gone")  # a resource the portal no longer lists is news, not a failure
@@ -376,9 +379,179 @@ def fail_dataset(entry: CatalogEntry, acquired: list[Acquired], warehouse: Wareh
     return DatasetOutcome(entry.id, outcomes, message=reason)
 
 
+class TransientSourceFailure(TransientError):
+    """An acquisition that failed for a reason worth retrying (a time-out, a 503).
+
+    A scheduler's acquire stage raises it so that its own retry machinery (Prefect's task retries)
+    tries again; once the retries are spent, the run loop records the acquisition it carries."""
+
+    def __init__(self, acquired: Acquired):
+        self.acquired = acquired
+        super().__init__(acquired.reason)
+
+
+class Pending(Protocol):
+    """What a stage hands back: a Prefect future's wrapper, or a value computed at once (:class:`Done`)."""
+
+    def result(self) -> Any: ...
+
+    def done(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Done:
+    """A stage that ran inline: its value, or the exception it raised (re-raised by ``result``)."""
+
+    value: Any = None
+    error: BaseException | None = None
+
+    def result(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+    def done(self) -> bool:
+        return True
+
+    @staticmethod
+    def of(work: Callable[[], Any]) -> "Done":
+        try:
+            return Done(work())
+        except Exception as e:  # noqa: BLE001 (the loop turns it into a failed source; nothing is lost)
+            return Done(error=e)
+
+
+class Stages(Protocol):
+    """How the run loop's three stages are executed: inline (:class:`InlineStages`) or as Prefect tasks
+    (``flows/harvest.py``). The loop itself, and so what each source's state means, is the same."""
+
+    def expand(self, entry: CatalogEntry, state: DatasetState) -> Pending: ...
+
+    def acquire(self, resource: SourceResource, record: SourceRecord | None) -> Pending: ...
+
+    def store(self, entry: CatalogEntry, acquired: list[Acquired], run_id: str, state: DatasetState) -> DatasetOutcome: ...
+
+
+def store_or_fail(entry: CatalogEntry, acquired: list[Acquired], warehouse: Warehouse, *, run_id: str,
+                  schemas_dir: Path | None, state: DatasetState | None) -> DatasetOutcome:
+    """``store_dataset``, with a crash recorded as ``failed`` on the dataset's sources: one dataset never stops the others."""
+    try:
+        return store_dataset(entry, acquired, warehouse, run_id=run_id, schemas_dir=schemas_dir, state=state)
+    except Exception as e:
+        log.exception("storing %s failed", entry.id)
+        return fail_dataset(entry, acquired, warehouse, run_id, e)
+
+
+@dataclass
+class InlineStages:
+    """Each stage called in this process, one after the other: no scheduler, no retries between tasks."""
+
+    warehouse: Warehouse
+    schemas_dir: Path | None
+
+    def expand(self, entry: CatalogEntry, state: DatasetState) -> Pending:
+        return Done.of(lambda: plan(entry, state))
+
+    def acquire(self, resource: SourceResource, record: SourceRecord | None) -> Pending:
+        return Done.of(lambda: acquire(resource, record, self.warehouse.raw))
+
+    def store(self, entry: CatalogEntry, acquired: list[Acquired], run_id: str, state: DatasetState) -> DatasetOutcome:
+        return store_or_fail(entry, acquired, self.warehouse, run_id=run_id, schemas_dir=self.schemas_dir, state=state)
+
+
+def _expanded(entry: CatalogEntry, pending: Pending) -> tuple[list[SourceResource], list[Acquired]]:
+    try:
+        resources, failures = pending.result()
+    except Exception as e:  # a crashed expansion fails this dataset's sources, not the run
+        res = SourceResource(entry.id, "expansion", "url", str(entry.path), entry.id)
+        return [], [Acquired(res, "failed", f"{entry.id}: could not list its sources: {type(e).__name__}: {e}")]
+    for f in failures:
+        log.warning("%s: %s", f.resource.label, f.reason)
+    return resources, failures
+
+
+def _settle(resource: SourceResource, pending: Pending) -> Acquired:
+    """The stage's acquisition, or a failed one saying why (retries exhausted, a crash, a time-out)."""
+    try:
+        return pending.result()
+    except TransientSourceFailure as e:
+        return e.acquired
+    except Exception as e:  # a crashed acquisition
+        return Acquired(resource, "failed", f"{resource.label}: {type(e).__name__}: {e}")
+
+
+def _earlier_references(entries: list[CatalogEntry], schemas_dir: Path | None) -> dict[str, set[str]]:
+    """For each dataset, the datasets of this run its foreign keys point to that come before it in
+    ``entries`` (the harvest order): it is stored after them, so it is checked against this run's rows.
+    Only earlier ones count, so a cycle never makes two datasets wait for each other."""
+    out: dict[str, set[str]] = {}
+    seen: set[str] = set()
+    for e in entries:
+        try:
+            desc = schema_descriptor(e, schemas_dir)
+        except Exception:  # noqa: BLE001 - resolving fails again, with its reason, when the dataset is stored
+            desc = None
+        out[e.id] = set(referenced_datasets(desc or {}, e.id)) & seen
+        seen.add(e.id)
+    return out
+
+
+def run_harvest(catalog: Catalog, warehouse: Warehouse, stages: Stages, ids: list[str] | None = None,
+                schemas_dir: Path | None = None) -> HarvestSummary:
+    """The harvest's one run loop, whatever executes its stages.
+
+    1. The datasets' locks are taken (a second harvest of the same dataset is refused at once) and
+       each dataset's state is read, **before** its sources are listed: a portal that cannot be
+       listed then keeps its resources' rows ("not checked; data kept") instead of losing them.
+    2. Every dataset's sources are listed, then every source is acquired (a scheduler runs these
+       concurrently).
+    3. Datasets are stored one by one, each in one lake snapshot, as soon as their sources are all
+       in — a slow source never holds up the datasets after it — but never before a dataset their
+       foreign keys point to (they are checked against this run's rows). A crash fails that dataset only.
+    The run is recorded in ``_partage.runs`` at its start and end.
+    """
+    schemas_dir = schemas_dir or default_schemas_dir(catalog)
+    entries = harvest_order(catalog.select(ids), lambda e: schema_descriptor(e, schemas_dir))
+    summary = HarvestSummary(run_id=new_run_id())
+    with warehouse.harvest_lock([e.id for e in entries]):
+        warehouse.init()
+        started = now()
+        warehouse.record_run(summary.run_id, started)
+        log.info("run %s: %d dataset(s) from %s into %s", summary.run_id, len(entries), catalog.root,
+                 warehouse.data_root)
+        states = {entry.id: warehouse.dataset_state(entry.id) for entry in entries}
+        expansions = [(entry, stages.expand(entry, states[entry.id])) for entry in entries]
+        pending = []
+        for entry, expansion in expansions:
+            resources, failures = _expanded(entry, expansion)
+            records = states[entry.id].records
+            pending.append((entry, [(r, stages.acquire(r, records.get(r.key))) for r in resources], failures))
+        waits_for = _earlier_references(entries, schemas_dir)
+        stored: set[str] = set()
+        while pending:
+            # The first dataset whose sources are all in, and whose referenced datasets are stored:
+            # a slow source delays its own dataset only, never the ones after it.
+            ready = next((p for p in pending if waits_for[p[0].id] <= stored and all(a.done() for _, a in p[1])), None)
+            if ready is None:
+                time.sleep(0.1)
+                continue
+            pending.remove(ready)
+            entry, acquisitions, failures = ready
+            acquired = [_settle(r, p) for r, p in acquisitions] + failures
+            outcome = stages.store(entry, acquired, summary.run_id, states[entry.id])
+            stored.add(entry.id)
+            summary.datasets.append(outcome)
+            for s in outcome.sources:
+                log.info("%s · %s: %s — %s", s.dataset_id, s.label, s.state, s.reason)
+                progress.info("%s", s.state, extra={"partage_source": s})
+            progress.info("%s", outcome.message, extra={"partage_dataset": outcome})
+        warehouse.record_run(summary.run_id, started, {"counts": summary.counts(), "exit_code": summary.exit_code})
+    return summary
+
+
 def harvest_without_prefect(catalog_dir: Path | str, warehouse_dir: Path | str,
                             ids: list[str] | None = None) -> HarvestSummary:
-    """The harvest flow's steps in a plain loop: no Prefect, no retries between tasks, one source at a time.
+    """The run loop with its stages called inline: no Prefect, no retries between tasks, one source at a time.
 
     For embedding Partage in another scheduler, and for the crash and
     concurrency tests, which kill or race this process many times and need it
@@ -388,28 +561,5 @@ def harvest_without_prefect(catalog_dir: Path | str, warehouse_dir: Path | str,
 
     cat = load_catalog(catalog_dir)
     wh = Warehouse(warehouse_dir)
-    summary = HarvestSummary(run_id=new_run_id())
     schemas_dir = default_schemas_dir(cat)
-    with wh.harvest_lock():
-        wh.init()
-        started = now()
-        wh.record_run(summary.run_id, started)
-        for entry in harvest_order(cat.select(ids), lambda e: schema_descriptor(e, schemas_dir)):
-            state = wh.dataset_state(entry.id)  # before planning: a portal that cannot be listed keeps its rows
-            resources, failures = plan(entry, state)
-            acquired = []
-            for r in resources:
-                try:
-                    acquired.append(acquire(r, state.records.get(r.key), wh.raw))
-                except Exception as e:  # one source's crash never stops the others
-                    acquired.append(Acquired(r, "failed", f"{r.label}: {type(e).__name__}: {e}"))
-            acquired += failures
-            try:
-                outcome = store_dataset(entry, acquired, wh, run_id=summary.run_id, schemas_dir=schemas_dir,
-                                        state=state)
-            except Exception as e:
-                log.exception("storing %s failed", entry.id)
-                outcome = fail_dataset(entry, acquired, wh, summary.run_id, e)
-            summary.datasets.append(outcome)
-        wh.record_run(summary.run_id, started, {"counts": summary.counts(), "exit_code": summary.exit_code})
-    return summary
+    return run_harvest(cat, wh, InlineStages(wh, schemas_dir), ids, schemas_dir)

@@ -41,13 +41,14 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from .errors import WarehouseBusy, WarehouseError
+from .errors import HarvestRunning, WarehouseBusy, WarehouseError
 from .faults import checkpoint
 from .rawstore import RawStore, copy_or_link
 from .store.lake import LAKE, LakeSpec, instance, load_sql
@@ -227,6 +228,14 @@ class VersionInfo:
                     out[p.source_key] = f
                     break
         return out
+
+
+@dataclass(frozen=True)
+class LakeCleanup:
+    """What ``Warehouse.clean_lake`` expired and deleted (or would, in a dry run)."""
+
+    snapshots: list[int]
+    files: list[str]
 
 
 @dataclass(frozen=True)
@@ -426,33 +435,55 @@ class Warehouse:
         return (int(row[0] or 0), 0)
 
     @contextmanager
-    def harvest_lock(self) -> Iterator[None]:
-        """Keep a second harvest of this machine's warehouse out while one runs (readers are not affected).
+    def harvest_lock(self, datasets: list[str] | None = None, *, lend: bool = False) -> Iterator[None]:
+        """Keep two writers of one dataset apart on this machine, and gc apart from harvests; never readers.
 
-        Between machines (a PostgreSQL catalog), harvests of different datasets run at once and the
-        same dataset is kept to one writer by Prefect's tag concurrency (see prefect.yaml); DuckLake
-        refuses a conflicting commit, which ``_transaction`` redoes."""
+        ``datasets`` given (a harvest): each of them is locked, so a second harvest of any of them is
+        refused **at once** (:class:`HarvestRunning`, exit code 3), while a harvest of other datasets
+        runs beside it. ``None`` (``partage gc``): the whole warehouse. Locks are ``flock``s, released
+        by the kernel when their process dies, so a crash never leaves one behind.
+
+        Between machines (a PostgreSQL catalog) each machine has its own locks; the same dataset is
+        kept to one writer by Prefect (the ``partage-warehouse`` limit, see prefect.yaml), and DuckLake
+        refuses a conflicting commit, which ``_transaction`` redoes.
+
+        ``lend``: code called inside this block, in this context (the CLI's Prefect flow), may take
+        the same datasets' locks again without being refused."""
+        keys = {(str(self.root), d) for d in datasets or ()}
+        if datasets is not None and keys <= _LENT.get():
+            yield  # held by our caller for us
+            return
         self.root.mkdir(parents=True, exist_ok=True)
-        path = self.root / ".harvest.lock"
-        with open(path, "a+") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                f.seek(0)
-                holder = f.read().strip() or "unknown"
-                raise WarehouseBusy(
-                    f"another harvest is running on {self.root} ({holder}); wait for it to finish"
-                ) from None
-            f.seek(0)
-            f.truncate()
-            f.write(f"pid {os.getpid()} since {now().isoformat(timespec='seconds')}")
-            f.flush()
-            try:
-                yield
-            finally:
-                f.seek(0)
-                f.truncate()
-                fcntl.flock(f, fcntl.LOCK_UN)
+        held: list[Any] = []
+        token = None
+        try:
+            whole = open(self.root / ".harvest.lock", "a+")
+            held.append(whole)
+            _flock(whole, exclusive=datasets is None,
+                   busy=lambda holder: HarvestRunning(
+                       f"another harvest is running on {self.root} ({holder}); wait for it to finish"
+                       if datasets is None else
+                       f"`partage gc` is running on {self.root} ({holder}); harvest again when it has finished"))
+            if datasets is not None:
+                locks = self.root / ".locks"
+                locks.mkdir(exist_ok=True)
+                for ds_id in sorted(set(datasets)):
+                    f = open(locks / (_lock_name(ds_id) + ".lock"), "a+")
+                    held.append(f)
+                    _flock(f, exclusive=True, busy=lambda holder, ds_id=ds_id: HarvestRunning(
+                        f"another harvest is running on {self.root} and writing {ds_id!r} ({holder}); wait for "
+                        "it to finish, or harvest other datasets"))
+            if lend and datasets is not None:
+                token = _LENT.set(_LENT.get() | keys)
+            yield
+        finally:
+            if token is not None:
+                _LENT.reset(token)
+            for f in reversed(held):
+                try:
+                    fcntl.flock(f, fcntl.LOCK_UN)
+                finally:
+                    f.close()
 
     # -- reads ---------------------------------------------------------------
 
@@ -517,6 +548,42 @@ class Warehouse:
             except (TypeError, ValueError, KeyError):
                 continue
         return out
+
+    def clean_lake(self, *, grace: dt.timedelta, dry_run: bool = False) -> "LakeCleanup":
+        """Expire the snapshots no kept version needs, then delete the data files only they referred to.
+
+        Kept: the snapshot that committed each version still in ``_partage.versions`` (``history``
+        and ``partage history`` travel to them) and the latest one. The others — a retention-removed
+        version's, the metadata-only commits of unchanged runs, publications, run records — go, but
+        only once older than ``grace``: an analyst's transaction opened on one of them keeps reading
+        its files until then. Files no snapshot ever committed (a writer killed mid-commit) go too,
+        after the same grace (``ducklake_delete_orphaned_files``)."""
+        cutoff = now() - grace
+        with self.connect() as con:
+            snaps = con.execute(f"SELECT snapshot_id, snapshot_time, commit_message, commit_extra_info "
+                                f"FROM {LAKE}.snapshots() ORDER BY snapshot_id").fetchall()
+            kept = {tuple(r) for r in con.execute(f"SELECT dataset_id, version FROM {META}.versions").fetchall()}
+            needed = {int(snaps[-1][0])} if snaps else set()
+            for snap, _, message, info in snaps:
+                if isinstance(message, str) and message.startswith("partage: ") and info:
+                    try:
+                        extra = json.loads(info)
+                        if (extra.get("dataset"), extra.get("version")) in kept:
+                            needed.add(int(snap))
+                    except (TypeError, ValueError, AttributeError):
+                        needed.add(int(snap))  # not ours to judge: kept
+            expire = [int(s) for s, at, _, _ in snaps if int(s) not in needed and at < cutoff]
+            cleanup_dry = "true" if dry_run else "false"
+            if expire and not dry_run:
+                con.execute(f"CALL ducklake_expire_snapshots({literal(LAKE)}, versions => "
+                            f"[{', '.join(map(str, expire))}])")
+            files = [r[0] for r in con.execute(
+                f"CALL ducklake_cleanup_old_files({literal(LAKE)}, dry_run => {cleanup_dry}, older_than => ?)",
+                [cutoff]).fetchall()]
+            files += [r[0] for r in con.execute(
+                f"CALL ducklake_delete_orphaned_files({literal(LAKE)}, dry_run => {cleanup_dry}, older_than => ?)",
+                [cutoff]).fetchall()]
+        return LakeCleanup(expire, files)
 
     # -- writes --------------------------------------------------------------
 
@@ -688,6 +755,33 @@ class Warehouse:
                 f"(_kept_source, _kept_row_number); rule: {summary['duplicates']['rule']}"))  # type: ignore[index]
         else:
             con.execute(f"DROP TABLE IF EXISTS {DUPLICATES}.{ds}")
+
+
+_LENT: ContextVar[frozenset[tuple[str, str]]] = ContextVar("partage_harvest_locks_lent", default=frozenset())
+
+
+def _lock_name(dataset_id: str) -> str:
+    """A file name for a dataset's lock: the id when it is a safe name, else a digest (ids come from outside)."""
+    import hashlib
+    import re
+
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}", dataset_id):
+        return dataset_id
+    return "id-" + hashlib.sha256(dataset_id.encode()).hexdigest()[:24]
+
+
+def _flock(f: Any, *, exclusive: bool, busy: Any) -> None:
+    """Take ``f``'s lock without waiting and write who holds it; ``busy(holder)`` is raised when it is taken."""
+    try:
+        fcntl.flock(f, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        raise busy(f.read().strip() or "a process of this machine") from None
+    if exclusive:
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()} since {now().isoformat(timespec='seconds')}")
+        f.flush()
 
 
 def _rollback(con: duckdb.DuckDBPyConnection) -> None:
