@@ -148,8 +148,10 @@ def test_gc_leaves_young_snapshots_within_the_grace_period(hub: CatalogBuilder, 
     three_versions(hub, harvest, "retention: {keep: 1}\n")
     wh = Warehouse(hub.warehouse)
     with wh.connect(read_only=True) as con:
-        before = con.execute("SELECT count(*) FROM lake.snapshots()").fetchone()[0]
+        before = {r[0] for r in con.execute("SELECT snapshot_id FROM lake.snapshots()").fetchall()}
     r = gc(hub)  # the default grace: 24 h, so an analyst's transaction on an old snapshot reads on
     assert r.exit_code == 0 and "0 snapshot(s) expired" in r.output, r.output
     with wh.connect(read_only=True) as con:
-        assert con.execute("SELECT count(*) FROM lake.snapshots()").fetchone()[0] == before
+        after = {r[0] for r in con.execute("SELECT snapshot_id FROM lake.snapshots()").fetchall()}
+    # gc's own removals commit snapshots of their own; none of the earlier ones is gone
+    assert before <= after, sorted(before - after)
