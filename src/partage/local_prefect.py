@@ -40,6 +40,9 @@ class EarlyServer:
         self.url: str | None = None
 
     def start(self) -> bool:
+        # Prefect's own temporary server (the fallback, or PARTAGE_EARLY_SERVER=0) gives up after 20 s
+        # by default: a busy two-core machine boots it in 10-25 s. Two minutes, unless the user says.
+        os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
         if os.environ.get("PREFECT_API_URL") or os.environ.get("PARTAGE_EARLY_SERVER", "1") == "0":
             return False
         if "prefect" in sys.modules:  # already imported: it has read its settings, the address would be ignored
