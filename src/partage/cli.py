@@ -718,6 +718,61 @@ def sql(
     if len(rows) > max_rows:
         out.print(f"[dim]{len(rows) - max_rows:,} more row(s) not shown; use --format csv[/dim]")
 
+@app.command()
+def migrate(
+    warehouse: WarehouseOpt = "warehouse",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and change nothing.")] = False,
+    legacy_python: Annotated[str | None, typer.Option(
+        "--legacy-python", help="The Python of the old installation (its .venv/bin/python), when this DuckDB cannot "
+                                "read the old partage.duckdb: it exports the _partage tables, nothing else.")] = None,
+) -> None:
+    """Turn a warehouse of the layout before DuckLake (partage.duckdb) into the lake, keeping every version."""
+    from .store.migrate import migrate as run_migration
+    from .warehouse import Warehouse
+
+    try:
+        result = run_migration(Warehouse(warehouse), dry_run=dry_run, legacy_python=legacy_python,
+                               say=lambda line: out.print(escape(line), highlight=False))
+    except PartageError as e:
+        _fail(str(e), 2)
+    if result.state == "migrated":
+        out.print(f"Migrated: {result.committed} snapshot(s) committed. Next: `partage status`, `partage history ID`.")
+
+
+def _refuse_legacy(args: list[str]) -> None:
+    """Any command but ``migrate`` on a warehouse of the old layout stops here, exit 2, naming ``partage migrate``.
+
+    The store refuses it too (``Warehouse.refuse_legacy``); this check makes every command answer
+    the same way before it starts (status would otherwise report "no warehouse yet")."""
+    from .errors import LegacyWarehouse
+    from .warehouse import Warehouse
+
+    if "--help" in args:
+        return
+    cmd: Any = typer.main.get_command(app)
+    try:  # typer's click parses the line; duck-typed, as typer vendors its own click
+        ctx = cmd.make_context("partage", list(args), resilient_parsing=True)
+        while hasattr(cmd, "resolve_command"):
+            rest = [*getattr(ctx, "protected_args", getattr(ctx, "_protected_args", [])), *ctx.args]
+            if not rest:
+                return
+            name, sub, sub_args = cmd.resolve_command(ctx, rest)
+            if sub is None or name == "migrate":
+                return
+            cmd = sub
+            ctx = cmd.make_context(name or "", sub_args, parent=ctx, resilient_parsing=True)
+    except Exception:  # a bad command line: typer reports it; the store refuses the old layout anyway
+        return
+    option = next((p for p in cmd.params if p.name == "warehouse"), None)
+    if option is None:
+        return
+    spec = ctx.params.get("warehouse") or option.get_default(ctx)
+    try:
+        Warehouse(str(spec)).refuse_legacy()
+    except LegacyWarehouse as e:
+        _fail(str(e), 2)
+
+
 # -- the tabular API ------------------------------------------------------------
 
 tokens_app = typer.Typer(help="API tokens for partners and internal datasets (stored hashed).", no_args_is_help=True)
@@ -826,6 +881,10 @@ def serve(
 
 
 def main() -> None:
+    try:
+        _refuse_legacy(sys.argv[1:])
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
     app()
 
 

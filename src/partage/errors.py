@@ -65,6 +65,10 @@ class WarehouseError(PartageError):
     """The warehouse could not be read or written."""
 
 
+class LegacyWarehouse(WarehouseError, TerminalError):
+    """The warehouse has the layout before DuckLake (``partage.duckdb``): only ``partage migrate`` opens it."""
+
+
 class WarehouseBusy(WarehouseError, TransientError):
     """The lake refused a commit several times over (other writers kept committing); run it again."""
 

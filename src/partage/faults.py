@@ -23,6 +23,9 @@ POINTS = (
     "views-repointed",    # views repointed, not yet committed
     "committed",          # committed, connection still open
     "gc-removing",        # partage gc has removed its first item
+    "migrate-in-transaction",  # partage migrate: a version's tables written in its snapshot, not committed
+    "migrate-committed",  # partage migrate: the first version's snapshot committed
+    "migrate-before-retire",  # partage migrate: every snapshot committed, partage.duckdb not yet renamed
 )
 
 

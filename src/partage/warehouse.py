@@ -48,7 +48,7 @@ from typing import Any
 
 import duckdb
 
-from .errors import HarvestRunning, WarehouseBusy, WarehouseError
+from .errors import HarvestRunning, LegacyWarehouse, WarehouseBusy, WarehouseError
 from .faults import checkpoint
 from .rawstore import RawStore, copy_or_link
 from .store.lake import LAKE, LakeSpec, instance, load_sql
@@ -123,6 +123,7 @@ SOURCE_COLUMNS = ("dataset_id", "source_key", "kind", "label", "etag", "last_mod
 # columns an update leaves as they were when it does not know them (a failed download knows no sha256)
 _KEPT_WHEN_NULL = ("etag", "last_modified", "sha256", "bytes", "validated_sha256", "fingerprint", "accepted_sha256",
                    "changed_at", "origin", "location", "remote_id", "remote_modified")
+LEGACY_DB = "partage.duckdb"  # the single-file warehouse before DuckLake; `partage migrate` renames it when done
 COMMIT_RETRIES = 8  # a commit that meets another writer's is redone this many times before it fails
 
 
@@ -271,6 +272,23 @@ class Warehouse:
         self.lake = LakeSpec(catalog, data)
         self.raw = RawStore(self.root / "raw")
         self._fs: Any = None
+        self.legacy_ok = False  # set by `partage migrate` only: it reads the old layout and writes the lake
+
+    def legacy_database(self) -> Path | None:
+        """The old layout's ``partage.duckdb`` if this warehouse still has it (not yet migrated)."""
+        path = self.root / LEGACY_DB
+        return path if path.exists() else None
+
+    def refuse_legacy(self) -> None:
+        """Stop before anything opens or creates a lake beside a warehouse of the old layout.
+
+        A harvest there would start an empty lake and every stored version would look lost; the
+        way forward is ``partage migrate``, which keeps them all."""
+        if not self.legacy_ok and self.legacy_database() is not None:
+            raise LegacyWarehouse(
+                f"{self.root} is a warehouse of the layout before DuckLake ({LEGACY_DB}); run "
+                f"`partage migrate --warehouse {self.spec}` once to turn it into the lake (nothing is "
+                "re-validated, every stored version is kept), then run this command again")
 
     # -- where data files live -------------------------------------------------
 
@@ -355,6 +373,7 @@ class Warehouse:
 
         Nothing waits here: DuckLake's readers and writers do not block each other (``wait`` is
         accepted for callers of the former single-file warehouse and ignored)."""
+        self.refuse_legacy()
         if read_only and _check and not self.exists():
             raise WarehouseError(f"no warehouse at {self.root} (lake {self.lake.safe}); run `partage harvest` "
                                  "first or pass --warehouse")
