@@ -278,6 +278,21 @@ def test_tokens_are_stored_hashed_and_can_be_revoked(api: Api) -> None:
     assert "test-partners" in listed and api.tokens["partners"] not in listed
 
 
+@pytest.mark.parametrize("path", ["/datasets/communes-partenaires/rows?apikey={}&page=1", "/datasets?token={}",
+                                  "/datasets/communes/export.csv?code_insee__exact=01001&Access_Token={}"])
+def test_a_token_in_the_url_is_refused_and_never_logged(api: Api, path: str) -> None:
+    """Opendatasoft users send ?apikey=: Partage answers 400 pointing at the header, and the value,
+    though a valid token, is neither honoured nor written to the access log."""
+    secret = api.tokens["partners"]
+    r = api.http.get(path.format(secret))
+    assert r.status_code == 400, r.text
+    assert "Authorization: Bearer" in r.json()["detail"] and secret not in r.text
+    time.sleep(0.2)  # the access line is written after the response
+    log = (api.hub.root / "serve.log").read_text()
+    assert secret not in log
+    assert path.split("?")[0] in log and "=***" in log  # the request is logged, its credential masked
+
+
 # -- metadata, OpenAPI, docs ---------------------------------------------------------------
 
 def test_dataset_metadata(api: Api) -> None:

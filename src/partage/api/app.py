@@ -47,6 +47,67 @@ from .tokens import READABLE, TokenStore
 
 log = logging.getLogger("partage.api")
 
+# Query-string names other APIs take a credential under (Opendatasoft's ``apikey``, ``?token=``…).
+# A URL ends up in access logs, proxies and browser histories, so Partage never reads a token from
+# it: such a request is answered 400 (pointing at the header) and the value is masked in the log.
+# A dataset column of one of these names cannot be filtered with ``name=value`` (``name__exact=``
+# still works).
+CREDENTIAL_PARAMS = frozenset({"token", "apikey", "api_key", "api-key", "access_token", "auth_token", "jwt"})
+_CREDENTIAL_IN_URL = re.compile(r"([?&](?:%s)=)[^&#\s]*" % "|".join(re.escape(n) for n in sorted(CREDENTIAL_PARAMS)),
+                                re.IGNORECASE)
+
+
+# a cheap first look on the raw query string of every request (row pages are the hot path)
+_CREDENTIAL_NAME = re.compile(rb"(?:^|[&;])(?:%s)(?:=|&|$)" % b"|".join(re.escape(n.encode()) for n in sorted(CREDENTIAL_PARAMS)),
+                              re.IGNORECASE)
+
+
+def mask_url_credentials(path: str) -> str:
+    """``/rows?apikey=abc&x=1`` -> ``/rows?apikey=***&x=1``: what the access log may keep of a URL."""
+    return _CREDENTIAL_IN_URL.sub(r"\1***", path)
+
+
+class _MaskCredentials(logging.Filter):
+    """On uvicorn's access logger: the request line is logged with any URL credential masked."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], mask_url_credentials(args[2]), *args[3:])
+        return True
+
+
+def _mask_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _MaskCredentials) for f in access.filters):
+        access.addFilter(_MaskCredentials())
+
+
+class _RefuseUrlCredentials:
+    """ASGI middleware: a token in the query string answers 400 before any route reads the request."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        qs = scope.get("query_string") if scope["type"] == "http" else None
+        if qs and _CREDENTIAL_NAME.search(qs.replace(b"%5F", b"_").replace(b"%5f", b"_").replace(b"%2D", b"-")):
+            from urllib.parse import parse_qsl  # the rare case: exact names, percent-decoded
+
+            names = {k.lower() for k, _ in parse_qsl(qs.decode("latin-1"), keep_blank_values=True)}
+            found = sorted(names & CREDENTIAL_PARAMS)
+            if found:
+                body = orjson.dumps({"detail": (
+                    f"a credential in the URL ({', '.join(found)}=) is never accepted: URLs are kept in logs, proxies "
+                    "and browser histories. Send the token in the Authorization header "
+                    "(`Authorization: Bearer <token>`) and treat this one as exposed (ask for a new one)")})
+                await send({"type": "http.response.start", "status": 400,
+                            "headers": [(b"content-type", b"application/json"),
+                                        (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -365,6 +426,8 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
             return _partage_error(request, e)
 
     app.add_middleware(RowsFastPath, rows=rows_fast)
+    app.add_middleware(_RefuseUrlCredentials)  # added last: outermost, before the rows fast path too
+    _mask_access_log()
 
     def rows_response(dataset_id: str, request: Request) -> Response:
         ds, lvl, v, q, page, cols = _prepare(request, dataset_id)
