@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: lock demo test test-fast bench bench-validate bench-warehouse bench-api bench-lake serve ckan ckan-stop pg pg-stop install clean-warehouse help
 
 help:
-	@echo "make demo             harvest the demo catalog into warehouse/ (run it twice: the second run is all 'unchanged')"
+	@echo "make demo             harvest the demo catalog into warehouse/ (run it twice: the second run downloads and validates nothing; the partner file rejected on purpose stays rejected)"
 	@echo "make test             run the whole test suite (same command as CI); starts a local CKAN for the publishing tests"
 	@echo "                      (PARTAGE_NO_CKAN=1 make test: without CKAN; those tests are then skipped, with the reason)"
 	@echo "make test-fast        the tests that need no Prefect run, subprocess or CKAN (seconds)"

@@ -168,8 +168,10 @@ def _report(summary: HarvestSummary) -> None:
                                      description=f"{d.dataset_id}: rejected, failed or quarantined data")
         for s in d.sources:
             if s.state in ("rejected", "failed"):
+                # The same rejected file as last run is still not ok, but not news: its event has
+                # another name, so the alert automation (partage.source.rejected) fires once per bad file.
                 emit_event(
-                    event=f"partage.source.{s.state}",
+                    event="partage.source.still-rejected" if s.repeat else f"partage.source.{s.state}",
                     resource={"prefect.resource.id": f"partage.source.{s.dataset_id}.{s.source_key}",
                               "prefect.resource.name": s.label, "partage.dataset": s.dataset_id},
                     payload={"dataset": s.dataset_id, "source": s.label, "state": s.state, "reason": s.reason,

@@ -164,7 +164,8 @@ def test_harvest_unknown_id_exits_2(hub: CatalogBuilder) -> None:
 
 @pytest.mark.slow
 def test_demo_runs_twice_from_a_fresh_copy(tmp_path: Path) -> None:
-    """What `make demo` does, in real processes: first run stores and rejects, second is all unchanged."""
+    """What `make demo` does, in real processes: first run stores and rejects, the second reads nothing
+    again, and the partner file rejected on purpose is still rejected (#23 case 1: not `unchanged`)."""
     root = copy_demo(tmp_path / "repo")
     partage = [sys.executable, "-m", "partage.cli"]
     env_args = {"cwd": root, "capture_output": True, "text": True, "timeout": 300}
@@ -172,8 +173,9 @@ def test_demo_runs_twice_from_a_fresh_copy(tmp_path: Path) -> None:
     assert first.returncode == 1, first.stdout + first.stderr  # the demo's partner file is rejected on purpose
     assert "quarantined" in first.stdout and "rejected" in first.stdout and "updated" in first.stdout
     second = subprocess.run(partage + ["harvest"], **env_args)
-    assert second.returncode == 0, second.stdout + second.stderr
-    assert "0 updated, 4 unchanged, 0 rejected, 0 failed" in second.stdout
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert "0 updated, 3 unchanged, 1 rejected, 0 failed" in second.stdout
+    assert "still the file rejected earlier" in " ".join(second.stdout.split()), second.stdout
     count = subprocess.run(partage + ["sql", "select count(*) as n from bornes_irve", "--format", "csv"], **env_args)
     assert count.returncode == 0 and count.stdout.splitlines() == ["n", "11"]
     assert (root / "warehouse" / "lake.sqlite").is_file() and (root / "warehouse" / "attach.sql").is_file()

@@ -149,6 +149,35 @@ def test_policy_reject_keeps_the_previous_version(hub: CatalogBuilder, http_serv
         (5, "code_insee", "constraint-error"), (5, "population", "constraint-error"), (5, "surface_km2", "type-error")}
 
 
+def test_a_rejected_file_stays_rejected_until_a_new_file_is_accepted(
+        hub: CatalogBuilder, http_server: FixtureServer, harvest) -> None:
+    """#23 case 1: the same rejected file on the next runs is still `rejected` (not `unchanged`), still
+    not ok (exit 1, the catalog view), without being validated again and with the first rejection's
+    words; only a new accepted file makes the source ok again."""
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    bad = COMMUNES_CSV + "1053,Bourg,-5,x,2024-06-01\n"
+    http_server.serve("/communes.csv", bad)
+    hub.dataset("communes", [f"url: {http_server.url('/communes.csv')}"], schema=SCHEMA, policy="reject")
+    first = harvest()
+    (src,) = first.sources
+    assert src.state == "rejected" and not src.repeat and first.exit_code == 1
+    n_reports = reports_count(hub)
+    for _ in range(2):
+        again = harvest()
+        (src,) = again.sources
+        assert src.state == "rejected" and src.repeat, src
+        assert again.exit_code == 1
+        assert src.reason.count("still the file rejected earlier") == 1, src.reason
+        assert "policy 'reject'" in src.reason and "row 5" in src.reason and "no data of this source" in src.reason
+        assert src.report_path and Path(src.report_path).is_file() and json.loads(Path(src.report_path).read_text())["valid"] is False
+        assert reports_count(hub) == n_reports  # not validated again
+        assert query(hub, "SELECT source_states FROM catalog WHERE id = 'communes'")[0][0] == ["rejected"]
+    http_server.serve("/communes.csv", COMMUNES_CSV)
+    fixed = harvest()
+    assert [s.state for s in fixed.sources] == ["updated"] and fixed.exit_code == 0
+    assert [s.state for s in harvest().sources] == ["unchanged"]
+
+
 def test_policy_quarantine_stores_valid_rows_and_quarantines_the_others(hub: CatalogBuilder, harvest) -> None:
     hub.schema(SCHEMA, COMMUNES_SCHEMA)
     hub.file("c.csv", COMMUNES_CSV + "1053,Bourg,41000,23.86,2024-06-01\n01001,Doublon,1,1,2024-01-01\n")

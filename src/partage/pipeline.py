@@ -57,6 +57,27 @@ class SourceOutcome:
     errors: int | None = None
     first_errors: tuple[dict[str, Any], ...] = ()  # a few errors (row, field, type, message) for alerts and artifacts
     report_path: str | None = None
+    repeat: bool = False  # the same rejected file as last run: still not ok, but not news (no new alert)
+
+
+_STILL = "; still the file rejected earlier, not validated again ("
+
+
+def _rejection(record: SourceRecord) -> str:
+    """Why the source's current file was rejected, from its record (the first rejection's words, not
+    a repeat's repeated)."""
+    reason = record.reason or "see its validation report"
+    if _STILL in reason:  # a repeat already: keep the words of the first rejection
+        reason = reason.split(_STILL, 1)[1].rsplit("); ", 1)[0]
+    return reason
+
+
+def _rejected_report(warehouse: Warehouse, dataset_id: str, key: str) -> str | None:
+    """The report of the source's latest rejected file (``<dataset>/rejected/<run id>-<key>.json``;
+    run ids sort by time)."""
+    folder = warehouse.root / dataset_id / "rejected"
+    found = sorted(folder.glob(f"*-{key}.json")) if folder.is_dir() else []
+    return str(found[-1]) if found else None
 
 
 @dataclass
@@ -206,7 +227,8 @@ def store_dataset(
     reports: list[dict[str, Any]] = []
 
     def done(a: Acquired, state: SourceState, reason: str, **extra: Any) -> None:
-        counts = {k: extra.pop(k) for k in ("rows", "quarantined", "errors", "first_errors", "report_path") if k in extra}
+        counts = {k: extra.pop(k) for k in ("rows", "quarantined", "errors", "first_errors", "report_path", "repeat")
+                  if k in extra}
         outcomes.append(SourceOutcome(ds.id, a.resource.key, a.resource.label, state, reason, a.layer,
                                       a.body_bytes, **counts))
         updates.append(_source_update(a, state, reason, **extra))
@@ -249,10 +271,16 @@ def store_dataset(
                 schema = schema_from_descriptor(infer_schema(raw_path, dialect), "(inferred)")
             fp = fingerprint(entry, schema.sha256, ref_versions)
             if record is not None and record.validated_sha256 == a.sha256 and record.fingerprint == fp:
-                note = ""
                 if record.accepted_sha256 != a.sha256:
-                    note = "; its last validation rejected it (see the report), the previous data is kept"
-                done(a, "unchanged", a.reason + note)
+                    # The current file is the one that was rejected: it stays rejected (not ok, exit 1)
+                    # until a new file is accepted; `repeat` keeps alerts to one per new bad file.
+                    kept = "the previous data of this source is kept" if key in previous_parts else \
+                        "no data of this source is stored yet"
+                    done(a, "rejected", f"{a.reason}; still the file rejected earlier, not validated again "
+                                        f"({_rejection(record)}); {kept}. Send a corrected file",
+                         report_path=_rejected_report(warehouse, ds.id, key), repeat=True)
+                    continue
+                done(a, "unchanged", a.reason)
                 continue
             why = a.reason if a.state == "changed" else \
                 a.reason + "; revalidated because the schema, policy or dialect changed" + \
