@@ -260,6 +260,34 @@ def test_dcat_has_the_mandatory_properties_of_every_open_dataset_and_nothing_els
     assert again.writes == {"dcat": 0, "fichiers": 0}
 
 
+def test_publishing_one_dataset_to_dcat_keeps_the_others_in_the_catalog_file(hub: CatalogBuilder, harvest) -> None:
+    """#23 case 7: `partage publish ID --target dcat` rewrote catalog.ttl with ID alone (and its plan
+    said `unchanged`). The others stay as published; one that stopped being open goes at once."""
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    hub.file("c.csv", COMMUNES_CSV)
+    for ds_id in ("alpha", "beta", "gamma"):
+        hub.dataset(ds_id, ["file: ../data/c.csv"], schema=SCHEMA, access="open",
+                    extra=f"description: Communes {ds_id}\nkeywords: [communes]\npublisher: Métropole Test\n")
+    file_targets(hub)
+    harvest()
+    assert run_publish(hub, targets=["dcat"]).exit_code == 0
+    ttl = hub.root / "public" / "catalog" / "catalog.ttl"
+
+    def identifiers() -> set[str]:
+        g = Graph().parse(ttl, format="turtle")
+        return {str(g.value(d, ns.DCTERMS.identifier)) for d in g.subjects(ns.RDF.type, ns.DCAT.Dataset)}
+
+    assert identifiers() == {"alpha", "beta", "gamma"}
+    one = run_publish(hub, targets=["dcat"], ids=["alpha"])
+    assert [(i.dataset_id, i.action) for i in one.items] == [("alpha", "unchanged")]
+    assert one.writes == {"dcat": 0} and identifiers() == {"alpha", "beta", "gamma"}
+    hub.dataset("beta", ["file: ../data/c.csv"], schema=SCHEMA, access="internal")  # no harvest: access follows the catalog
+    after = run_publish(hub, targets=["dcat"], ids=["alpha"])
+    assert ("beta", "delete") in [(i.dataset_id, i.action) for i in after.items]
+    assert identifiers() == {"alpha", "gamma"} and "beta" not in ttl.read_text(encoding="utf-8")
+    assert query(hub, "SELECT deleted_at IS NOT NULL FROM _partage.publications WHERE dataset_id = 'beta'") == [(True,)]
+
+
 def test_datapackage_target_validates_with_frictionless(hub: CatalogBuilder, harvest) -> None:
     from frictionless import Package
 

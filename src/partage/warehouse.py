@@ -524,11 +524,16 @@ class Warehouse:
         return DatasetState(records, latest)
 
     def latest_version_info(self, dataset_id: str) -> VersionInfo | None:
+        return self.version_info(dataset_id)
+
+    def version_info(self, dataset_id: str, version: str | None = None) -> VersionInfo | None:
+        """One stored version (the latest when ``version`` is None), or None if it is not (or no longer) kept."""
         with self.connect() as con:
             row = con.execute(
                 f"""SELECT version, created_at, path, row_count, quarantined_rows, schema_ref, schema_sha256, parts, summary
-                    FROM {META}.versions WHERE dataset_id = ? ORDER BY version DESC LIMIT 1""",
-                [dataset_id],
+                    FROM {META}.versions WHERE dataset_id = ? AND (? IS NULL OR version = ?)
+                    ORDER BY version DESC LIMIT 1""",
+                [dataset_id, version, version],
             ).fetchone()
         if row is None:
             return None

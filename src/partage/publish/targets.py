@@ -129,11 +129,13 @@ class DataPackagePublisher(_FileTarget):
 class DcatPublisher(_FileTarget):
     """One catalog file (Turtle + JSON-LD) for every open dataset with a version."""
 
-    def __init__(self, name: str, directory: Path, warehouse: Warehouse, base_url: str | None, title: str, publisher: str):
+    def __init__(self, name: str, directory: Path, warehouse: Warehouse, base_url: str | None, title: str, publisher: str,
+                 catalog: Catalog | None = None):
         super().__init__(name, directory, warehouse)
         self.base_url = base_url
         self.title = title
         self.publisher = publisher
+        self.catalog = catalog  # the whole catalog: publishing some ids rewrites the one file with the others kept
         self.changed: dict[str, bool] = {}
 
     def plan(self, entries: list[CatalogEntry], all_ids: set[str]) -> list[PlanItem]:
@@ -156,6 +158,30 @@ class DcatPublisher(_FileTarget):
         for ds_id, pub in sorted(published.items()):
             if ds_id not in all_ids and pub.deleted_at is None:
                 items.append(PlanItem(self.name, ds_id, "delete", "removed from the catalog: dropped from the catalog file"))
+        items += self._keep_the_others({e.id for e in entries}, published, on_disk)
+        return items
+
+    def _keep_the_others(self, selected: set[str], published: dict[str, Publication], on_disk: bool) -> list[PlanItem]:
+        """The catalog file is one file for every dataset: publishing only some ids keeps the others in it
+        as they were published (the version recorded for this target), so `partage publish ID --target
+        dcat` never unpublishes the rest. One that is no longer open is dropped at once, whatever ids were
+        asked (a public file never keeps a dataset that stopped being open)."""
+        if self.catalog is None or not on_disk:
+            return []
+        items = []
+        for ds_id, entry in sorted(self.catalog.entries.items()):
+            pub = published.get(ds_id)
+            if ds_id in selected or pub is None or pub.deleted_at is not None:
+                continue
+            if entry.dataset.access != "open":
+                items.append(PlanItem(self.name, ds_id, "delete", f"access '{entry.dataset.access}': "
+                                      "only open datasets go into public files; removed from the catalog file",
+                                      access=entry.dataset.access))
+                continue
+            info = (self.warehouse.version_info(ds_id, pub.version) if pub.version else None) \
+                or self.warehouse.latest_version_info(ds_id)
+            if info is not None:
+                self._latest[ds_id] = (entry, info, exports(self.warehouse, info))
         return items
 
     def apply(self, item: PlanItem) -> PlanItem:
@@ -192,7 +218,7 @@ def open_publisher(name: str, target: Target, catalog: Catalog, warehouse: Wareh
         publishers = {e.dataset.publisher for e in catalog.entries.values() if e.dataset.publisher}
         return DcatPublisher(name, project / target.dcat, warehouse, target.base_url,
                              target.title or "Catalogue des données partagées",
-                             target.publisher or (publishers.pop() if len(publishers) == 1 else "Partage"))
+                             target.publisher or (publishers.pop() if len(publishers) == 1 else "Partage"), catalog)
     if isinstance(target, DataPackageTarget):
         return DataPackagePublisher(name, project / target.datapackage, warehouse)
     raise TargetError(f"target {name}: unknown kind")
