@@ -403,6 +403,49 @@ def test_partner_url_with_basic_and_header_auth_from_env(hub: CatalogBuilder, ht
     assert "s3cr3t" not in dump and "k3y-value" not in dump
 
 
+def test_a_portals_link_to_a_web_page_is_skipped_with_the_formats_fix(hub: CatalogBuilder, http_server: FixtureServer,
+                                                                      harvest) -> None:
+    """#23 case 5: a map viewer a portal lists beside the data is not a failure of the data, and its
+    URL is not in the catalog to fix: `skipped`, with the `formats:` fix; the run exits 0."""
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    http_server.serve("/files/a.csv", COMMUNES_CSV)
+    http_server.serve("/viewer", "<!DOCTYPE html><html><body>Carte</body></html>", content_type="text/html")
+    base = serve_ckan(http_server, [ckan_package("a", [ckan_resource(http_server, "ra", "/files/a.csv"),
+                                                       ckan_resource(http_server, "rv", "/viewer", fmt="")])])
+    hub.dataset("communes", [f"ckan: {base}"], schema=SCHEMA)
+    summary = harvest()
+    states = {s.label.rsplit("/", 1)[-1]: s for s in summary.sources}
+    assert states["a.csv"].state == "updated" and states["viewer"].state == "skipped", summary.sources
+    reason = states["viewer"].reason
+    assert "web page" in reason and "formats:" in reason and "fix the source's URL in the catalog" not in reason
+    assert summary.exit_code == 0
+    assert query(hub, "SELECT count(*) FROM communes")[0][0] == 3
+    assert query(hub, "SELECT state FROM _partage.sources WHERE remote_id = 'rv'") == [("skipped",)]
+
+
+def test_a_url_in_the_catalog_answering_html_still_fails_naming_the_catalog_fix(hub: CatalogBuilder,
+                                                                              http_server: FixtureServer, harvest) -> None:
+    url = http_server.serve("/login", "<html><body>Connexion</body></html>", content_type="text/html")
+    hub.dataset("p", [f"url: {url}"])
+    (src,) = harvest().sources
+    assert src.state == "failed" and "fix the source's URL in the catalog" in src.reason
+
+
+def test_a_refused_credential_is_not_told_to_add_auth(hub: CatalogBuilder, http_server: FixtureServer, harvest,
+                                                      monkeypatch) -> None:
+    """#23 case 5: a 401 on a source that already sends `auth:` says the credential was refused."""
+    monkeypatch.setenv("PARTNER_TOKEN", "expired-token-value")
+    http_server.serve("/with-auth.csv", COMMUNES_CSV, script=[401] * 5)
+    http_server.serve("/no-auth.csv", COMMUNES_CSV, script=[401] * 5)
+    hub.dataset("avec", [f"url: {http_server.url('/with-auth.csv')}\n    auth: {{bearer: env:PARTNER_TOKEN}}"],
+                access="partners")
+    hub.dataset("sans", [f"url: {http_server.url('/no-auth.csv')}"])
+    got = {s.dataset_id: s for s in harvest().sources}
+    assert got["avec"].state == "failed" and "refused the credential" in got["avec"].reason
+    assert "add 'auth:'" not in got["avec"].reason and "expired-token-value" not in got["avec"].reason
+    assert got["sans"].state == "failed" and "add 'auth:'" in got["sans"].reason
+
+
 @pytest.mark.parametrize("source, message", [
     ("url: https://x.org/a.csv\n    organization: metropole", "organization: not used by a 'url' source"),
     ("dcat: https://x.org/catalog.ttl\n    dataset: abc", "dataset: not used by a 'dcat' source"),

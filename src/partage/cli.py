@@ -47,8 +47,9 @@ WarehouseOpt = Annotated[str, typer.Option(
     "--warehouse", envvar="PARTAGE_WAREHOUSE",
     help="Warehouse directory, or an object-store URL (s3://bucket/prefix) with PARTAGE_LOCAL_DIR for the DuckDB file.")]
 
-STATE_STYLE = {"updated": "green", "unchanged": "dim", "rejected": "yellow", "failed": "red", "gone": "magenta"}
-STATE_MARK = {"updated": "✓", "unchanged": "=", "rejected": "✗", "failed": "!", "gone": "-"}
+STATE_STYLE = {"updated": "green", "unchanged": "dim", "rejected": "yellow", "failed": "red", "gone": "magenta",
+               "skipped": "dim"}
+STATE_MARK = {"updated": "✓", "unchanged": "=", "rejected": "✗", "failed": "!", "gone": "-", "skipped": "~"}
 UNREADABLE = {"source-error", "scheme-error", "format-error", "encoding-error", "resource-error", "general-error",
               "io-error", "compression-error", "package-error", "schema-error", "field-error"}
 
@@ -294,7 +295,7 @@ def _harvest(ids: list[str] | None, catalog: Path, warehouse: str, server: Any) 
     except PartageError as e:
         _fail(str(e), 1)
     table = Table(title=f"Harvest {summary.run_id}", title_justify="left")
-    shown = ("updated", "unchanged", "rejected", "failed") + (("gone",) if summary.counts().get("gone") else ())
+    shown = ("updated", "unchanged", "rejected", "failed") + tuple(k for k in ("gone", "skipped") if summary.counts().get(k))
     for col in ("dataset", "sources", *shown, "rows", "quarantined", "version"):
         table.add_column(col, justify="right" if col not in ("dataset", "version") else "left")
     for d in summary.datasets:

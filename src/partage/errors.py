@@ -41,6 +41,12 @@ class SourceFormatError(TerminalError):
     """A downloaded file holds no data Partage can read: a web page, a damaged or many-file archive."""
 
 
+class NotDataError(SourceFormatError):
+    """A web page (HTML) where data was expected. For a URL of the catalog it is a failure (the link
+    needs fixing); for a resource a portal lists (a map viewer, a documentation page) it is not data
+    at all, and the run loop skips it."""
+
+
 class FetchError(PartageError):
     """Base for download problems; the subclass says whether retrying can help."""
 

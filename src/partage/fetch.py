@@ -160,7 +160,7 @@ def _request_once(
                     url=redact(url), status=r.status_code, retry_after=r.headers.get("retry-after"),
                 )
             if r.status_code >= 400:
-                hint = {
+                hint = _credential_hint(r.status_code, hdrs, secret_headers, moved=current != url) or {
                     401: "the server wants credentials: add 'auth:' to the source",
                     403: "access refused: check the credentials or ask the producer",
                     404: "the file is not there any more: check the URL with the producer",
@@ -191,6 +191,21 @@ def _request_once(
                 r.headers.get("etag"), r.headers.get("last-modified"), r.headers.get("content-type"), sink.sha256,
             )
     raise TerminalFetchError(f"{redact(url)}: more than {MAX_REDIRECTS} redirects", url=redact(url))
+
+
+def _credential_hint(status: int, sent: dict[str, str], secret_headers: frozenset[str], *, moved: bool) -> str | None:
+    """The advice for a 401/403 that knows whether credentials went with the request: telling a
+    source that already has ``auth:`` to "add 'auth:'" names a fix that does not apply."""
+    if status not in (401, 403):
+        return None
+    names = {"authorization", "cookie"} | {n.lower() for n in secret_headers}
+    if any(k.lower() in names for k in sent):
+        return ("the server refused the credential of the source's 'auth:': check that its value (the "
+                "environment variable or Prefect Secret it names) is current and grants access to this file")
+    if secret_headers and moved:
+        return ("the request was redirected to another host, which gets no credentials (they are only "
+                "sent to the host of the catalog's URL): use the final URL in the catalog")
+    return None
 
 
 def _identity(r: httpx.Response) -> bool:
@@ -311,7 +326,8 @@ def _get_once(client: httpx.Client, url: str, headers: dict[str, str], cap: int,
                 raise TransientFetchError(f"{redact(url)} answered HTTP {r.status_code} ({r.reason_phrase})",
                                           url=redact(url), status=r.status_code, retry_after=r.headers.get("retry-after"))
             if r.status_code >= 400:
-                hint = {401: "the portal wants credentials: add 'auth:' to the source",
+                hint = _credential_hint(r.status_code, hdrs, secret_headers, moved=current != url) or {
+                        401: "the portal wants credentials: add 'auth:' to the source",
                         403: "access refused: check the credentials",
                         404: "not found: check the portal address and the dataset/organization name"}.get(r.status_code, "check the address")
                 raise TerminalFetchError(f"{redact(url)} answered HTTP {r.status_code} ({r.reason_phrase}); {hint}",

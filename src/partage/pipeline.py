@@ -26,7 +26,7 @@ from typing import Any, Literal, Protocol
 from .catalog import Catalog, CatalogEntry
 from .consolidate import find_duplicates, primary_key
 from .dialect import detect
-from .errors import PartageError, SourceFormatError, TransientError
+from .errors import NotDataError, PartageError, SourceFormatError, TransientError
 from .faults import checkpoint
 from .publish import datapackage
 from .references import foreign_references, harvest_order, referenced_datasets
@@ -39,8 +39,9 @@ from .warehouse import DatasetState, Part, SourceRecord, Warehouse, new_version_
 log = logging.getLogger("partage.harvest")
 progress = logging.getLogger("partage.progress")  # one record per source and per dataset, for the CLI's live lines
 
-SourceState = Literal["unchanged", "updated", "rejected", "failed", "gone"]
-OK_STATES = ("unchanged", "updated", "gone")  # a resource the portal no longer lists is news, not a failure
+SourceState = Literal["unchanged", "updated", "rejected", "failed", "gone", "skipped"]
+# a resource the portal no longer lists is news, not a failure; nor is a portal's link to a web page (skipped)
+OK_STATES = ("unchanged", "updated", "gone", "skipped")
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,19 @@ def _rejection(record: SourceRecord) -> str:
     if _STILL in reason:  # a repeat already: keep the words of the first rejection
         reason = reason.split(_STILL, 1)[1].rsplit("); ", 1)[0]
     return reason
+
+
+def _not_readable(a: Acquired, error: SourceFormatError) -> tuple[SourceState, str]:
+    """The state and reason of a file that holds no readable data.
+
+    A web page that a *portal* lists among a dataset's resources (a map viewer, a documentation
+    page) is not a failure of the data, and its URL is not in the catalog to be fixed: it is
+    skipped, with the fix that applies (``formats:``). Anything else fails, with its own advice."""
+    if isinstance(error, NotDataError) and a.resource.origin:
+        return "skipped", (f"{a.resource.location}: the portal lists a web page (HTML) here, not a data file; "
+                           "skipped. To leave such links out, give the portal source `formats:` (e.g. "
+                           "[csv, xlsx, json])")
+    return "failed", str(error)
 
 
 def _rejected_report(warehouse: Warehouse, dataset_id: str, key: str) -> str | None:
@@ -265,7 +279,7 @@ def store_dataset(
                 try:
                     raw_path = plain_file(raw_path, unpacked / key, a.resource.location)
                 except SourceFormatError as e:
-                    done(a, "failed", str(e))
+                    done(a, *_not_readable(a, e))
                     continue
                 dialect = detect(raw_path, ds.dialect, a.resource.location)
                 schema = schema_from_descriptor(infer_schema(raw_path, dialect), "(inferred)")
@@ -288,7 +302,7 @@ def store_dataset(
             try:  # a .csv.gz or a one-file zip is read unpacked; a web page is refused (after the unchanged check: no work)
                 raw_path = plain_file(raw_path, unpacked / key, a.resource.location)
             except SourceFormatError as e:
-                done(a, "failed", str(e))
+                done(a, *_not_readable(a, e))
                 continue
             dialect = dialect or detect(raw_path, ds.dialect, a.resource.location)
             data_rel, q_rel = f"data/{key}.parquet", f"quarantine/{key}.parquet"

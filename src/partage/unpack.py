@@ -23,7 +23,7 @@ import zipfile
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import SourceFormatError
+from .errors import NotDataError, SourceFormatError
 
 _HTML = re.compile(rb"^(?:\xef\xbb\xbf)?\s*(?:<!doctype\s+html|<html[\s>]|<head[\s>]|<body[\s>]|<!--)", re.IGNORECASE)
 _DATA_SUFFIXES = (".csv", ".tsv", ".txt", ".json", ".xlsx", ".xls", ".ods", ".geojson")
@@ -47,7 +47,7 @@ def plain_file(path: Path, workdir: Path, name: str = "") -> Path:
     if head.startswith(b"PK\x03\x04") and zipfile.is_zipfile(path):
         return _unzip(path, workdir, shown)
     if _HTML.match(head):
-        raise SourceFormatError(
+        raise NotDataError(
             f"{shown}: the server sent a web page (HTML), not data. The link may have expired or need a "
             "login: open it in a browser, then fix the source's URL in the catalog (or add 'auth:')")
     return path

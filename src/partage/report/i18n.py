@@ -18,7 +18,7 @@ TEXT: dict[str, dict[str, str]] = {
         "health_good": "conforme", "health_warn": "avec réserves", "health_bad": "à corriger",
         "none_yet": "aucune version publiée", "of_rows": "sur {n} lignes", "choose": "Choisissez une langue",
         "state_updated": "mis à jour", "state_unchanged": "inchangé", "state_rejected": "refusé", "state_failed": "en échec",
-        "state_gone": "retirée par la source",
+        "state_gone": "retirée par la source", "state_skipped": "ignorée (pas des données)",
         "what_to_do": "Que faire ? Corrigez les lignes indiquées dans le fichier source puis déposez-le à nouveau : "
                       "il sera revalidé au prochain passage.",
     },
@@ -35,6 +35,7 @@ TEXT: dict[str, dict[str, str]] = {
         "health_bad": "needs fixing", "none_yet": "no version published", "of_rows": "of {n} rows",
         "choose": "Choose a language", "state_updated": "updated", "state_unchanged": "unchanged",
         "state_rejected": "rejected", "state_failed": "failed", "state_gone": "gone from its source",
+        "state_skipped": "skipped (not data)",
         "what_to_do": "What to do? Fix the rows listed in the source file and drop it again: it will be validated "
                       "again on the next run.",
     },
