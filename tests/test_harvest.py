@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
 import os
 import subprocess
@@ -17,6 +19,7 @@ from .conftest import (
     COMMUNES_CSV,
     COMMUNES_SCHEMA,
     CatalogBuilder,
+    SHARED_DATA,
     FixtureServer,
     query,
 )
@@ -131,6 +134,35 @@ def test_cp1252_semicolon_file_keeps_accents_and_insee_codes_as_strings(hub: Cat
     assert rows[1][0] == "2A004"
     types = dict(query(hub, "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = 'main' AND table_name = 'communes'"))
     assert types["code_insee"] == "VARCHAR" and types["population"] == "BIGINT" and types["date_maj"] == "DATE"
+
+
+CORSE = SHARED_DATA / "datasets" / "covoiturage-corse-latin1"
+
+
+@pytest.mark.skipif(not CORSE.is_dir(), reason=f"{CORSE} not present (the shared corpus sits beside the repo in CI)")
+def test_a_utf8_file_with_latin1_rows_appended_is_read_line_by_line_without_mojibake(
+        hub: CatalogBuilder, harvest) -> None:
+    """#23 case 2, on a real file: the UTF-8 carpool file of the corpus with some of its rows
+    appended again in Latin-1, as another tool would. Read whole as cp1252 it gave
+    `Saint-Martin-des-EntrÃ©es` in every row; each line is now read in its own encoding, and the
+    harvest line and the report say which."""
+    utf8 = (CORSE / "csv_utf8.csv").read_bytes()
+    lines = utf8.splitlines(keepends=True)
+    appended = [line.decode("utf-8").encode("latin-1") for line in lines[1:] if not line.isascii()][:8]
+    assert appended, "the file has accented rows to append"
+    hub.file("mixte.csv", utf8 + b"".join(appended))
+    hub.dataset("covoiturage", ["file: ../data/mixte.csv"])
+    (src,) = harvest().sources
+    assert src.state == "updated", src.reason
+    assert f"{len(appended)} line(s) in cp1252 among UTF-8 ones" in src.reason and "',' delimiter" in src.reason, src.reason
+    got = [r[0] for r in query(hub, "SELECT com_lieu FROM covoiturage ORDER BY _row_number")]
+    first = [r[3] for r in csv.reader(io.StringIO(utf8.decode("utf-8-sig")))][1:]
+    again = [r[3] for r in csv.reader(io.StringIO(b"".join(appended).decode("latin-1")))]
+    assert got == first + again  # every name as written, none as mojibake
+    assert any("é" in n for n in again) and not [n for n in got if n and ("Ã" in n or "\ufffd" in n)]
+    report = json.loads(query(hub, "SELECT report FROM _partage.reports")[0][0])
+    mixed = report["partage"]["dialect"]["mixedEncoding"]
+    assert mixed["legacy"] == "cp1252" and mixed["count"] == len(appended) and mixed["lines"][0] == len(lines) + 1
 
 
 def test_policy_reject_keeps_the_previous_version(hub: CatalogBuilder, http_server: FixtureServer, harvest) -> None:

@@ -532,7 +532,6 @@ def validate(
     from pydantic import ValidationError
 
     from .catalog import Dialect as DialectConfig
-    from .dialect import detect
     from .rawstore import RawStore
     from .schemas import resolve_schema, schema_from_descriptor
     from .validate import infer_schema
@@ -557,7 +556,9 @@ def validate(
             from .unpack import plain_file
 
             path = plain_file(path, Path(tmp) / "unpacked", target)  # a .csv.gz, a one-file zip; a web page: refused
-            dialect = detect(path, config, target)
+            from .pipeline import read_as
+
+            path, dialect = read_as(path, config, target, Path(tmp) / "unpacked")  # a mix of encodings: line by line
             resolved = (resolve_schema(schema, catalog_dir=None, schemas_dir=schemas_dir) if schema
                         else schema_from_descriptor(infer_schema(path, dialect)))
             from .references import foreign_references
@@ -575,7 +576,7 @@ def validate(
         sys.stdout.write(report.to_json(indent=2) + "\n")
         raise typer.Exit(code)
     d = dialect
-    out.print(f"[dim]{escape(target)}: {d.format}, encoding {d.encoding}, delimiter {d.delimiter!r}; schema {escape(resolved.ref)}[/dim]")
+    out.print(f"[dim]{escape(target)}: {escape(d.describe())}; schema {escape(resolved.ref)}[/dim]")
     for warning in report.descriptor.get("warnings") or []:
         out.print(f"[yellow]! {escape(str(warning))}[/yellow]")
     if report.valid:

@@ -19,13 +19,14 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from .catalog import Catalog, CatalogEntry
+from .catalog import Dialect as DialectConfig
 from .consolidate import find_duplicates, primary_key
-from .dialect import detect
+from .dialect import Dialect, detect, find_mixed_encoding, sniff_format
 from .errors import NotDataError, PartageError, SourceFormatError, TransientError
 from .faults import checkpoint
 from .publish import datapackage
@@ -71,6 +72,22 @@ def _rejection(record: SourceRecord) -> str:
     if _STILL in reason:  # a repeat already: keep the words of the first rejection
         reason = reason.split(_STILL, 1)[1].rsplit("); ", 1)[0]
     return reason
+
+
+def read_as(path: Path, config: DialectConfig, name: str, workdir: Path) -> tuple[Path, Dialect]:
+    """The file to validate and how to read it: the dialect the catalog imposes, the rest detected.
+
+    A CSV mixing UTF-8 lines with cp1252 ones (no encoding imposed) is validated from a UTF-8 copy
+    made line by line, so neither its UTF-8 letters become mojibake nor its other lines fail; the
+    dialect records which lines were converted, for the harvest line and the report."""
+    mixed = None
+    if config.encoding is None and (config.format or sniff_format(path, name)) == "csv":
+        mixed = find_mixed_encoding(path)
+        if mixed is not None:
+            path = mixed.convert(path, workdir / "utf8" / path.name)
+    dialect = detect(path, config, name)
+    return path, (replace(dialect, mixed=mixed, detected=(*dialect.detected, "mixed-encoding"))
+                  if mixed is not None else dialect)
 
 
 def _not_readable(a: Acquired, error: SourceFormatError) -> tuple[SourceState, str]:
@@ -281,7 +298,7 @@ def store_dataset(
                 except SourceFormatError as e:
                     done(a, *_not_readable(a, e))
                     continue
-                dialect = detect(raw_path, ds.dialect, a.resource.location)
+                raw_path, dialect = read_as(raw_path, ds.dialect, a.resource.location, unpacked / key)
                 schema = schema_from_descriptor(infer_schema(raw_path, dialect), "(inferred)")
             fp = fingerprint(entry, schema.sha256, ref_versions)
             if record is not None and record.validated_sha256 == a.sha256 and record.fingerprint == fp:
@@ -304,7 +321,8 @@ def store_dataset(
             except SourceFormatError as e:
                 done(a, *_not_readable(a, e))
                 continue
-            dialect = dialect or detect(raw_path, ds.dialect, a.resource.location)
+            if dialect is None:
+                raw_path, dialect = read_as(raw_path, ds.dialect, a.resource.location, unpacked / key)
             data_rel, q_rel = f"data/{key}.parquet", f"quarantine/{key}.parquet"
             result = validate_and_type(
                 raw_path, schema, dialect, policy=ds.policy, source_key=key,
@@ -328,7 +346,7 @@ def store_dataset(
                 new_parts[key] = Part(key, data_rel, q_rel if result.quarantine_path else None, a.sha256 or "",
                                       result.rows, result.quarantined, version)
                 report_path = str(warehouse.version_dir(ds.id, version) / "reports" / f"{key}.json")
-                done(a, "updated", f"{why}; {result.reason}", rows=result.rows, quarantined=result.quarantined,
+                done(a, "updated", f"{why}; {dialect.describe()}; {result.reason}", rows=result.rows, quarantined=result.quarantined,
                      errors=result.report.error_count, first_errors=first, report_path=report_path,
                      accepted_sha256=a.sha256, **validated)
             else:
@@ -338,7 +356,7 @@ def store_dataset(
                 rejected_dir.mkdir(parents=True, exist_ok=True)
                 report_file = rejected_dir / f"{run_id}-{key}.json"
                 report_file.write_text(report_json, encoding="utf-8")
-                done(a, "rejected", f"{why}; {result.reason}{kept}", errors=result.report.error_count,
+                done(a, "rejected", f"{why}; {dialect.describe()}; {result.reason}{kept}", errors=result.report.error_count,
                      first_errors=first, report_path=str(report_file), **validated)
 
         current_keys = {a.resource.key for a in acquired}
