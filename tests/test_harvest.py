@@ -165,6 +165,36 @@ def test_a_utf8_file_with_latin1_rows_appended_is_read_line_by_line_without_moji
     assert mixed["legacy"] == "cp1252" and mixed["count"] == len(appended) and mixed["lines"][0] == len(lines) + 1
 
 
+ANTIBES = SHARED_DATA / "datasets" / "aires-livraison-antibes"
+
+
+@pytest.mark.skipif(not ANTIBES.is_dir(), reason=f"{ANTIBES} not present (the shared corpus sits beside the repo in CI)")
+def test_a_spreadsheet_keeps_its_insee_codes_and_dates_without_a_schema(hub: CatalogBuilder, harvest) -> None:
+    """#23 case 3, on the real files: the text cell '06004' was stored as BIGINT 6004 and the date
+    cell 2023-04-11 as 2023-04-10 22:00:00+00 (frictionless' sampled inference, then a time zone)."""
+    name = "antibes_aires_livraison--mr.xlsx"  # (its .xls twin has a blank header label: rejected, as frictionless does)
+    hub.file(name, (ANTIBES / name).read_bytes())
+    hub.dataset("aires", [f"file: ../data/{name}"])
+    (src,) = harvest().sources
+    assert src.state == "updated", src.reason
+    types = dict(query(hub, "SELECT column_name, data_type FROM information_schema.columns "
+                            "WHERE table_schema = 'main' AND table_name = 'aires'"))
+    assert types["COLL_INSEE"] == "VARCHAR" and types["ARR_DATE"] == "DATE" and types["ID"] == "VARCHAR"
+    rows = query(hub, 'SELECT DISTINCT "COLL_INSEE", "ARR_DATE" FROM aires')
+    assert rows == [("06004", dt.date(2023, 4, 11))]
+
+
+def test_french_dates_and_decimal_commas_are_typed_without_a_schema(hub: CatalogBuilder, harvest) -> None:
+    """#23 case 4: without a schema, `15/04/2024` is a DATE and `7,5` a number, and the harvest line says so."""
+    rows = "".join(f"{d:02d}/04/2024;{d},5;Commune {d}\n" for d in range(1, 29))
+    hub.file("mesures.csv", "date_mesure;taux;nom\n" + rows, encoding="cp1252")
+    hub.dataset("mesures", ["file: ../data/mesures.csv"])
+    (src,) = harvest().sources
+    assert src.state == "updated", src.reason
+    assert "date_mesure: date (%d/%m/%Y)" in src.reason and "taux: number with a decimal comma" in src.reason
+    assert query(hub, "SELECT date_mesure, taux FROM mesures ORDER BY _row_number LIMIT 1") == [(dt.date(2024, 4, 1), 1.5)]
+
+
 def test_policy_reject_keeps_the_previous_version(hub: CatalogBuilder, http_server: FixtureServer, harvest) -> None:
     hub.schema(SCHEMA, COMMUNES_SCHEMA)
     url = http_server.serve("/communes.csv", COMMUNES_CSV)

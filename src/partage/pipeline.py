@@ -35,6 +35,7 @@ from .schemas import ResolvedSchema, resolve_schema, schema_from_descriptor
 from .sources import Acquired, SourceResource, acquire, expand
 from .unpack import plain_file
 from .validate import infer_schema, validate_and_type
+from .validate.infer import describe_inferred
 from .warehouse import DatasetState, Part, SourceRecord, Warehouse, new_version_id, now
 
 log = logging.getLogger("partage.harvest")
@@ -282,6 +283,7 @@ def store_dataset(
     staging = warehouse.root / ds.id / f".staging-{version}-{uuid.uuid4().hex[:6]}"
     unpacked = warehouse.root / ds.id / f".unpacked-{version}-{uuid.uuid4().hex[:6]}"  # archives' data, deleted below
     new_parts: dict[str, Part] = {}
+    inferred = ""  # without a schema in the catalog: what inference decided, for the harvest lines
     try:
         for a in acquired:
             key = a.resource.key
@@ -300,6 +302,7 @@ def store_dataset(
                     continue
                 raw_path, dialect = read_as(raw_path, ds.dialect, a.resource.location, unpacked / key)
                 schema = schema_from_descriptor(infer_schema(raw_path, dialect), "(inferred)")
+                inferred = "; " + describe_inferred(schema.descriptor)
             fp = fingerprint(entry, schema.sha256, ref_versions)
             if record is not None and record.validated_sha256 == a.sha256 and record.fingerprint == fp:
                 if record.accepted_sha256 != a.sha256:
@@ -346,7 +349,7 @@ def store_dataset(
                 new_parts[key] = Part(key, data_rel, q_rel if result.quarantine_path else None, a.sha256 or "",
                                       result.rows, result.quarantined, version)
                 report_path = str(warehouse.version_dir(ds.id, version) / "reports" / f"{key}.json")
-                done(a, "updated", f"{why}; {dialect.describe()}; {result.reason}", rows=result.rows, quarantined=result.quarantined,
+                done(a, "updated", f"{why}; {dialect.describe()}{inferred}; {result.reason}", rows=result.rows, quarantined=result.quarantined,
                      errors=result.report.error_count, first_errors=first, report_path=report_path,
                      accepted_sha256=a.sha256, **validated)
             else:
@@ -356,7 +359,7 @@ def store_dataset(
                 rejected_dir.mkdir(parents=True, exist_ok=True)
                 report_file = rejected_dir / f"{run_id}-{key}.json"
                 report_file.write_text(report_json, encoding="utf-8")
-                done(a, "rejected", f"{why}; {dialect.describe()}; {result.reason}{kept}", errors=result.report.error_count,
+                done(a, "rejected", f"{why}; {dialect.describe()}{inferred}; {result.reason}{kept}", errors=result.report.error_count,
                      first_errors=first, report_path=str(report_file), **validated)
 
         current_keys = {a.resource.key for a in acquired}
