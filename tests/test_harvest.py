@@ -195,6 +195,33 @@ def test_french_dates_and_decimal_commas_are_typed_without_a_schema(hub: Catalog
     assert query(hub, "SELECT date_mesure, taux FROM mesures ORDER BY _row_number LIMIT 1") == [(dt.date(2024, 4, 1), 1.5)]
 
 
+def test_a_source_reads_with_its_own_dialect_over_the_datasets(hub: CatalogBuilder, harvest) -> None:
+    """#25: a partner's cp1252 ';' export beside the metropole's UTF-8 file, in one dataset.
+    `dialect:` on a source was refused as an unknown key; only the keys it sets replace the dataset's."""
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    hub.file("metropole.csv", COMMUNES_CSV)
+    partner = COMMUNES_CSV.replace(",", ";").replace("01001", "01002")
+    for dot in ("15.95", "82.03", "19.38"):
+        partner = partner.replace(dot, dot.replace(".", ","))
+    partner = partner.replace("2A004", "2A005").replace("2B033", "2B034")
+    hub.file("partenaire.csv", partner, encoding="cp1252")
+    hub.dataset("communes", ["file: ../data/metropole.csv",
+                             "file: ../data/partenaire.csv\n    dialect: {encoding: cp1252, delimiter: ';', decimalChar: ','}"],
+                schema=SCHEMA, extra="dialect: {encoding: utf-8}\n")
+    summary = harvest()
+    assert summary.exit_code == 0, summary.sources
+    assert [s.state for s in summary.sources] == ["updated", "updated"]
+    assert "read as utf-8, ',' delimiter" in summary.sources[0].reason
+    assert "read as cp1252, ';' delimiter" in summary.sources[1].reason
+    from partage.catalog import Dialect as DialectConfig
+    from partage.pipeline import source_dialect
+
+    merged = source_dialect(DialectConfig(encoding="utf-8", quoteChar="'"), DialectConfig(delimiter=";"))
+    assert (merged.encoding, merged.quoteChar, merged.delimiter) == ("utf-8", "'", ";")
+    assert query(hub, "SELECT surface_km2 FROM communes WHERE code_insee = '01002'") == [(15.95,)]
+    assert query(hub, "SELECT count(*) FROM communes")[0][0] == 6
+
+
 def test_policy_reject_keeps_the_previous_version(hub: CatalogBuilder, http_server: FixtureServer, harvest) -> None:
     hub.schema(SCHEMA, COMMUNES_SCHEMA)
     url = http_server.serve("/communes.csv", COMMUNES_CSV)

@@ -147,6 +147,9 @@ class Source(_Strict):
     auth: Auth | None = None
     name: str | None = None
     max_bytes: int | None = Field(default=None, gt=0)
+    # how this source's files are read, over the dataset's `dialect:` (a partner's cp1252 export
+    # beside the portal's UTF-8 files): only the keys given here replace the dataset's
+    dialect: Dialect | None = None
 
     @model_validator(mode="after")
     def _exactly_one_kind(self) -> Source:

@@ -178,10 +178,17 @@ def acquire_source(resource: SourceResource, warehouse: Warehouse) -> Acquired:
     return acquired
 
 
-def fingerprint(entry: CatalogEntry, schema_sha256: str, references: dict[str, str] | None = None) -> str:
+def source_dialect(dataset: DialectConfig, own: DialectConfig | None) -> DialectConfig:
+    """The dialect a source's files are read with: the dataset's, with the keys the source sets replaced."""
+    return dataset if own is None else dataset.model_copy(update=own.model_dump(exclude_none=True))
+
+
+def fingerprint(entry: CatalogEntry, schema_sha256: str, references: dict[str, str] | None = None,
+                source_dialect: DialectConfig | None = None) -> str:
     """What a validation depends on besides the file: a change here revalidates unchanged files.
 
-    ``references``: the version of each dataset the schema's foreign keys point to."""
+    ``references``: the version of each dataset the schema's foreign keys point to;
+    ``source_dialect``: the source's own ``dialect:``, if it has one."""
     ds = entry.dataset
     what: dict[str, Any] = {"schema": schema_sha256, "policy": ds.policy, "dialect": ds.dialect.model_dump(),
                             "timezone": ds.timezone}
@@ -189,6 +196,8 @@ def fingerprint(entry: CatalogEntry, schema_sha256: str, references: dict[str, s
         what["duplicates"] = ds.duplicates
     if references:
         what["references"] = references
+    if source_dialect is not None:  # only when set, as above
+        what["source_dialect"] = source_dialect.model_dump(exclude_none=True)
     blob = json.dumps(what, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -300,10 +309,11 @@ def store_dataset(
                 except SourceFormatError as e:
                     done(a, *_not_readable(a, e))
                     continue
-                raw_path, dialect = read_as(raw_path, ds.dialect, a.resource.location, unpacked / key)
+                raw_path, dialect = read_as(raw_path, source_dialect(ds.dialect, a.resource.dialect),
+                                            a.resource.location, unpacked / key)
                 schema = schema_from_descriptor(infer_schema(raw_path, dialect), "(inferred)")
                 inferred = "; " + describe_inferred(schema.descriptor)
-            fp = fingerprint(entry, schema.sha256, ref_versions)
+            fp = fingerprint(entry, schema.sha256, ref_versions, a.resource.dialect)
             if record is not None and record.validated_sha256 == a.sha256 and record.fingerprint == fp:
                 if record.accepted_sha256 != a.sha256:
                     # The current file is the one that was rejected: it stays rejected (not ok, exit 1)
@@ -325,7 +335,8 @@ def store_dataset(
                 done(a, *_not_readable(a, e))
                 continue
             if dialect is None:
-                raw_path, dialect = read_as(raw_path, ds.dialect, a.resource.location, unpacked / key)
+                raw_path, dialect = read_as(raw_path, source_dialect(ds.dialect, a.resource.dialect),
+                                            a.resource.location, unpacked / key)
             data_rel, q_rel = f"data/{key}.parquet", f"quarantine/{key}.parquet"
             result = validate_and_type(
                 raw_path, schema, dialect, policy=ds.policy, source_key=key,

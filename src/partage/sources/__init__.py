@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
-from ..catalog import Auth, CatalogEntry, Source
+from ..catalog import Auth, CatalogEntry, Dialect, Source
 from ..errors import PortalError
 from ..rawstore import RawStore
 from ..warehouse import SourceRecord
@@ -37,6 +37,7 @@ class SourceResource:
     remote_modified: str | None = None  # the portal's own modification date: a change-detection layer
     remote_size: int | None = None
     canonical: str | None = None  # canonical URL, kept to map a resource whose remote id changes
+    dialect: Dialect | None = None  # the source's own `dialect:` (over the dataset's), if it has one
 
 
 @dataclass(frozen=True)
@@ -70,34 +71,36 @@ def expand(entry: CatalogEntry, records: dict[str, SourceRecord] | None = None) 
     listed resources onto known keys; when a portal cannot be listed, every resource it listed
     before comes back ``failed`` with the portal's reason, so its data is kept, not taken for gone.
     """
-    from . import file as file_kind
-    from . import url as url_kind
-
     records = records or {}
     resources: list[SourceResource] = []
     failures: list[Acquired] = []
-    ds = entry.dataset
-    for src in ds.sources:
-        max_bytes = src.max_bytes or ds.max_bytes
-        if src.kind == "url":
-            resources.append(url_kind.resource(ds.id, src, max_bytes))
-        elif src.kind == "file" and (src.file or "").startswith("s3://"):
-            from . import s3
-
-            found, failure = s3.resources(entry, src, max_bytes)
-            resources += found
-            if failure:
-                failures.append(failure)
-        elif src.kind == "file":
-            found, failure = file_kind.resources(entry, src, max_bytes)
-            resources += found
-            if failure:
-                failures.append(failure)
-        else:
-            found, failed = expand_portal(ds.id, src, records, max_bytes)
-            resources += found
-            failures += failed
+    for src in entry.dataset.sources:
+        found, failed = _expand_one(entry, src, records)
+        if src.dialect is not None:  # every resource the source gives is read with its own dialect
+            found = [replace(r, dialect=src.dialect) for r in found]
+        resources += found
+        failures += failed
     return resources, failures
+
+
+def _expand_one(entry: CatalogEntry, src: Source,
+                records: dict[str, SourceRecord]) -> tuple[list[SourceResource], list[Acquired]]:
+    from . import file as file_kind
+    from . import url as url_kind
+
+    ds = entry.dataset
+    max_bytes = src.max_bytes or ds.max_bytes
+    if src.kind == "url":
+        return [url_kind.resource(ds.id, src, max_bytes)], []
+    if src.kind == "file" and (src.file or "").startswith("s3://"):
+        from . import s3
+
+        found, failure = s3.resources(entry, src, max_bytes)
+        return found, [failure] if failure else []
+    if src.kind == "file":
+        found, failure = file_kind.resources(entry, src, max_bytes)
+        return found, [failure] if failure else []
+    return expand_portal(ds.id, src, records, max_bytes)
 
 
 def expand_portal(dataset_id: str, src: Source, records: dict[str, SourceRecord],
