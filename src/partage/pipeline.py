@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from .catalog import Catalog, CatalogEntry
 from .consolidate import find_duplicates, primary_key
@@ -34,12 +34,12 @@ from .schemas import ResolvedSchema, resolve_schema, schema_from_descriptor
 from .sources import Acquired, SourceResource, acquire, expand
 from .unpack import plain_file
 from .validate import infer_schema, validate_and_type
+from .store.metadata import SourceState
 from .warehouse import DatasetState, Part, SourceRecord, Warehouse, new_version_id, now
 
 log = logging.getLogger("partage.harvest")
 progress = logging.getLogger("partage.progress")  # one record per source and per dataset, for the CLI's live lines
 
-SourceState = Literal["unchanged", "updated", "rejected", "failed", "gone"]
 OK_STATES = ("unchanged", "updated", "gone")  # a resource the portal no longer lists is news, not a failure
 
 

@@ -22,7 +22,8 @@ from typing import Any
 import duckdb
 
 from ..errors import WarehouseBusy, WarehouseError
-from ..warehouse import META, Part, Warehouse, version_relation
+from ..store import metadata
+from ..warehouse import Warehouse, version_relation
 
 log = logging.getLogger("partage.api")
 
@@ -184,38 +185,28 @@ class CatalogCache:
                 log.exception("could not prepare the new versions")
 
     def _load(self, wait: float) -> dict[str, Dataset]:
-        with self.warehouse.connect(read_only=True, wait=wait) as con:
-            ds_rows = con.execute(
-                f"SELECT id, title, description, publisher, license, access, keywords, schema_ref, policy "
-                f"FROM {META}.datasets ORDER BY id"
-            ).fetchall()
-            v_rows = con.execute(
-                f"SELECT dataset_id, version, created_at, row_count, quarantined_rows, schema_ref, schema_sha256, "
-                f"parts, summary FROM {META}.versions ORDER BY dataset_id, version"
-            ).fetchall()
-            s_rows = con.execute(
-                f"SELECT dataset_id, state, count(*), max(checked_at) FROM {META}.sources GROUP BY ALL"
-            ).fetchall()
+        rows = metadata.catalog_rows(self.warehouse, wait=wait)
         versions: dict[str, list[Version]] = {}
-        for d_id, version, created, rows, quarantined, schema_ref, sha, parts_json, summary_json in v_rows:
-            parts = [Part(**p) for p in json.loads(parts_json or "[]")]
-            summary = json.loads(summary_json) if summary_json else {}
+        for v in rows.versions:
             # Not the stored path: the warehouse may have moved since.
-            relation = version_relation(self.warehouse.location(d_id, version), parts, summary) if parts else ""
-            versions.setdefault(d_id, []).append(
-                Version(version, created, rows or 0, quarantined or 0, schema_ref, sha, relation, bool(parts), summary))
+            relation = version_relation(self.warehouse.location(v.dataset_id, v.version), v.parts, v.summary) \
+                if v.parts else ""
+            versions.setdefault(v.dataset_id, []).append(
+                Version(v.version, v.created_at, v.row_count, v.quarantined_rows, v.schema_ref, v.schema_sha256,
+                        relation, bool(v.parts), v.summary))
         states: dict[str, dict[str, int]] = {}
         checks: dict[str, dt.datetime] = {}
-        for d_id, state, n, checked in s_rows:
-            states.setdefault(d_id, {})[state or "unknown"] = n
-            if checked is not None and (d_id not in checks or checked > checks[d_id]):
-                checks[d_id] = checked
+        for c in rows.source_states:
+            by_state = states.setdefault(c.dataset_id, {})
+            by_state[c.state or "unknown"] = by_state.get(c.state or "unknown", 0) + c.count
+            if c.last_checked is not None and (c.dataset_id not in checks or c.last_checked > checks[c.dataset_id]):
+                checks[c.dataset_id] = c.last_checked
         out = {}
-        for d_id, title, description, publisher, license_, access, keywords, schema_ref, policy in ds_rows:
-            out[d_id] = Dataset(d_id, title or d_id, description or "", publisher, license_,
-                                access or "internal",  # unknown access is treated as the most restricted
-                                list(keywords or []), schema_ref, policy, checks.get(d_id), states.get(d_id, {}),
-                                tuple(versions.get(d_id, [])))
+        for d in rows.datasets:
+            out[d.id] = Dataset(d.id, d.title or d.id, d.description or "", d.publisher, d.license,
+                                d.access or "internal",  # unknown access is treated as the most restricted
+                                list(d.keywords), d.schema_ref, d.policy, checks.get(d.id), states.get(d.id, {}),
+                                tuple(versions.get(d.id, [])))
         return out
 
     # -- per version, cached forever (versions are immutable) -------------------------
