@@ -145,6 +145,7 @@ class CatalogRows:
     datasets: list[DatasetRecord]
     versions: list[VersionRecord]  # by dataset, oldest first
     source_states: list[SourceStateCount]
+    snapshots: dict[tuple[str, str], int]  # (dataset, version) -> the lake snapshot that committed it
 
 
 @dataclass(frozen=True)
@@ -164,8 +165,13 @@ class HistoryEntry:
 
 def time_travel_sql(dataset_id: str, snapshot_id: int, *, limit: int | None = None) -> str:
     """``SELECT * FROM lake.main."<id>" AT (VERSION => n)``: the dataset's table as snapshot ``n`` left it."""
-    sql = f"SELECT * FROM {LAKE}.main.{ident(dataset_id)} AT (VERSION => {int(snapshot_id)})"
+    sql = f"SELECT * FROM {time_travel_relation(dataset_id, snapshot_id)}"
     return sql + (f" LIMIT {int(limit)}" if limit is not None else "")
+
+
+def time_travel_relation(dataset_id: str, snapshot_id: int) -> str:
+    """The dataset's table at a snapshot, as a relation to select from (a connection with the lake attached)."""
+    return f"{LAKE}.main.{ident(dataset_id)} AT (VERSION => {int(snapshot_id)})"
 
 
 # -- reads --------------------------------------------------------------------------------
@@ -268,7 +274,22 @@ def catalog_rows(warehouse: Warehouse, *, wait: float | None = None) -> CatalogR
         counts = [SourceStateCount(dataset_id=d, state=source_state(s), count=n, last_checked=at)
                   for d, s, n, at in con.execute(
                       f"SELECT dataset_id, state, count(*), max(checked_at) FROM {META}.sources GROUP BY ALL").fetchall()]
-    return CatalogRows(ds, vs, counts)
+        snaps = _version_snapshots(con)
+    return CatalogRows(ds, vs, counts, snaps)
+
+
+def _version_snapshots(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str], int]:
+    """Every version's snapshot, from the commits' extra info (as ``Warehouse.snapshots``, for all datasets)."""
+    out: dict[tuple[str, str], int] = {}
+    for snap, info in con.execute(
+            f"SELECT snapshot_id, commit_extra_info FROM {LAKE}.snapshots() "
+            "WHERE starts_with(commit_message, 'partage: ') ORDER BY snapshot_id").fetchall():
+        try:
+            extra = json.loads(info)
+            out[(extra["dataset"], extra["version"])] = int(snap)
+        except (TypeError, ValueError, KeyError):
+            continue  # not a version's commit (gc, migrate's last copy, publications)
+    return out
 
 
 def raw_files_in_use(warehouse: Warehouse, *, read_only: bool = True) -> set[str]:
