@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -377,22 +376,60 @@ def test_pagination_stays_on_its_version_while_a_new_one_lands(api: Api) -> None
 
 
 def test_a_version_removed_by_retention_answers_410(api: Api) -> None:
-    # `communes` is over the fixture's in-memory budget (PARTAGE_API_CACHE_ROWS=100): read from Parquet.
+    # `communes` is over the fixture's in-memory budget (PARTAGE_API_CACHE_ROWS=100): read from the lake.
+    from partage.store import metadata
+    from partage.warehouse import Warehouse, point_history
+
     hub = api.hub
+    wh = Warehouse(hub.warehouse)
     old = latest_version(hub, "communes")
     first = api.rows(page_size=3)
     hub.file("communes.csv", communes_csv(140, generation=11))
     assert run_harvest(hub, ["communes"]).exit_code == 0
     api.wait_version("communes", latest_version(hub, "communes"))
-    # Its files vanish (as when `partage gc` removes it, before the API's next look at the catalog).
-    aside = hub.root / "aside"
-    shutil.move(hub.warehouse / "communes" / old, aside)
+    # gc expires its snapshot (and deletes its files) before the API's next look at the catalog.
+    snap = wh.snapshots("communes")[old]
+    with wh.connect() as con:
+        con.execute(f"CALL ducklake_expire_snapshots('lake', versions => [{snap}])")
     try:
         r = api.http.get(first["links"]["next"])
-        assert r.status_code == 410 and "no longer stored" in r.json()["detail"] and old in r.json()["detail"]
+        assert r.status_code == 410 and "no longer stored" in r.json()["detail"] and old in r.json()["detail"], r.text
         assert api.get("/datasets/communes/rows").status_code == 200
-    finally:
-        shutil.move(aside, hub.warehouse / "communes" / old)
+    finally:  # what gc does first: the version row goes, the history view forgets it
+        metadata.forget_versions(wh, [("communes", old)])
+        point_history(wh, "communes")
+
+
+def test_version_and_as_of_serve_an_older_version_as_the_lake_stored_it(api: Api) -> None:
+    import datetime as dt
+
+    from partage.store import metadata
+    from partage.warehouse import Warehouse
+
+    hub = api.hub
+    old = latest_version(hub, "communes")
+    hub.file("communes.csv", communes_csv(130, generation=23))  # every population changes, 130 rows
+    assert run_harvest(hub, ["communes"]).exit_code == 0
+    new = latest_version(hub, "communes")
+    api.wait_version("communes", new)
+    stored = {e.version.version: e for e in metadata.history(Warehouse(hub.warehouse), "communes")}
+
+    def travel(version: str) -> list[list[Any]]:  # the lake's own answer: DuckLake time travel
+        return [list(r) for r in query(hub, 'SELECT code_insee, population FROM lake.main."communes" '
+                                            f"AT (VERSION => {stored[version].snapshot_id}) ORDER BY code_insee LIMIT 50")]
+
+    def served(**params: str) -> tuple[str, list[list[Any]]]:
+        body = api.rows(code_insee__sort="asc", page_size=50, columns="code_insee,population", **params)
+        return body["meta"]["version"], [[r["code_insee"], r["population"]] for r in body["data"]]
+
+    assert travel(old) != travel(new)
+    assert served(version=old) == (old, travel(old))
+    assert served() == (new, travel(new))
+    just_before_new = stored[new].version.created_at - dt.timedelta(milliseconds=1)
+    assert served(as_of=just_before_new.isoformat()) == (old, travel(old))
+    first = min(stored.values(), key=lambda e: e.version.version).version.created_at
+    r = api.get("/datasets/communes/rows", as_of=(first - dt.timedelta(seconds=1)).isoformat())
+    assert r.status_code == 404 and "had no version yet" in r.json()["detail"], r.text
 
 
 def test_reads_while_harvests_write_never_fail(api: Api) -> None:

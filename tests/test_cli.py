@@ -144,6 +144,34 @@ def test_status_and_history(harvested: CatalogBuilder) -> None:
     assert h.exit_code == 0 and "test/communes@1.0" in h.output
 
 
+def test_history_gives_each_version_its_snapshot_and_the_sql_that_reads_it_by_time_travel(
+        harvested: CatalogBuilder) -> None:
+    hub, wh = harvested, str(harvested.warehouse)
+    bourg = "01053,Bourg-en-Bresse,41000,23.86,2024-01-01\n"
+    for csv in (COMMUNES_CSV.replace("73000", "73001"), COMMUNES_CSV.replace("73000", "73002") + bourg):
+        hub.file("c.csv", csv)
+        r = runner.invoke(app, ["harvest", "--catalog", str(hub.catalog), "--warehouse", wh])
+        assert r.exit_code == 0 and "updated" in r.output, r.output
+    j = runner.invoke(app, ["history", "communes", "--warehouse", wh, "--json"])
+    assert j.exit_code == 0, j.output
+    entries = json.loads(j.stdout)  # newest first
+    assert len(entries) == 3 and len({e["snapshot_id"] for e in entries}) == 3
+    assert [e["rows"] for e in entries] == [4, 3, 3] and all(e["snapshot_time"] for e in entries)
+    shown = runner.invoke(app, ["history", "communes", "--warehouse", wh])
+    assert shown.exit_code == 0 and all(e["version"] in shown.output for e in entries), shown.output
+    printed = [line.strip().removesuffix(";") for line in shown.output.splitlines() if line.strip().startswith("SELECT")]
+    oldest = entries[-1]
+    assert printed == [f'SELECT * FROM lake.main."communes" AT (VERSION => {oldest["snapshot_id"]})'] == [oldest["sql"]]
+    for entry, (rows, ajaccio) in zip(reversed(entries), [(3, 73000), (3, 73001), (4, 73002)]):
+        travel = printed[0].replace(f"=> {oldest['snapshot_id']})", f"=> {entry['snapshot_id']})")
+        r = runner.invoke(app, ["sql", f"SELECT count(*) AS n, max(population) FILTER (WHERE code_insee = '2A004') AS p, "
+                                       f"min(_source_version) AS since FROM ({travel})", "--warehouse", wh, "--format", "json"])
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout) == [{"n": rows, "p": ajaccio, "since": entry["version"]}]
+    none = runner.invoke(app, ["history", "nope", "--warehouse", wh, "--json"])
+    assert none.exit_code == 0 and json.loads(none.stdout) == []
+
+
 def test_status_without_warehouse(tmp_path: Path) -> None:
     r = runner.invoke(app, ["status", "--warehouse", str(tmp_path / "none")])
     assert r.exit_code == 0 and "partage harvest" in r.output

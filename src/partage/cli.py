@@ -600,13 +600,18 @@ def validate(
 
 
 def _open_ro(warehouse: str) -> Any:
+    """The warehouse to read, or exit 0 saying there is none yet (a fresh install is not an error)."""
     from .warehouse import Warehouse
 
     wh = Warehouse(warehouse)
     if not wh.exists():
         out.print(f"No warehouse at {wh.db_path} yet: run `partage harvest` first.")
         raise typer.Exit(0)
-    return wh.connect(read_only=True)
+    return wh
+
+
+def _when(at: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    return at.strftime(fmt) if at else ""
 
 
 @app.command()
@@ -616,68 +621,78 @@ def status(
     warehouse: WarehouseOpt = "warehouse",
 ) -> None:
     """Datasets, their latest version and the last state of their sources."""
-    where, params = ("WHERE d.id = ?", [dataset]) if dataset else ("", [])
+    from .store import metadata
+
     try:
-        with _open_ro(warehouse) as con:
-            rows = con.execute(f"""
-                SELECT d.id, d.access, v.version, v.row_count, v.quarantined_rows,
-                       count(s.source_key), count(s.source_key) FILTER (WHERE s.state IN ('rejected', 'failed')),
-                       max(s.checked_at)
-                FROM _partage.datasets d
-                LEFT JOIN (SELECT * FROM _partage.versions QUALIFY row_number() OVER (PARTITION BY dataset_id ORDER BY version DESC) = 1) v
-                  ON v.dataset_id = d.id
-                LEFT JOIN _partage.sources s ON s.dataset_id = d.id
-                {where}
-                GROUP BY ALL ORDER BY d.id""", params).fetchall()
-            src_rows: list[dict[str, Any]] = []
-            if sources:  # by column name: a warehouse written by an older Partage lacks the identity columns
-                cur = con.execute(f"""SELECT * FROM _partage.sources s {where.replace('d.id', 's.dataset_id')}
-                                      ORDER BY dataset_id, label""", params)
-                names = [c[0] for c in cur.description]
-                src_rows = [dict(zip(names, r)) for r in cur.fetchall()]
+        wh = _open_ro(warehouse)
+        rows = metadata.dataset_statuses(wh, dataset)
+        src_rows = metadata.sources(wh, dataset) if sources else []
     except PartageError as e:
         _fail(str(e), 2)
     table = Table(title="Datasets", title_justify="left")
     for col in ("dataset", "access", "latest version", "rows", "quarantined", "sources", "not ok", "last checked"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r[0], r[1], r[2] or "(none yet)", "" if r[3] is None else f"{r[3]:,}", "" if r[4] is None else f"{r[4]:,}",
-                      str(r[5]), f"[red]{r[6]}[/red]" if r[6] else "0", r[7].strftime("%Y-%m-%d %H:%M") if r[7] else "")
+        table.add_row(r.id, r.access, r.latest_version or "(none yet)", "" if r.rows is None else f"{r.rows:,}",
+                      "" if r.quarantined is None else f"{r.quarantined:,}", str(r.sources),
+                      f"[red]{r.not_ok}[/red]" if r.not_ok else "0", _when(r.last_checked))
     out.print(table)
     if sources:
         st = Table(title="Sources", title_justify="left", show_lines=True)
         for col in ("dataset", "source", "remote id", "state", "decided by", "reason", "changed"):
             st.add_column(col, overflow="fold")
-        for r in src_rows:
-            style = STATE_STYLE.get(r["state"], "")
-            state = r["state"] or ""
-            if r.get("gone_since"):
-                state += f" since {r['gone_since'].strftime('%Y-%m-%d')}"
-            st.add_row(r["dataset_id"], escape(r["label"] or ""), escape(r.get("remote_id") or ""), f"[{style}]{state}[/]",
-                       r["layer"] or "", escape(r["reason"] or ""),
-                       r["changed_at"].strftime("%Y-%m-%d %H:%M") if r["changed_at"] else "")
+        for s in src_rows:
+            style = STATE_STYLE.get(s.state or "", "")
+            state = s.state or ""
+            if s.gone_since:
+                state += f" since {s.gone_since.strftime('%Y-%m-%d')}"
+            st.add_row(s.dataset_id, escape(s.label or ""), escape(s.remote_id or ""), f"[{style}]{state}[/]",
+                       s.layer or "", escape(s.reason or ""), _when(s.changed_at))
         out.print(st)
 
 
 @app.command()
-def history(dataset: Annotated[str, typer.Argument(help="Dataset id.")], warehouse: WarehouseOpt = "warehouse") -> None:
-    """Every stored version of a dataset, newest first."""
+def history(
+    dataset: Annotated[str, typer.Argument(help="Dataset id.")],
+    warehouse: WarehouseOpt = "warehouse",
+    as_json: Annotated[bool, typer.Option("--json", help="One object per version, with its snapshot and SQL.")] = False,
+) -> None:
+    """Every stored version of a dataset, newest first, with the lake snapshot to read it by time travel."""
+    from .store import metadata
+
     try:
-        with _open_ro(warehouse) as con:
-            rows = con.execute("""SELECT version, created_at, row_count, quarantined_rows, schema_ref, parts, path
-                                  FROM _partage.versions WHERE dataset_id = ? ORDER BY version DESC""", [dataset]).fetchall()
+        entries = metadata.history(_open_ro(warehouse), dataset)
     except PartageError as e:
         _fail(str(e), 2)
-    if not rows:
+    if as_json:
+        sys.stdout.write(json.dumps([{
+            "version": e.version.version, "created_at": e.version.created_at.isoformat(),
+            "rows": e.version.row_count, "quarantined": e.version.quarantined_rows, "schema": e.version.schema_ref,
+            "new_parts": e.version.new_parts, "path": e.version.path, "snapshot_id": e.snapshot_id,
+            "snapshot_time": e.snapshot_time.isoformat() if e.snapshot_time else None,
+            "sql": e.time_travel_sql()} for e in entries], ensure_ascii=False, indent=2) + "\n")
+        return
+    if not entries:
         out.print(f"No version of {dataset!r} yet.")
         return
     table = Table(title=f"History of {dataset}", title_justify="left")
-    for col in ("version", "created", "rows", "quarantined", "schema", "new parts", "path"):
+    table.add_column("version", no_wrap=True)
+    table.add_column("snapshot", no_wrap=True, justify="right")
+    for col in ("committed", "rows", "quarantined", "schema", "new parts", "path"):
         table.add_column(col, overflow="fold")
-    for r in rows:
-        fresh = [p["source_key"] for p in json.loads(r[5]) if p["since_version"] == r[0]]
-        table.add_row(r[0], r[1].strftime("%Y-%m-%d %H:%M:%S"), f"{r[2]:,}", f"{r[3]:,}", r[4] or "", ", ".join(fresh), r[6])
+    for e in entries:
+        v = e.version
+        table.add_row(v.version, "" if e.snapshot_id is None else str(e.snapshot_id),
+                      _when(e.snapshot_time or v.created_at, "%Y-%m-%d %H:%M:%S"), f"{v.row_count:,}",
+                      f"{v.quarantined_rows:,}", v.schema_ref or "", ", ".join(v.new_parts), v.path)
     out.print(table)
+    example = next((e for e in reversed(entries) if e.snapshot_id is not None), None)
+    if example is not None:  # the oldest version still reachable: the case time travel is for
+        out.print(f"Read a version as it was stored (DuckLake time travel), here {example.version.version}; "
+                  "put another version's snapshot in its place:", highlight=False, soft_wrap=True)
+        out.print(f"  {escape(example.time_travel_sql() or '')};", highlight=False, soft_wrap=True)
+        out.print("[dim]in `partage sql`, or in DuckDB after `duckdb -init attach.sql` (the warehouse's attach.sql); "
+                  'history."<id>" has every version, with _version saying which[/dim]', soft_wrap=True)
 
 
 @app.command()
@@ -693,7 +708,7 @@ def sql(
     if fmt not in ("table", "csv", "json"):
         _fail("--format must be table, csv or json", 2)
     try:
-        with _open_ro(warehouse) as con:
+        with _open_ro(warehouse).connect(read_only=True) as con:
             cur = con.execute(query)
             names = [d[0] for d in cur.description] if cur.description else []
             rows = cur.fetchall() if names else []

@@ -18,16 +18,16 @@ It takes the harvest lock, so it never runs while a harvest writes.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .catalog import Catalog
 from .faults import checkpoint
-from .warehouse import META, Part, Warehouse, now, point_history
+from .store import metadata
+from .store.metadata import VersionRecord
+from .warehouse import Warehouse, now, point_history
 
 VERSION_NAME = re.compile(r"^\d{8}T\d{9,}Z$")  # what warehouse.new_version_id makes
 
@@ -49,20 +49,20 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _keep_reports_of_carried_parts(warehouse: Warehouse, ds_id: str, version: str, rows: list[Any],
+def _keep_reports_of_carried_parts(warehouse: Warehouse, ds_id: str, version: str, stored: list[VersionRecord],
                                    gone: set[tuple[str, str]]) -> None:
     """Before a version's directory goes, give its reports to the kept versions that carry its parts.
 
     A source that did not change keeps its part, and its report, from the version that produced
     it; a kept version must not lose that report when the producing version is removed."""
     src = warehouse.version_dir(ds_id, version) / "reports"
-    for d, v, _, parts in rows:
-        if d != ds_id or (d, v) in gone:
+    for kept in stored:
+        if kept.dataset_id != ds_id or (kept.dataset_id, kept.version) in gone:
             continue
-        for p in (Part(**x) for x in json.loads(parts)):
+        for p in kept.parts:
             report = src / f"{p.source_key}.json"
             if p.since_version == version and report.is_file():
-                dest = warehouse.version_dir(ds_id, v) / "reports" / report.name
+                dest = warehouse.version_dir(ds_id, kept.version) / "reports" / report.name
                 if not dest.exists():
                     dest.parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(report, dest)
@@ -72,17 +72,13 @@ def collect_garbage(warehouse: Warehouse, catalog: Catalog | None, *, dry_run: b
                     grace: dt.timedelta = dt.timedelta(hours=24)) -> GcReport:
     report = GcReport()
     with warehouse.harvest_lock():
-        with warehouse.connect() as con:
-            rows = con.execute(
-                f"SELECT dataset_id, version, created_at, parts FROM {META}.versions ORDER BY dataset_id, version").fetchall()
-            referenced_raw = {r[0] for r in con.execute(
-                f"SELECT sha256 FROM {META}.sources UNION SELECT accepted_sha256 FROM {META}.sources "
-                f"UNION SELECT validated_sha256 FROM {META}.sources").fetchall() if r[0]}
+        stored = metadata.versions(warehouse, read_only=False)
+        referenced_raw = metadata.raw_files_in_use(warehouse, read_only=False)
         versions: dict[str, list[tuple[str, dt.datetime]]] = {}
         raw_of: dict[tuple[str, str], set[str]] = {}
-        for ds_id, version, created, parts in rows:
-            versions.setdefault(ds_id, []).append((version, created))
-            raw_of[(ds_id, version)] = {p["sha256"] for p in json.loads(parts)}
+        for sv in stored:
+            versions.setdefault(sv.dataset_id, []).append((sv.version, sv.created_at))
+            raw_of[(sv.dataset_id, sv.version)] = sv.raw_files
 
         # 1. retention
         for ds_id, vs in versions.items():
@@ -104,17 +100,14 @@ def collect_garbage(warehouse: Warehouse, catalog: Catalog | None, *, dry_run: b
                     report.versions.append((ds_id, v))
 
         if report.versions and not dry_run:
-            def forget(con: Any) -> None:
-                for ds_id, v in report.versions:
-                    con.execute(f"DELETE FROM {META}.versions WHERE dataset_id = ? AND version = ?", [ds_id, v])
-            warehouse._transaction(forget, "the removal of old versions")
+            metadata.forget_versions(warehouse, report.versions)
             for ds_id in sorted({d for d, _ in report.versions}):
                 point_history(warehouse, ds_id)
         gone = set(report.versions)
         for ds_id, v in report.versions:
             d = warehouse.version_dir(ds_id, v)
             if not dry_run:
-                _keep_reports_of_carried_parts(warehouse, ds_id, v, rows, gone)
+                _keep_reports_of_carried_parts(warehouse, ds_id, v, stored, gone)
             if d.exists():
                 report.bytes_freed += _size(d)
                 if not dry_run:

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from .catalog import Catalog, CatalogEntry
 from .catalog import Dialect as DialectConfig
@@ -35,13 +35,13 @@ from .schemas import ResolvedSchema, resolve_schema, schema_from_descriptor
 from .sources import Acquired, SourceResource, acquire, expand
 from .unpack import plain_file
 from .validate import infer_schema, validate_and_type
+from .store.metadata import SourceState
 from .validate.infer import describe_inferred
 from .warehouse import DatasetState, Part, SourceRecord, Warehouse, new_version_id, now
 
 log = logging.getLogger("partage.harvest")
 progress = logging.getLogger("partage.progress")  # one record per source and per dataset, for the CLI's live lines
 
-SourceState = Literal["unchanged", "updated", "rejected", "failed", "gone", "skipped"]
 # a resource the portal no longer lists is news, not a failure; nor is a portal's link to a web page (skipped)
 OK_STATES = ("unchanged", "updated", "gone", "skipped")
 

@@ -171,7 +171,8 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
     wh = Warehouse(warehouse)
     settings = settings or Settings.from_env()
     store = tokens or TokenStore(str(wh.root / ".tokens.json"))
-    engine = Engine(threads=settings.threads, cache_rows=settings.cache_rows, register=wh.register)
+    engine = Engine(threads=settings.threads, cache_rows=settings.cache_rows, register=wh.register,
+                    lake=wh.lake.attach_sql(read_only=True))  # versions are read by time travel (catalog_cache.relation_of)
     query_pool = ThreadPoolExecutor(settings.page_threads, thread_name_prefix="partage-query") \
         if settings.page_threads else None
     responses = LRU(int(settings.response_cache_mb * 1024 * 1024))  # (dataset, version, query) -> body
@@ -303,6 +304,14 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
             return cache.columns(ds, v)
         except duckdb.IOException:
             raise gone(ds, v) from None
+        except duckdb.InvalidInputException as e:
+            if is_expired(e):
+                raise gone(ds, v) from None
+            raise
+
+    def is_expired(e: duckdb.Error) -> bool:
+        """DuckLake's answer for a snapshot gc has expired (its version removed by retention)."""
+        return "no snapshot found" in str(e).lower()
 
     def gone(ds: Dataset, v: Version) -> ApiError:
         return ApiError(410, f"version {v.version} of {ds.id!r} is no longer stored (removed by retention); "
@@ -405,6 +414,8 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
             except duckdb.IOException:
                 raise gone(ds, v) from None
             except (duckdb.ConversionException, duckdb.InvalidInputException, duckdb.OutOfRangeException) as e:
+                if is_expired(e):
+                    raise gone(ds, v) from None
                 raise ApiError(400, f"a value cannot be compared with its column: {e}") from None
         raise AssertionError("unreachable")
 
@@ -503,6 +514,8 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
         except duckdb.IOException:
             raise gone(ds, v) from None
         except (duckdb.ConversionException, duckdb.InvalidInputException) as e:
+            if is_expired(e):
+                raise gone(ds, v) from None
             raise ApiError(400, f"a value cannot be compared with its column: {e}") from None
         if fmt == "csv":
             body = exports.csv_chunks(batches)

@@ -1,12 +1,13 @@
-"""Where row queries run: an in-memory DuckDB over the Parquet files of each version.
+"""Where row queries run: an in-memory DuckDB with the lake attached read-only.
 
-Nothing here opens ``partage.duckdb``. Reading Parquet costs ~4 ms a query even
-for a tiny file (opening, footer, planning), so the versions being served are
+A version's rows are the dataset's lake table at the snapshot that committed it (DuckLake time
+travel, see ``catalog_cache.relation_of``). Reading the lake costs a few ms a query (its
+catalog, then the Parquet footers), so the versions being served are
 copied into in-memory tables by a background thread, within a row budget
 (``PARTAGE_API_CACHE_ROWS``), least recently used first out; primary-key
 columns and code-like columns (a ``pattern`` constraint) get an ART index for
 point lookups. Until a version's table is ready, or when it does not fit the
-budget, its queries read the Parquet files directly: same rows, slower.
+budget, its queries read the lake directly: same rows, slower.
 Versions are immutable, so a table never needs refreshing.
 
 Page queries run one thread each (``threads=1``): the API runs a few of them at once on its own
@@ -36,6 +37,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from ..errors import WarehouseError
 from ..warehouse import ident
 from .lru import LRU
 from .query import Matches, RowQuery, Source
@@ -103,12 +105,34 @@ class Watchdog:
                     cursor.interrupt()
 
 
+def _database(lake: str | None, threads: int | None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB; with ``lake`` (its read-only ATTACH statement), the lake attached under
+    ``lake`` too, its extensions loaded offline (versions are read by time travel, see CatalogCache)."""
+    if lake is None:
+        return duckdb.connect(":memory:", config={"threads": threads} if threads else {})
+    from ..store.engine import connect
+
+    db = connect()
+    try:
+        if threads:
+            db.execute(f"SET threads = {int(threads)}")
+        db.execute(lake)
+    except duckdb.Error as e:  # the statement may hold the catalog's password: not in the message
+        db.close()
+        raise WarehouseError(f"the API cannot open the lake: {str(e).splitlines()[0]}") from None
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
 class Engine:
     def __init__(self, threads: int | None = 1, cache_rows: int = 20_000_000,
-                 register: Callable[[duckdb.DuckDBPyConnection], None] | None = None):
-        config: dict[str, Any] = {"threads": threads} if threads else {}
-        self._db = duckdb.connect(":memory:", config=config)
-        self._exports = duckdb.connect(":memory:")
+                 register: Callable[[duckdb.DuckDBPyConnection], None] | None = None, lake: str | None = None):
+        """``lake``: the lake's read-only ATTACH statement, when the relations served are time travel on
+        its tables (``partage serve``); None for relations over files only."""
+        self._db = _database(lake, threads)
+        self._exports = _database(lake, None)
         for db in (self._db, self._exports):
             if register is not None:  # an object-store warehouse: its fsspec filesystem
                 register(db)
@@ -195,8 +219,8 @@ class Engine:
                 cur.execute(f"CREATE INDEX {ident(name + '_' + col)} ON {name} ({ident(col)})")
             log.info("version %s/%s in memory (%d rows, %d index(es), %d dictionar(ies)) in %.2f s", key[0],
                      key[1], rows, len(indexed), len(source.dictionaries), time.perf_counter() - t)
-        except duckdb.Error as e:  # removed by retention meanwhile, unreadable...: stay on Parquet
-            log.warning("version %s/%s stays on Parquet: %s", key[0], key[1], e)
+        except duckdb.Error as e:  # removed by retention meanwhile, unreadable...: read where it is
+            log.warning("version %s/%s is not copied into memory, its queries read the lake: %s", key[0], key[1], e)
             self._drop(cur, name)
             with self._tables_lock:
                 self._pending.discard(key)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..store import metadata
+from ..store.metadata import SourceState, VersionRecord
 from ..warehouse import Warehouse
 from .i18n import ERROR_TITLES, LANGUAGES, TEXT
 
@@ -34,7 +36,7 @@ class ErrorGroup:
 @dataclass
 class SourceView:
     label: str
-    state: str
+    state: SourceState | None
     layer: str | None
     reason: str
     checked_at: dt.datetime | None
@@ -55,11 +57,11 @@ class DatasetView:
     publisher: str | None
     schema_ref: str | None
     policy: str
-    versions: list[dict[str, Any]]
+    versions: list[VersionRecord]  # newest first
     sources: list[SourceView]
 
     @property
-    def latest(self) -> dict[str, Any] | None:
+    def latest(self) -> VersionRecord | None:
         return self.versions[0] if self.versions else None
 
     @property
@@ -67,7 +69,7 @@ class DatasetView:
         states = {s.state for s in self.sources}
         if "failed" in states or "rejected" in states:
             return "bad"
-        if any(s.errors_total for s in self.sources) or (self.latest and self.latest["quarantined"]):
+        if any(s.errors_total for s in self.sources) or (self.latest and self.latest.quarantined_rows):
             return "warn"
         return "good"
 
@@ -92,35 +94,24 @@ def _groups(report: dict[str, Any]) -> tuple[list[ErrorGroup], list[dict[str, An
 
 
 def collect(warehouse: Warehouse, *, only_open: bool = False) -> list[DatasetView]:
-    with warehouse.connect(read_only=True) as con:
-        datasets = con.execute(
-            "SELECT id, title, description, access, license, publisher, schema_ref, policy FROM _partage.datasets ORDER BY id"
-        ).fetchall()
-        versions = con.execute(
-            "SELECT dataset_id, version, created_at, row_count, quarantined_rows, schema_ref FROM _partage.versions "
-            "ORDER BY dataset_id, version DESC").fetchall()
-        sources = con.execute(
-            "SELECT dataset_id, source_key, label, state, layer, reason, checked_at, changed_at FROM _partage.sources "
-            "ORDER BY dataset_id, label").fetchall()
-        reports = con.execute(
-            "SELECT dataset_id, source_key, report FROM _partage.reports "
-            "QUALIFY row_number() OVER (PARTITION BY dataset_id, source_key ORDER BY recorded_at DESC) = 1").fetchall()
-    by_ds: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for v in versions:
-        by_ds[v[0]].append({"version": v[1], "created_at": v[2], "rows": v[3], "quarantined": v[4], "schema": v[5]})
-    latest_report = {(r[0], r[1]): json.loads(r[2]) for r in reports}
+    records = metadata.datasets(warehouse)
+    by_ds: dict[str, list[VersionRecord]] = defaultdict(list)
+    for v in metadata.versions(warehouse, newest_first=True):
+        by_ds[v.dataset_id].append(v)
+    latest_report = {(r.dataset_id, r.source_key): r.report for r in metadata.latest_reports(warehouse)}
     src_by_ds: dict[str, list[SourceView]] = defaultdict(list)
-    for ds_id, key, label, state, layer, reason, checked, changed in sources:
-        view = SourceView(label, state, layer, reason or "", checked, changed)
-        report = latest_report.get((ds_id, key))
+    for s in metadata.sources(warehouse):
+        view = SourceView(s.label, s.state, s.layer, s.reason or "", s.checked_at, s.changed_at)
+        report = latest_report.get((s.dataset_id, s.source_key))
         if report is not None:
             view.groups, view.file_errors, view.errors_total, view.rows = _groups(report)
-        src_by_ds[ds_id].append(view)
+        src_by_ds[s.dataset_id].append(view)
     out = []
-    for d in datasets:
-        if only_open and d[3] != "open":
+    for d in records:
+        if only_open and d.access != "open":
             continue
-        out.append(DatasetView(d[0], d[1], d[2] or "", d[3], d[4], d[5], d[6], d[7], by_ds[d[0]], src_by_ds[d[0]]))
+        out.append(DatasetView(d.id, d.title, d.description or "", d.access, d.license, d.publisher, d.schema_ref,
+                               d.policy, by_ds[d.id], src_by_ds[d.id]))
     return out
 
 
