@@ -168,8 +168,39 @@ def test_history_gives_each_version_its_snapshot_and_the_sql_that_reads_it_by_ti
                                        f"min(_source_version) AS since FROM ({travel})", "--warehouse", wh, "--format", "json"])
         assert r.exit_code == 0, r.output
         assert json.loads(r.stdout) == [{"n": rows, "p": ajaccio, "since": entry["version"]}]
-    none = runner.invoke(app, ["history", "nope", "--warehouse", wh, "--json"])
-    assert none.exit_code == 0 and json.loads(none.stdout) == []
+    none = runner.invoke(app, ["history", "nope", "--warehouse", wh, "--json"])  # #23 case 9: an error, not "no version yet"
+    assert none.exit_code == 2 and "no dataset 'nope'" in none.output and "partage status" in none.output
+
+
+def test_a_dataset_removed_from_the_catalog_is_gone_not_failing_forever(hub: CatalogBuilder) -> None:
+    """#23 case 9: a dataset deleted from the catalog stayed "not ok" in status and the catalog view."""
+    wh = str(hub.warehouse)
+    hub.file("c.csv", COMMUNES_CSV)
+    hub.dataset("communes", ["file: ../data/c.csv"])
+    hub.dataset("ancien", ["file: ../data/c.csv"])
+    assert runner.invoke(app, ["harvest", "--catalog", str(hub.catalog), "--warehouse", wh]).exit_code == 0
+    (hub.catalog / "ancien.yaml").unlink()
+    r = runner.invoke(app, ["harvest", "--catalog", str(hub.catalog), "--warehouse", wh])
+    assert r.exit_code == 0, r.output
+    status = runner.invoke(app, ["status", "--warehouse", wh, "--sources"])
+    flat = " ".join(status.output.split())
+    assert status.exit_code == 0 and "removed from the catalog" in flat, status.output
+    from partage.store import metadata
+    from partage.warehouse import Warehouse
+
+    rows = {r.id: r for r in metadata.dataset_statuses(Warehouse(wh))}
+    assert rows["ancien"].not_ok == 0 and rows["ancien"].latest_version is not None
+    view = runner.invoke(app, ["sql", "SELECT id, source_states FROM catalog ORDER BY id", "--warehouse", wh,
+                               "--format", "json"])
+    assert json.loads(view.stdout) == [{"id": "ancien", "source_states": ["gone"]},
+                                       {"id": "communes", "source_states": ["unchanged"]}]
+    history = runner.invoke(app, ["history", "ancien", "--warehouse", wh, "--json"])
+    assert history.exit_code == 0 and len(json.loads(history.stdout)) == 1  # its version is kept
+    again = runner.invoke(app, ["harvest", "--catalog", str(hub.catalog), "--warehouse", wh])
+    assert again.exit_code == 0
+    events = runner.invoke(app, ["sql", "SELECT count(*) AS n FROM _partage.source_events WHERE dataset_id = 'ancien' "
+                                        "AND state = 'gone'", "--warehouse", wh, "--format", "json"])
+    assert json.loads(events.stdout) == [{"n": 1}]  # marked once, not every night
 
 
 def test_status_without_warehouse(tmp_path: Path) -> None:

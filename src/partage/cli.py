@@ -661,9 +661,13 @@ def history(
     from .store import metadata
 
     try:
-        entries = metadata.history(_open_ro(warehouse), dataset)
+        wh = _open_ro(warehouse)
+        entries = metadata.history(wh, dataset)
+        known = bool(entries) or bool(metadata.dataset_statuses(wh, dataset))
     except PartageError as e:
         _fail(str(e), 2)
+    if not known:
+        _fail(f"no dataset {dataset!r} in the warehouse {wh.spec}; `partage status` lists the datasets it has", 2)
     if as_json:
         sys.stdout.write(json.dumps([{
             "version": e.version.version, "created_at": e.version.created_at.isoformat(),

@@ -619,6 +619,9 @@ def run_harvest(catalog: Catalog, warehouse: Warehouse, stages: Stages, ids: lis
                 log.info("%s · %s: %s — %s", s.dataset_id, s.label, s.state, s.reason)
                 progress.info("%s", s.state, extra={"partage_source": s})
             progress.info("%s", outcome.message, extra={"partage_dataset": outcome})
+        if ids is None:  # the whole catalog was harvested: what it no longer has is gone, not "not ok"
+            for removed in warehouse.mark_removed(summary.run_id, set(catalog.entries)):
+                log.info("%s: removed from the catalog; its sources are marked gone, its versions kept", removed)
         warehouse.record_run(summary.run_id, started, {"counts": summary.counts(), "exit_code": summary.exit_code})
     return summary
 

@@ -619,6 +619,29 @@ class Warehouse:
                          json.dumps(summary) if summary else None])
         self._transaction(work, f"run {run_id}")
 
+    def mark_removed(self, run_id: str, catalog_ids: set[str]) -> list[str]:
+        """Datasets stored here that the catalog no longer has: their sources become ``gone`` (once,
+        with the date and why), so ``partage status`` and the ``catalog`` view stop calling them not
+        ok every night; their versions stay until retention removes them. Returns the ids marked now."""
+        reason = ("its dataset was removed from the catalog; the stored versions stay until retention "
+                  "(`partage gc`) removes them")
+
+        def work(con: duckdb.DuckDBPyConnection) -> list[str]:
+            ids = sorted(catalog_ids)
+            rows = con.execute(f"SELECT dataset_id, source_key, label FROM {META}.sources WHERE NOT list_contains(?, "
+                               "dataset_id) AND state IS DISTINCT FROM 'gone'", [ids]).fetchall()
+            if not rows:
+                return []
+            at = now()
+            con.execute(f"UPDATE {META}.sources SET state = 'gone', layer = NULL, reason = ?, checked_at = ?, "
+                        "gone_since = ? WHERE NOT list_contains(?, dataset_id) AND state IS DISTINCT FROM 'gone'",
+                        [reason, at, at, ids])
+            con.executemany(f"INSERT INTO {META}.source_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            [[run_id, d, k, label, "gone", None, reason, 0, None, at] for d, k, label in rows])
+            return sorted({r[0] for r in rows})
+
+        return self._transaction(work, "the datasets removed from the catalog")
+
     def record_sources(self, run_id: str, dataset: dict[str, Any], updates: list[dict[str, Any]],
                        reports: list[dict[str, Any]], con: duckdb.DuckDBPyConnection | None = None) -> None:
         """Upsert the dataset row and each source's state; append events and reports."""
