@@ -118,7 +118,8 @@ def api(tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> Iter
     assert summary.exit_code == 0, summary
     tokens: dict[str, str] = {}
     # communes (120+ rows) stays on Parquet, the two small datasets go to memory: both paths are served.
-    env = dict(os.environ, PARTAGE_WAREHOUSE=str(hub.warehouse), PARTAGE_API_REFRESH="0.2", PARTAGE_API_CACHE_ROWS="100")
+    env = dict(os.environ, PARTAGE_WAREHOUSE=str(hub.warehouse), PARTAGE_API_REFRESH="0.2", PARTAGE_API_CACHE_ROWS="100",
+               PARTAGE_CATALOG=str(hub.catalog))
     env.pop("PARTAGE_TOKENS", None)
     for level in ("partners", "internal"):
         r = subprocess.run([str(BIN / "partage"), "tokens", "add", f"test-{level}", "--level", level],
@@ -260,6 +261,36 @@ def test_access_matrix(api: Api, dataset: str, token: str | None) -> None:
         assert r.text.replace(dataset, "n-existe-pas") == missing.text
         assert {k: v for k, v in r.headers.items() if k not in ("date", "content-length")} == \
                {k: v for k, v in missing.headers.items() if k not in ("date", "content-length")}
+
+
+def test_access_follows_the_catalog_at_once_without_a_harvest(api: Api) -> None:
+    """#23 case 6: made internal in the catalog, a dataset left CKAN and DCAT at the next publish but
+    the API served it to partners until the next harvest. Now within the API's refresh; an entry
+    that does not load (mid-edit) is served as internal until it does."""
+    entry = api.hub.catalog / "communes-partenaires.yaml"
+    original = entry.read_text(encoding="utf-8")
+    path = "/datasets/communes-partenaires/rows"
+
+    def status_within(expected: int, timeout: float = 10) -> int:
+        deadline = time.monotonic() + timeout
+        while True:
+            got = api.get(path, api.tokens["partners"]).status_code
+            if got == expected or time.monotonic() > deadline:
+                return got
+            time.sleep(0.1)
+
+    try:
+        assert status_within(200) == 200
+        entry.write_text(original.replace("access: partners", "access: internal"), encoding="utf-8")
+        assert status_within(404) == 404
+        assert api.get(path, api.tokens["internal"]).status_code == 200
+        entry.write_text(original.replace("access: partners", "access: partners\nlicence: oops"), encoding="utf-8")
+        assert status_within(404) == 404  # does not load: internal until fixed
+        entry.write_text(original, encoding="utf-8")
+        assert status_within(200) == 200
+        assert api.get(path).status_code == 404  # anonymous, as before
+    finally:
+        entry.write_text(original, encoding="utf-8")
 
 
 def test_tokens_are_stored_hashed_and_can_be_revoked(api: Api) -> None:

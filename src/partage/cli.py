@@ -866,6 +866,10 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
     warehouse: WarehouseOpt = "warehouse",
+    catalog: Annotated[Path, typer.Option("--catalog", envvar="PARTAGE_CATALOG", help=(
+        "Catalog directory: each dataset's access follows its entry as it is now (a dataset made internal "
+        "leaves the API within a refresh, no harvest needed). Without it, the access the last harvest recorded."))]
+        = Path("catalog"),
     tokens: TokensOpt = None,
     workers: Annotated[int, typer.Option(min=1, help="Server processes: one per core for the most requests per second "
                                                       "(each keeps its own in-memory copies; see docs/serving.md).")] = 1,
@@ -883,19 +887,23 @@ def serve(
     try:
         store = _token_store(wh.root, tokens)
         Settings.from_env()  # a bad PARTAGE_API_* value stops here, before any worker starts
-        application = create_app(wh.spec, tokens=store) if workers == 1 else None
+        catalog_dir = catalog.resolve() if catalog.is_dir() else None
+        application = create_app(wh.spec, tokens=store, catalog=catalog_dir) if workers == 1 else None
     except PartageError as e:
         _fail(str(e), 2)
     except ValueError as e:  # a PARTAGE_API_* variable that is not a number
         _fail(f"a PARTAGE_API_* setting is not a number ({e}); see docs/serving.md for the allowed values", 2)
     err.print(f"Serving {escape(wh.data_root)} on http://{host}:{port} (docs: /docs)"
-              + (f" with {workers} processes" if workers > 1 else ""))
+              + (f" with {workers} processes" if workers > 1 else "")
+              + (f"; access follows the catalog {escape(str(catalog_dir))}" if catalog_dir else
+                 "; access as the last harvest recorded it (no catalog directory)"))
     if application is not None:
         uvicorn.run(application, host=host, port=port, access_log=access_log, log_level="info",
                     timeout_graceful_shutdown=5)
     else:  # several processes: each builds the app from the environment (uvicorn needs an import string)
         os.environ["PARTAGE_API_WAREHOUSE"] = wh.spec
         os.environ["PARTAGE_API_TOKENS"] = store.location
+        os.environ["PARTAGE_API_CATALOG"] = str(catalog_dir or "")
         os.environ["PARTAGE_API_WORKERS"] = str(workers)  # each process then computes its pages on its event loop
         uvicorn.run("partage.api.app:app_from_env", factory=True, workers=workers, host=host, port=port,
                     access_log=access_log, log_level="info", timeout_graceful_shutdown=5)

@@ -167,7 +167,10 @@ def not_found(dataset_id: str) -> ApiError:
     return ApiError(404, f"no dataset {dataset_id!r} readable with your credentials; GET /datasets lists those you can read")
 
 
-def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, settings: Settings | None = None) -> FastAPI:
+def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, settings: Settings | None = None,
+               catalog: Path | str | None = None) -> FastAPI:
+    """``catalog``: the catalog directory, when the API runs beside it: access then follows each
+    entry as it is now, not as the last harvest recorded it."""
     wh = Warehouse(warehouse)
     settings = settings or Settings.from_env()
     store = tokens or TokenStore(str(wh.root / ".tokens.json"))
@@ -196,7 +199,8 @@ def create_app(warehouse: Path | str, *, tokens: TokenStore | None = None, setti
         if keys:
             engine.wait_loaded(settings.preload_wait)
 
-    cache = CatalogCache(wh, refresh=settings.refresh, prepare=prepare)
+    cache = CatalogCache(wh, refresh=settings.refresh, prepare=prepare,
+                         catalog=Path(catalog) if catalog is not None and Path(catalog).is_dir() else None)
     app = FastAPI(title="Partage tabular API", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.cache, app.state.engine, app.state.tokens, app.state.settings = cache, engine, store, settings
@@ -602,4 +606,5 @@ def app_from_env() -> FastAPI:
     location = os.environ["PARTAGE_API_TOKENS"]
     if location.startswith("prefect-secret:"):
         import flows.harvest  # noqa: F401  (registers the prefect-secret: backend)
-    return create_app(os.environ["PARTAGE_API_WAREHOUSE"], tokens=TokenStore(location))
+    return create_app(os.environ["PARTAGE_API_WAREHOUSE"], tokens=TokenStore(location),
+                      catalog=os.environ.get("PARTAGE_API_CATALOG") or None)

@@ -15,7 +15,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -91,10 +92,16 @@ class CatalogCache:
     lets ``prepare`` (the engine's preloading of new versions) run before a snapshot is served."""
 
     def __init__(self, warehouse: Warehouse, refresh: float = 1.0,
-                 prepare: Callable[[dict[str, Dataset]], None] | None = None):
+                 prepare: Callable[[dict[str, Dataset]], None] | None = None, catalog: Path | None = None):
         self.warehouse = warehouse
         self.refresh = refresh
         self.prepare = prepare
+        # The catalog directory, when the API runs beside it: each dataset's access is the one its
+        # catalog entry says *now* (made internal, a dataset leaves the API within a refresh, without
+        # waiting for the next harvest to record it). Its files are looked at on every refresh.
+        self.catalog = catalog
+        self._catalog_sig: tuple[tuple[str, int, int], ...] | None = None
+        self._catalog_access: dict[str, str] = {}
         self._snapshot: Snapshot | None = None
         self._stamp: tuple[int, int] | None = None
         self._lock = threading.Lock()
@@ -166,10 +173,46 @@ class CatalogCache:
             self._snapshot = Snapshot(datasets, self._generation)
             self._stamp = stamp
 
+    def _catalog_signature(self) -> tuple[tuple[str, int, int], ...] | None:
+        """The catalog's entry files (names, modification times, sizes): a few stat calls."""
+        if self.catalog is None:
+            return None
+        try:
+            return tuple(sorted((p.name, st.st_mtime_ns, st.st_size) for p in self.catalog.iterdir()
+                                if p.suffix in (".yaml", ".yml") for st in (p.stat(),)))
+        except OSError:
+            return None
+
+    def _catalog_changed(self) -> bool:
+        sig = self._catalog_signature()
+        return sig is not None and sig != self._catalog_sig
+
+    def _read_catalog_access(self) -> dict[str, str]:
+        """Each catalog entry's access now. An entry file that does not load (being edited, a typo) is
+        served as ``internal`` until it loads again: its access may just have been narrowed, and a
+        public reader must never get what its producer has just withdrawn."""
+        from ..catalog import read_catalog
+
+        if self.catalog is None:
+            return {}
+        sig = self._catalog_signature()
+        if sig is not None and sig != self._catalog_sig:
+            cat, problems = read_catalog(self.catalog)
+            access = {i: e.dataset.access for i, e in cat.entries.items()}
+            for name, _, _ in sig:
+                stem = name.rsplit(".", 1)[0]
+                if not stem.startswith("_") and stem not in access:
+                    access[stem] = "internal"
+            if problems:
+                log.warning("catalog %s: %s; an entry that does not load is served as internal until fixed",
+                            self.catalog, "; ".join(problems)[:500])
+            self._catalog_access, self._catalog_sig = access, sig
+        return self._catalog_access
+
     def _refresher(self) -> None:
         while not self._stop.wait(self.refresh):
             stamp = self._stat()
-            if stamp is None or stamp == self._stamp:
+            if stamp is None or (stamp == self._stamp and not self._catalog_changed()):
                 continue
             try:
                 datasets = self._load(wait=0.0)
@@ -199,11 +242,14 @@ class CatalogCache:
             if c.last_checked is not None and (c.dataset_id not in checks or c.last_checked > checks[c.dataset_id]):
                 checks[c.dataset_id] = c.last_checked
         out = {}
+        now_in_catalog = self._read_catalog_access()
         for d in rows.datasets:
             out[d.id] = Dataset(d.id, d.title or d.id, d.description or "", d.publisher, d.license,
                                 d.access or "internal",  # unknown access is treated as the most restricted
                                 list(d.keywords), d.schema_ref, d.policy, checks.get(d.id), states.get(d.id, {}),
                                 tuple(versions.get(d.id, [])))
+            if d.id in now_in_catalog and now_in_catalog[d.id] != out[d.id].access:
+                out[d.id] = replace(out[d.id], access=now_in_catalog[d.id])
         return out
 
     # -- per version, cached forever (versions are immutable) -------------------------
