@@ -261,7 +261,10 @@ def test_a_harvest_after_migration_continues_the_versions(legacy: CatalogBuilder
     states = {(s.dataset_id, s.label.rsplit("/", 1)[-1]): s.state for s in summary.sources}
     assert states[("communes", "communes-nord.csv")] == "updated"
     assert states[("communes", "communes-sud.csv")] == "unchanged" and states[("tarifs", "tarifs.csv")] == "unchanged"
-    assert states[("lieux-culture", "lieux-partenaire.csv")] == "unchanged"  # the rejected file is not read again
+    # the file rejected before the migration is still rejected (#23 case 1), and not read again
+    assert states[("lieux-culture", "lieux-partenaire.csv")] == "rejected"
+    rejected = next(s for s in summary.sources if s.label.endswith("lieux-partenaire.csv"))
+    assert "still the file rejected earlier, not validated again" in rejected.reason
     snaps = wh.snapshots("communes")
     assert list(snaps)[:3] == [v1, v2, v3] and len(snaps) == 4
     v4 = list(snaps)[3]
