@@ -17,8 +17,20 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
-from .conftest import REPO
+import pytest
+
+from partage.catalog import load_catalog
+from partage.pipeline import InlineStages, harvest_without_prefect, run_harvest
+from partage.warehouse import Warehouse
+
+from .conftest import COMMUNES_CSV, COMMUNES_SCHEMA, REPO, CatalogBuilder, S3Bucket
+
+pytestmark = pytest.mark.slow  # subprocesses, a PostgreSQL catalog, moto, a Prefect server
+
+SCHEMA = "test/communes@1.0"
+PARIS = "code_insee,nom,population,surface_km2,date_maj\n75056,Paris,{population},105.4,2024-01-01\n"
 
 OPENER = textwrap.dedent("""
     import os, sys, time
@@ -50,3 +62,111 @@ def test_processes_first_attaching_an_empty_postgres_catalog_at_once_all_succeed
     outputs = [p.communicate(timeout=180)[0].strip() for p in procs]
     assert all(o.startswith("ok ") for o in outputs), outputs
     assert pg_catalog_url.split("@")[0].split(":")[-1] not in "".join(outputs)  # no password in any message
+
+
+# -- a commit on a stale base ------------------------------------------------------------------
+
+OTHER_MACHINE = textwrap.dedent("""
+    import sys
+    from partage.pipeline import harvest_without_prefect
+    summary = harvest_without_prefect(sys.argv[1], sys.argv[2], sys.argv[3:] or None)
+    print([(d.dataset_id, d.version) for d in summary.datasets])
+    raise SystemExit(summary.exit_code)
+""")
+
+
+def _machine(tmp_path: Path, name: str, pg: str) -> dict[str, str]:
+    """The environment of a writer on its own machine: its own (empty) local directory, the shared lake."""
+    return dict(os.environ, PARTAGE_LOCAL_DIR=str(tmp_path / name), PARTAGE_LAKE=pg, PYTHONPATH=str(REPO / "src"))
+
+
+def _other_machine_harvests(hub: CatalogBuilder, url: str, env: dict[str, str], *ids: str) -> None:
+    done = subprocess.run([sys.executable, "-c", OTHER_MACHINE, str(hub.catalog), url, *ids], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+
+
+def _versions(wh: Warehouse, dataset_id: str) -> list[tuple[str, str]]:
+    with wh.connect(read_only=True) as con:
+        return con.execute("SELECT version, run_id FROM _partage.versions WHERE dataset_id = ? ORDER BY version",
+                           [dataset_id]).fetchall()
+
+
+def test_a_commit_planned_on_a_version_another_machine_replaced_is_refused(
+        pg_catalog_url: str, s3_bucket: S3Bucket, hub: CatalogBuilder, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two machines (their own local dirs, so their harvest locks never meet) write the same dataset:
+    the one whose harvest read the older state gets DatasetConflict, the other's version stays whole,
+    and the run's other datasets are stored."""
+    import partage.warehouse as warehouse_module
+
+    url = f"{s3_bucket.url}/hub"
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    hub.file("a.csv", COMMUNES_CSV)
+    hub.file("b.csv", PARIS.format(population=2100000))
+    hub.file("c.csv", COMMUNES_CSV)
+    hub.dataset("communes", ["file: ../data/a.csv", "file: ../data/b.csv"], schema=SCHEMA)
+    hub.dataset("autre", ["file: ../data/c.csv"], schema=SCHEMA)
+    other = _machine(tmp_path, "machine-b", pg_catalog_url)
+    _other_machine_harvests(hub, url, other, "communes")
+    monkeypatch.setenv("PARTAGE_LAKE", pg_catalog_url)
+    monkeypatch.setenv("PARTAGE_LOCAL_DIR", str(tmp_path / "machine-a"))  # empty: v1 was written on machine b
+    wh = Warehouse(url)
+    cat = load_catalog(hub.catalog)
+    ((v1, _),) = _versions(wh, "communes")
+
+    # 1. machine b stores v2 after machine a read the state (v1), before a commits
+    class OtherWritesFirst(InlineStages):
+        def store(self, entry, acquired, run_id, state):  # type: ignore[no-untyped-def]
+            if entry.id == "communes":
+                _other_machine_harvests(hub, url, other, "communes")
+            return super().store(entry, acquired, run_id, state)
+
+    hub.file("a.csv", COMMUNES_CSV.replace("73000", "74000"))
+    summary = run_harvest(cat, wh, OtherWritesFirst(wh, hub.schemas), None, hub.schemas)
+    by_id = {d.dataset_id: d for d in summary.datasets}
+    refused = by_id["communes"]
+    assert refused.version is None and {s.state for s in refused.sources} == {"failed"}
+    reason = refused.sources[0].reason
+    assert "'communes' was written by another harvest meanwhile" in reason and f"started from {v1}" in reason
+    assert "partage harvest communes" in reason
+    assert by_id["autre"].version is not None and by_id["autre"].ok  # the others go on
+    (_, (v2, run_b)) = _versions(wh, "communes")
+    assert run_b != summary.run_id  # machine b's version is the latest, not overwritten
+    assert _q(wh, "SELECT population FROM communes WHERE code_insee = '2A004'") == [(74000,)]
+
+    # 2. machine b commits while machine a is inside its commit's transaction: DuckLake refuses a's
+    #    commit, and the redone commit sees v3 and is refused instead of being written over it
+    hub.file("b.csv", PARIS.format(population=2200000))
+    real = warehouse_module.checkpoint
+    met: list[str] = []
+
+    def in_transaction(point: str) -> None:
+        if point == "in-transaction" and not met:
+            met.append(point)
+            _other_machine_harvests(hub, url, other, "communes")
+        real(point)
+
+    monkeypatch.setattr(warehouse_module, "checkpoint", in_transaction)
+    retried: list[str] = []
+    monkeypatch.setattr(warehouse_module.log, "info", lambda msg, *a: retried.append(msg % a))
+    second = harvest_without_prefect(hub.catalog, url, ["communes"])
+    assert met and any("met another writer's" in r for r in retried), retried
+    (refused,) = second.datasets
+    assert refused.version is None and "was written by another harvest meanwhile" in refused.sources[0].reason
+    versions = _versions(wh, "communes")
+    assert len(versions) == 3 and versions[-1][1] not in (summary.run_id, second.run_id)
+    assert _q(wh, "SELECT population FROM communes WHERE code_insee = '75056'") == [(2200000,)]
+    assert _q(wh, "SELECT count(*) FROM communes") == [(4,)]
+    with wh.connect(read_only=True) as con:
+        states = con.execute("SELECT state FROM _partage.sources WHERE dataset_id = 'communes'").fetchall()
+    assert {s for (s,) in states} == {"failed"}  # recorded failed: `partage status` shows it, with the reason
+
+    # and harvesting it again starts from the new version: nothing left to do
+    again = harvest_without_prefect(hub.catalog, url, ["communes"])
+    assert again.exit_code == 0 and {s.state for s in again.sources} == {"unchanged"}
+
+
+def _q(wh: Warehouse, sql: str) -> list[tuple[Any, ...]]:
+    with wh.connect(read_only=True) as con:
+        return con.execute(sql).fetchall()

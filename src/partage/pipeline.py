@@ -27,7 +27,7 @@ from .catalog import Catalog, CatalogEntry
 from .catalog import Dialect as DialectConfig
 from .consolidate import find_duplicates, primary_key
 from .dialect import Dialect, detect, find_mixed_encoding, sniff_format
-from .errors import NotDataError, PartageError, SourceFormatError, TransientError
+from .errors import DatasetConflict, NotDataError, PartageError, SourceFormatError, TransientError
 from .faults import checkpoint
 from .publish import datapackage
 from .references import foreign_references, harvest_order, referenced_datasets
@@ -37,7 +37,7 @@ from .unpack import plain_file
 from .validate import infer_schema, validate_and_type
 from .store.metadata import SourceState
 from .validate.infer import describe_inferred
-from .warehouse import DatasetState, Part, SourceRecord, Warehouse, new_version_id, now
+from .warehouse import DatasetState, Part, Planned, SourceRecord, Warehouse, new_version_id, now
 
 log = logging.getLogger("partage.harvest")
 progress = logging.getLogger("partage.progress")  # one record per source and per dataset, for the CLI's live lines
@@ -263,6 +263,7 @@ def store_dataset(
     latest = state.latest
     previous_parts = {p.source_key: p for p in latest[1]} if latest else {}
     latest_version = latest[0] if latest else None
+    planned = Planned(latest_version)  # every write below is refused if another machine wrote a version since
     outcomes: list[SourceOutcome] = []
     updates: list[dict[str, Any]] = []
     reports: list[dict[str, Any]] = []
@@ -285,7 +286,7 @@ def store_dataset(
         except PartageError as e:
             for a in acquired:
                 done(a, "failed", a.reason if a.state == "failed" else str(e))
-            warehouse.record_sources(run_id, dataset_row, updates, reports)
+            warehouse.record_sources(run_id, dataset_row, updates, reports, planned=planned)
             return DatasetOutcome(ds.id, outcomes, message=str(e))
 
     version = new_version_id(after=latest_version)
@@ -380,7 +381,7 @@ def store_dataset(
             if not g.get("delete"):
                 outcomes.append(SourceOutcome(ds.id, g["source_key"], g["label"], "gone", g["reason"]))
         if not new_parts and not removed:
-            warehouse.record_sources(run_id, dataset_row, updates, reports)
+            warehouse.record_sources(run_id, dataset_row, updates, reports, planned=planned)
             return DatasetOutcome(ds.id, outcomes, message="no change")
 
         # Assemble the version: new parts, plus the previous parts of sources that did not change.
@@ -396,7 +397,7 @@ def store_dataset(
                     warehouse.carry_over(ds.id, latest_version, old.quarantine, staging / old.quarantine)
                 parts.append(old)
         if not parts:
-            warehouse.record_sources(run_id, dataset_row, updates, reports)
+            warehouse.record_sources(run_id, dataset_row, updates, reports, planned=planned)
             return DatasetOutcome(ds.id, outcomes, message="no accepted data")
         assert schema is not None
         # Consolidation: a key claimed by several sources is settled by the entry's rule (and reported).
@@ -423,7 +424,7 @@ def store_dataset(
         warehouse.publish_version(
             run_id=run_id, dataset=dataset_row, version=version, staged=staging, parts=parts,
             columns=schema.fields, schema_ref=schema.ref, schema_sha256=schema.sha256, summary=summary,
-            updates=updates, reports=reports,
+            updates=updates, reports=reports, planned=planned,
         )
         if dups.rows:
             log.warning("%s: %s", ds.id, dups.describe().replace('"<id>"', f'"{ds.id}"'))
@@ -439,7 +440,9 @@ def store_dataset(
 
 def fail_dataset(entry: CatalogEntry, acquired: list[Acquired], warehouse: Warehouse, run_id: str, error: BaseException) -> DatasetOutcome:
     """Record an unexpected crash of a dataset's store step as 'failed' on each source, and go on."""
-    if isinstance(error, PartageError):
+    if isinstance(error, DatasetConflict):
+        reason = str(error)  # the version kept is the other writer's, and the message says so
+    elif isinstance(error, PartageError):
         reason = f"{error}; the previous version is kept"
     else:
         reason = f"internal error while storing: {type(error).__name__}: {error}; the previous version is kept"

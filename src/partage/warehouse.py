@@ -48,7 +48,7 @@ from typing import Any
 
 import duckdb
 
-from .errors import HarvestRunning, LegacyWarehouse, WarehouseBusy, WarehouseError
+from .errors import DatasetConflict, HarvestRunning, LegacyWarehouse, WarehouseBusy, WarehouseError
 from .faults import checkpoint
 from .rawstore import RawStore, copy_or_link
 from .store.lake import LAKE, LakeSpec, instance, load_sql
@@ -197,6 +197,17 @@ class Part:
 class DatasetState:
     records: dict[str, SourceRecord]
     latest: tuple[str, list[Part]] | None
+
+
+@dataclass(frozen=True)
+class Planned:
+    """The dataset's latest version when a harvest read its state (None: it had none yet).
+
+    A write that carries it is refused (:class:`DatasetConflict`) when the latest version is another one
+    by the time it commits: another machine's harvest of the same dataset got there first, and this
+    harvest's work — carried-over parts, source records, reports — belongs to the state it read."""
+
+    version: str | None
 
 
 @dataclass(frozen=True)
@@ -643,12 +654,18 @@ class Warehouse:
         return self._transaction(work, "the datasets removed from the catalog")
 
     def record_sources(self, run_id: str, dataset: dict[str, Any], updates: list[dict[str, Any]],
-                       reports: list[dict[str, Any]], con: duckdb.DuckDBPyConnection | None = None) -> None:
-        """Upsert the dataset row and each source's state; append events and reports."""
+                       reports: list[dict[str, Any]], con: duckdb.DuckDBPyConnection | None = None,
+                       planned: Planned | None = None) -> None:
+        """Upsert the dataset row and each source's state; append events and reports.
+
+        ``planned``: the version the harvest read; refused with :class:`DatasetConflict` if it is no
+        longer the latest (checked in the transaction, so again when a conflicting commit is redone)."""
         if con is None:
-            self._transaction(lambda c: self.record_sources(run_id, dataset, updates, reports, c),
+            self._transaction(lambda c: self.record_sources(run_id, dataset, updates, reports, c, planned),
                               f"the sources of {dataset['id']}")
             return
+        if planned is not None:
+            self.check_planned(con, dataset["id"], planned)
         at = now()
         con.execute(f"DELETE FROM {META}.datasets WHERE id = ?", [dataset["id"]])
         con.execute(
@@ -706,8 +723,13 @@ class Warehouse:
         summary: dict[str, Any],
         updates: list[dict[str, Any]],
         reports: list[dict[str, Any]],
+        planned: Planned | None = None,
     ) -> Path:
         """Make a staged version visible: rename its directory, then commit one lake snapshot.
+
+        ``planned``: the latest version when the harvest read the dataset's state; if another writer
+        has stored a newer one since, :class:`DatasetConflict` is raised — before the upload when it
+        is already visible, else when the commit that met the other one is redone.
 
         The rename makes the parts final but unreferenced; the snapshot holds the dataset's
         tables (rewritten from the version's parts), the version row and the source states. A
@@ -716,6 +738,9 @@ class Warehouse:
         """
         final = self.version_dir(dataset["id"], version)
         location = self.location(dataset["id"], version)
+        if planned is not None:
+            with self.connect() as con:
+                self.check_planned(con, dataset["id"], planned)
         _fsync_tree(staged)
         if self.remote:
             self._upload(staged, location)
@@ -735,6 +760,8 @@ class Warehouse:
                           ensure_ascii=False)
 
         def work(con: duckdb.DuckDBPyConnection) -> None:
+            if planned is not None:
+                self.check_planned(con, dataset["id"], planned)
             con.execute(f"DELETE FROM {META}.versions WHERE dataset_id = ? AND version = ?", [dataset["id"], version])
             con.execute(
                 f"INSERT INTO {META}.versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -755,6 +782,18 @@ class Warehouse:
         self._transaction(work, f"version {version} of {dataset['id']}")
         checkpoint("committed")
         return final
+
+    @staticmethod
+    def check_planned(con: duckdb.DuckDBPyConnection, dataset_id: str, planned: Planned) -> None:
+        """Raise :class:`DatasetConflict` unless the dataset's latest version is still the one planned on.
+
+        Inside a commit's transaction this reads the snapshot the commit is built on: when another
+        writer commits first, DuckLake refuses this commit (a conflict on the dataset's tables),
+        ``_transaction`` redoes it in a new transaction, and this check then sees the other version."""
+        row = con.execute(f"SELECT max(version) FROM {META}.versions WHERE dataset_id = ?", [dataset_id]).fetchone()
+        current = row[0] if row else None
+        if current != planned.version:
+            raise DatasetConflict(dataset_id, planned.version, current)
 
     def _upload(self, staged: Path, location: str) -> None:
         """Copy a staged version to the object store. Until the commit nothing refers to it; gc removes it after a crash."""
