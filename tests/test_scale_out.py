@@ -11,6 +11,7 @@ by several processes and machines at once.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -170,3 +171,64 @@ def test_a_commit_planned_on_a_version_another_machine_replaced_is_refused(
 def _q(wh: Warehouse, sql: str) -> list[tuple[Any, ...]]:
     with wh.connect(read_only=True) as con:
         return con.execute(sql).fetchall()
+
+
+# -- a worker whose local directory is empty -------------------------------------------------------
+
+
+def test_a_worker_with_an_empty_local_dir_reads_earlier_versions_files_from_the_bucket(
+        pg_catalog_url: str, s3_bucket: S3Bucket, hub: CatalogBuilder, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Machine b writes v1; machine a (nothing on its disk) carries b's part over into v2, exports v2 with
+    every part's report, and its gc hands v1's reports on in the bucket; machine c, as empty, still finds them."""
+    from partage.gc import collect_garbage
+    from partage.publish.exports import exports
+
+    url = f"{s3_bucket.url}/hub"
+    hub.schema(SCHEMA, COMMUNES_SCHEMA)
+    hub.file("a.csv", COMMUNES_CSV)
+    hub.file("b.csv", PARIS.format(population=2100000))
+    hub.file("bad.csv", "code_insee,nom,population,surface_km2,date_maj\nXX,,-1,a,b\n")
+    hub.dataset("communes", ["file: ../data/a.csv", "file: ../data/b.csv"], schema=SCHEMA,
+                extra="retention: {keep: 1}\n")
+    hub.dataset("refus", ["file: ../data/bad.csv"], schema=SCHEMA, policy="reject")
+    _other_machine_harvests_allowing_rejects(hub, url, _machine(tmp_path, "machine-b", pg_catalog_url))
+    monkeypatch.setenv("PARTAGE_LAKE", pg_catalog_url)
+
+    def machine(name: str) -> Warehouse:
+        monkeypatch.setenv("PARTAGE_LOCAL_DIR", str(tmp_path / name))
+        return Warehouse(url)
+
+    a = machine("machine-a")
+    assert not a.root.exists()
+    ((v1, _),) = _versions(a, "communes")
+    hub.file("b.csv", PARIS.format(population=2200000))
+    second = harvest_without_prefect(hub.catalog, url, ["communes"])
+    assert [s.state for s in second.sources] == ["unchanged", "updated"], [s.reason for s in second.sources]
+    assert second.sources[1].report_path and second.sources[1].report_path.startswith(url + "/communes/")
+    info = a.latest_version_info("communes")
+    assert info is not None and info.version != v1
+    files = {f.role: f.path for f in exports(a, info)}
+    report = json.loads(files["report"].read_text(encoding="utf-8"))
+    assert len(report["sources"]) == 2  # b's part's report came from v1, written on machine b
+    assert json.loads(files["schema"].read_text(encoding="utf-8"))["primaryKey"] == ["code_insee"]
+
+    gc = collect_garbage(a, load_catalog(hub.catalog))
+    assert gc.versions == [("communes", v1)]
+    c = machine("machine-c")
+    info = c.latest_version_info("communes")
+    assert info is not None and len(info.report_files(c.root)) == 2  # handed on in the bucket
+    assert _q(c, "SELECT population FROM communes WHERE code_insee = '75056'") == [(2200000,)]
+
+    # a rejected file's report (it has no version) is in the bucket too, for whoever reads the alert
+    import fsspec
+
+    fs = fsspec.filesystem("s3")
+    fs.invalidate_cache()
+    assert fs.find(f"{s3_bucket.name}/hub/refus/rejected")
+
+
+def _other_machine_harvests_allowing_rejects(hub: CatalogBuilder, url: str, env: dict[str, str]) -> None:
+    done = subprocess.run([sys.executable, "-c", OTHER_MACHINE, str(hub.catalog), url], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode in (0, 1) and "Traceback" not in done.stderr, done.stdout + done.stderr[-3000:]

@@ -55,17 +55,22 @@ def _keep_reports_of_carried_parts(warehouse: Warehouse, ds_id: str, version: st
 
     A source that did not change keeps its part, and its report, from the version that produced
     it; a kept version must not lose that report when the producing version is removed."""
-    src = warehouse.version_dir(ds_id, version) / "reports"
     for kept in stored:
         if kept.dataset_id != ds_id or (kept.dataset_id, kept.version) in gone:
             continue
         for p in kept.parts:
-            report = src / f"{p.source_key}.json"
-            if p.since_version == version and report.is_file():
-                dest = warehouse.version_dir(ds_id, kept.version) / "reports" / report.name
-                if not dest.exists():
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(report, dest)
+            if p.since_version != version:
+                continue
+            # on an object-store warehouse the report may be only in the bucket (another machine wrote it)
+            report = warehouse.version_file(ds_id, version, f"reports/{p.source_key}.json")
+            if report is None:
+                continue
+            dest = warehouse.version_dir(ds_id, kept.version) / "reports" / report.name
+            if not dest.exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(report, dest)
+            if warehouse.remote:  # and the heir's copy in the bucket, for the other machines
+                warehouse.fs.put_file(str(report), f"{warehouse.location(ds_id, kept.version)}/reports/{report.name}")
 
 
 def collect_garbage(warehouse: Warehouse, catalog: Catalog | None, *, dry_run: bool = False,

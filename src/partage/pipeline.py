@@ -107,9 +107,7 @@ def _not_readable(a: Acquired, error: SourceFormatError) -> tuple[SourceState, s
 def _rejected_report(warehouse: Warehouse, dataset_id: str, key: str) -> str | None:
     """The report of the source's latest rejected file (``<dataset>/rejected/<run id>-<key>.json``;
     run ids sort by time)."""
-    folder = warehouse.root / dataset_id / "rejected"
-    found = sorted(folder.glob(f"*-{key}.json")) if folder.is_dir() else []
-    return str(found[-1]) if found else None
+    return warehouse.latest_rejected_report(dataset_id, key)
 
 
 @dataclass
@@ -360,19 +358,15 @@ def store_dataset(
             if result.accepted:
                 new_parts[key] = Part(key, data_rel, q_rel if result.quarantine_path else None, a.sha256 or "",
                                       result.rows, result.quarantined, version)
-                report_path = str(warehouse.version_dir(ds.id, version) / "reports" / f"{key}.json")
+                report_path = f"{warehouse.location(ds.id, version)}/reports/{key}.json"  # the bucket's, if remote
                 done(a, "updated", f"{why}; {dialect.describe()}{inferred}; {result.reason}", rows=result.rows, quarantined=result.quarantined,
                      errors=result.report.error_count, first_errors=first, report_path=report_path,
                      accepted_sha256=a.sha256, **validated)
             else:
                 kept = "; the previous data of this source is kept" if key in previous_parts else ""
-                # a rejected file has no version: its report is kept where producers can be pointed to
-                rejected_dir = warehouse.root / ds.id / "rejected"
-                rejected_dir.mkdir(parents=True, exist_ok=True)
-                report_file = rejected_dir / f"{run_id}-{key}.json"
-                report_file.write_text(report_json, encoding="utf-8")
+                report_file = warehouse.keep_rejected_report(ds.id, f"{run_id}-{key}.json", report_json)
                 done(a, "rejected", f"{why}; {dialect.describe()}{inferred}; {result.reason}{kept}", errors=result.report.error_count,
-                     first_errors=first, report_path=str(report_file), **validated)
+                     first_errors=first, report_path=report_file, **validated)
 
         current_keys = {a.resource.key for a in acquired}
         removed = [k for k in previous_parts if k not in current_keys]

@@ -340,16 +340,86 @@ class Warehouse:
                     raise
 
     def carry_over(self, dataset_id: str, version: str, rel: str, dest: Path) -> None:
-        """Bring a part of an earlier version into a staging directory (hard link locally, download otherwise)."""
+        """Bring a part of an earlier version into a staging directory (hard link locally, download otherwise).
+
+        With an object-store root the part is read from there, whichever machine wrote it: a worker's
+        local directory holds only what it wrote itself."""
         if self.remote:
             dest.parent.mkdir(parents=True, exist_ok=True)
             self.fs.get(f"{self.location(dataset_id, version)}/{rel}", str(dest))
-        else:
-            copy_or_link(self.version_dir(dataset_id, version) / rel, dest)
+            return
+        source = self.version_dir(dataset_id, version) / rel
+        if not source.exists():
+            raise WarehouseError(
+                f"{source} is missing: version {version} of {dataset_id!r} was written elsewhere (another machine "
+                f"sharing the lake {self.lake.safe}?) and its parts are in that machine's warehouse directory; "
+                "several machines need the warehouse on an object store (--warehouse s3://bucket/prefix, each "
+                "machine with its own PARTAGE_LOCAL_DIR), see the README's \"Scaling out\"")
+        copy_or_link(source, dest)
+
+    def version_file(self, dataset_id: str, version: str, rel: str) -> Path | None:
+        """A small file of a version (``schema.json``, ``datapackage.json``, ``reports/<source>.json``) on
+        the local disk, or None when the version has none.
+
+        With an object-store root, a version written by another machine has its files only there: they
+        are downloaded once into the local version directory (versions never change), so every reader
+        of the local path — exports, the API, gc — works on any machine."""
+        local = self.version_dir(dataset_id, version) / rel
+        if local.is_file() or not self.remote:
+            return local if local.is_file() else None
+        url = f"{self.location(dataset_id, version)}/{rel}"
+        tmp = local.with_name(f".{local.name}.{os.getpid()}")
+        try:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            self.fs.get_file(url, str(tmp))
+        except FileNotFoundError:
+            tmp.unlink(missing_ok=True)
+            return None
+        os.replace(tmp, local)
+        return local
+
+    def fetch_version_files(self, dataset_id: str, version: str, parts: list[Part]) -> None:
+        """Bring a version's schema, data package and each part's report here (see ``version_file``); no-op locally."""
+        if not self.remote:
+            return
+        self.version_file(dataset_id, version, "schema.json")
+        self.version_file(dataset_id, version, "datapackage.json")
+        for p in parts:  # a carried part's report is in the version that produced it (or handed on by gc)
+            rel = f"reports/{p.source_key}.json"
+            if self.version_file(dataset_id, version, rel) is None and p.since_version != version:
+                self.version_file(dataset_id, p.since_version, rel)
+
+    def keep_rejected_report(self, dataset_id: str, name: str, text: str) -> str:
+        """Keep a rejected file's report (it belongs to no version) in ``<dataset>/rejected/``, where producers
+        can be pointed to; with an object-store root in the bucket too, for every machine. Returns where."""
+        local = self.root / dataset_id / "rejected" / name
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_text(text, encoding="utf-8")
+        if not self.remote:
+            return str(local)
+        url = f"{self.remote}/{dataset_id}/rejected/{name}"
+        self.fs.put_file(str(local), url)
+        return url
+
+    def latest_rejected_report(self, dataset_id: str, source_key: str) -> str | None:
+        """Where the report of the source's latest rejected file is (run ids sort by time); with an
+        object-store root the bucket's, which holds every machine's."""
+        if self.remote:
+            base = f"{self.remote}/{dataset_id}/rejected"
+            self.fs.invalidate_cache(base)
+            found = sorted(self.fs.glob(f"{base}/*-{source_key}.json"))
+            if found:
+                scheme = self.remote.split("://", 1)[0]
+                return f"{scheme}://{found[-1].split('://', 1)[-1]}"
+            return None
+        folder = self.root / dataset_id / "rejected"
+        local = sorted(folder.glob(f"*-{source_key}.json")) if folder.is_dir() else []
+        return str(local[-1]) if local else None
 
     def remove_version_data(self, dataset_id: str, version: str) -> None:
         if self.remote:
             url = self.location(dataset_id, version)
+            self.fs.invalidate_cache(url)  # another machine may have written it since this process listed
             if self.fs.exists(url):
                 self.fs.rm(url, recursive=True)
 
@@ -358,6 +428,7 @@ class Warehouse:
         if not self.remote:
             return []
         base = f"{self.remote}/{dataset_id}"
+        self.fs.invalidate_cache(base)  # other machines write there too: never a listing cached earlier
         try:
             return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(base, detail=False))
         except FileNotFoundError:
@@ -548,9 +619,10 @@ class Warehouse:
             ).fetchone()
         if row is None:
             return None
+        parts = [Part(**p) for p in json.loads(row[7])]
+        self.fetch_version_files(dataset_id, row[0], parts)  # written on another machine: its JSON files from the bucket
         return VersionInfo(dataset_id, row[0], row[1], self.version_dir(dataset_id, row[0]), row[3], row[4], row[5],
-                           row[6], [Part(**p) for p in json.loads(row[7])], json.loads(row[8]),
-                           self.location(dataset_id, row[0]))
+                           row[6], parts, json.loads(row[8]), self.location(dataset_id, row[0]))
 
     def publications(self, target: str) -> dict[str, Publication]:
         fields = [f.name for f in Publication.__dataclass_fields__.values()]
