@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -26,7 +27,7 @@ from partage.catalog import load_catalog
 from partage.pipeline import InlineStages, harvest_without_prefect, run_harvest
 from partage.warehouse import Warehouse
 
-from .conftest import COMMUNES_CSV, COMMUNES_SCHEMA, REPO, CatalogBuilder, S3Bucket
+from .conftest import COMMUNES_CSV, COMMUNES_SCHEMA, PREFECT, REPO, CatalogBuilder, S3Bucket, stop_process
 
 pytestmark = pytest.mark.slow  # subprocesses, a PostgreSQL catalog, moto, a Prefect server
 
@@ -232,3 +233,119 @@ def _other_machine_harvests_allowing_rejects(hub: CatalogBuilder, url: str, env:
     done = subprocess.run([sys.executable, "-c", OTHER_MACHINE, str(hub.catalog), url], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode in (0, 1) and "Traceback" not in done.stderr, done.stdout + done.stderr[-3000:]
+
+
+# -- two Prefect process workers, one lake -------------------------------------------------------
+
+WORKERS = 2
+DATASETS = [f"commune-{i:02d}" for i in range(20)]
+RUNS = [DATASETS[i::4] for i in range(4)]  # four runs of five datasets; each worker runs one at a time
+
+
+def _rows(i: int) -> int:
+    return 1 + i % 5
+
+
+def _csv(i: int) -> str:
+    lines = ["code_insee,nom,population,surface_km2,date_maj"]
+    lines += [f"{30 + i:02d}{j:03d},Commune {i}-{j},{100 * i + j},1.5,2024-01-01" for j in range(_rows(i))]
+    return "\n".join(lines) + "\n"
+
+
+def test_two_prefect_workers_harvest_twenty_datasets_into_one_lake_at_once(
+        prefect_server: tuple[str, dict[str, str]], pg_catalog_url: str, s3_bucket: S3Bucket, http_server,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real `prefect server`, a process work pool, two `prefect worker start` (each its own empty local
+    directory; the same PostgreSQL catalog and bucket), a deployment of the harvest flow and four runs of
+    five datasets each: every dataset is stored exactly once, by one of the workers, and both worked."""
+    import httpx
+
+    api, env = prefect_server
+    project = CatalogBuilder(tmp_path / "project")
+    shutil.copytree(REPO / "flows", project.root / "flows", ignore=shutil.ignore_patterns("__pycache__"))
+    project.schema(SCHEMA, COMMUNES_SCHEMA)
+    for i, ds in enumerate(DATASETS):
+        project.dataset(ds, [f"url: {http_server.serve(f'/{ds}.csv', _csv(i))}"], schema=SCHEMA)
+    url = f"{s3_bucket.url}/hub"
+    (project.root / "prefect.yaml").write_text(textwrap.dedent(f"""
+        name: partage-scale-out
+        prefect-version: 3.8.8
+        build: null
+        push: null
+        pull:
+          - prefect.deployments.steps.set_working_directory:
+              directory: "{project.root}"
+        deployments:
+          - name: scale-out
+            entrypoint: flows/harvest.py:harvest
+            parameters:
+              catalog: "{project.catalog}"
+              warehouse: "{url}"
+            work_pool:
+              name: scale-out
+              work_queue_name: default
+        """), encoding="utf-8")
+    server = s3_bucket.server
+    env = {**env, "PARTAGE_LAKE": pg_catalog_url, "AWS_ENDPOINT_URL": server.endpoint,
+           "AWS_ACCESS_KEY_ID": server.key_id, "AWS_SECRET_ACCESS_KEY": server.secret,
+           "AWS_DEFAULT_REGION": server.region, "PREFECT_WORKER_QUERY_SECONDS": "1"}
+    cli = lambda *args: subprocess.run([PREFECT, *args], cwd=project.root, env=env, capture_output=True,  # noqa: E731
+                                       text=True, timeout=180)
+    for args in (("work-pool", "create", "scale-out", "--type", "process"), ("--no-prompt", "deploy", "--all")):
+        done = cli(*args)
+        assert done.returncode == 0, done.stdout + done.stderr
+    (deployment,) = httpx.post(f"{api}/deployments/filter", json={}).json()
+
+    started = time.monotonic()
+    locals_ = [tmp_path / f"worker-{n}" for n in range(WORKERS)]
+    logs = [open(tmp_path / f"worker-{n}.log", "w") for n in range(WORKERS)]
+    workers = [subprocess.Popen([PREFECT, "worker", "start", "--pool", "scale-out", "--limit", "1",
+                                 "--name", f"worker-{n}"], cwd=project.root,
+                                env={**env, "PARTAGE_LOCAL_DIR": str(locals_[n])}, stdout=logs[n],
+                                stderr=subprocess.STDOUT) for n in range(WORKERS)]
+    try:
+        runs = [httpx.post(f"{api}/deployments/{deployment['id']}/create_flow_run",
+                           json={"parameters": {"ids": ids}}).json()["id"] for ids in RUNS]
+        states: dict[str, str] = {}
+        found: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            found = httpx.post(f"{api}/flow_runs/filter", json={"flow_runs": {"id": {"any_": runs}}}).json()
+            states = {r["id"]: r["state_type"] for r in found}
+            if len(states) == len(runs) and all(s in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+                                                for s in states.values()):
+                break
+            time.sleep(1)
+        wall = time.monotonic() - started
+    finally:
+        for w in workers:
+            stop_process(w)
+        for f in logs:
+            f.close()
+    tails = "\n".join((tmp_path / f"worker-{n}.log").read_text()[-3000:] for n in range(WORKERS))
+    assert sorted(states.values()) == ["COMPLETED"] * len(runs), f"{states}\n{tails}"
+
+    monkeypatch.setenv("PARTAGE_LAKE", pg_catalog_url)
+    monkeypatch.setenv("PARTAGE_LOCAL_DIR", str(tmp_path / "reader"))
+    wh = Warehouse(url)
+    versions = {d: (n, rows) for d, n, rows in _q(
+        wh, "SELECT dataset_id, count(*), max(row_count) FROM _partage.versions GROUP BY 1")}
+    assert versions == {ds: (1, _rows(i)) for i, ds in enumerate(DATASETS)}  # each stored exactly once
+    for i, ds in enumerate(DATASETS):
+        assert _q(wh, f'SELECT count(*), count(DISTINCT code_insee) FROM main."{ds}"') == [(_rows(i), _rows(i))]
+    assert _q(wh, "SELECT state, count(*) FROM _partage.sources GROUP BY 1") == [("updated", len(DATASETS))]
+    snapshots = _q(wh, "SELECT commit_message, count(*) FROM lake.snapshots() "
+                       "WHERE commit_message LIKE 'partage: %' GROUP BY 1")
+    assert dict(snapshots) == {f"partage: {ds}": 1 for ds in DATASETS}  # one harvest snapshot per dataset
+    assert _q(wh, "SELECT count(*) FROM _partage.runs WHERE finished_at IS NOT NULL") == [(len(runs),)]
+
+    # the two workers ran flow runs at the same time
+    spans = sorted((r["start_time"], r["end_time"]) for r in found)
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), spans
+
+    # both workers wrote, each into its own local directory, and no dataset was written by both
+    wrote = [{p.name for p in d.iterdir() if p.name in DATASETS} if d.is_dir() else set() for d in locals_]
+    assert all(wrote), f"a worker did nothing: {wrote}\n{tails}"
+    assert not (wrote[0] & wrote[1]) and wrote[0] | wrote[1] == set(DATASETS)
+    print(f"\n{len(DATASETS)} datasets in {len(runs)} runs on {WORKERS} workers: {wall:.1f} s "
+          f"(worker-0 {len(wrote[0])}, worker-1 {len(wrote[1])} datasets)")
