@@ -11,6 +11,7 @@ by several processes and machines at once.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -182,6 +183,8 @@ def test_a_worker_with_an_empty_local_dir_reads_earlier_versions_files_from_the_
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Machine b writes v1; machine a (nothing on its disk) carries b's part over into v2, exports v2 with
     every part's report, and its gc hands v1's reports on in the bucket; machine c, as empty, still finds them."""
+    import fsspec
+
     from partage.gc import collect_garbage
     from partage.publish.exports import exports
 
@@ -214,17 +217,20 @@ def test_a_worker_with_an_empty_local_dir_reads_earlier_versions_files_from_the_
     assert len(report["sources"]) == 2  # b's part's report came from v1, written on machine b
     assert json.loads(files["schema"].read_text(encoding="utf-8"))["primaryKey"] == ["code_insee"]
 
+    # an upload no transaction recorded yet: another machine's harvest about to commit, or a crash's
+    fs = fsspec.filesystem("s3")
+    in_flight = f"{s3_bucket.name}/hub/communes/20991231T235959000Z/data/x.parquet"
+    fs.pipe(in_flight, b"PAR1")
     gc = collect_garbage(a, load_catalog(hub.catalog))
     assert gc.versions == [("communes", v1)]
+    assert gc.remote_orphans == [] and fs.exists(in_flight)  # too young to be judged a leftover
+    assert collect_garbage(a, None, grace=dt.timedelta(0)).remote_orphans == [f"{url}/communes/20991231T235959000Z"]
     c = machine("machine-c")
     info = c.latest_version_info("communes")
     assert info is not None and len(info.report_files(c.root)) == 2  # handed on in the bucket
     assert _q(c, "SELECT population FROM communes WHERE code_insee = '75056'") == [(2200000,)]
 
     # a rejected file's report (it has no version) is in the bucket too, for whoever reads the alert
-    import fsspec
-
-    fs = fsspec.filesystem("s3")
     fs.invalidate_cache()
     assert fs.find(f"{s3_bucket.name}/hub/refus/rejected")
 
