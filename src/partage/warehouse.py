@@ -545,8 +545,10 @@ class Warehouse:
         by the kernel when their process dies, so a crash never leaves one behind.
 
         Between machines (a PostgreSQL catalog) each machine has its own locks; the same dataset is
-        kept to one writer by Prefect (the ``partage-warehouse`` limit, see prefect.yaml), and DuckLake
-        refuses a conflicting commit, which ``_transaction`` redoes.
+        kept to one writer by Prefect (the ``partage-warehouse`` limit, see prefect.yaml), and a harvest
+        whose dataset another machine gave a new version since it read the state is refused
+        (:class:`DatasetConflict`, see :class:`Planned`) — also when DuckLake refused its commit and
+        ``_transaction`` redoes it.
 
         ``lend``: code called inside this block, in this context (the CLI's Prefect flow), may take
         the same datasets' locks again without being refused."""
