@@ -6,6 +6,7 @@ import email.utils
 import hashlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -195,6 +196,53 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+# -- a real Prefect server ----------------------------------------------------------------
+
+PREFECT = str(Path(sys.executable).parent / "prefect")
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """Stop a server or worker this test started (SIGINT, then SIGKILL after 15 s)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture
+def prefect_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """`prefect server start` on 127.0.0.1 with its own PREFECT_HOME: its API URL, and the environment
+    (no other PREFECT_* variable) for the CLI, workers and flow runs that talk to it."""
+    import httpx
+
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_API_URL=f"http://127.0.0.1:{port}/api", PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}")
+    log = open(tmp_path / "server.log", "w")
+    server = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+            time.sleep(0.5)
+        else:
+            pytest.fail("prefect server did not start in 120 s")
+        yield env["PREFECT_API_URL"], env
+    finally:
+        stop_process(server)
+        log.close()
 
 
 # -- catalogs ----------------------------------------------------------------------

@@ -6,65 +6,17 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from .conftest import REPO
+from .conftest import PREFECT, REPO, stop_process
 
 pytestmark = pytest.mark.slow
-
-PREFECT = str(Path(sys.executable).parent / "prefect")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-
-
-@pytest.fixture
-def prefect_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_API_URL=f"http://127.0.0.1:{port}/api", PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}")
-    log = open(tmp_path / "server.log", "w")
-    server = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
-            time.sleep(0.5)
-        else:
-            pytest.fail("prefect server did not start in 120 s")
-        yield env["PREFECT_API_URL"], env
-    finally:
-        _stop(server)
-        log.close()
 
 
 def test_nightly_deployment_runs_on_a_worker(tmp_path: Path, prefect_server: tuple[str, dict[str, str]], http_server) -> None:
@@ -135,7 +87,7 @@ def test_nightly_deployment_runs_on_a_worker(tmp_path: Path, prefect_server: tup
         assert states.get(deployments["harvest-nightly"]["id"]) == "COMPLETED", (tmp_path / "worker.log").read_text()[-4000:]
         assert states.get(deployments["publish-after-harvest"]["id"]) == "COMPLETED", (tmp_path / "worker.log").read_text()[-4000:]
     finally:
-        _stop(worker)
+        stop_process(worker)
         worker_log.close()
 
     from partage.warehouse import Warehouse

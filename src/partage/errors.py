@@ -84,6 +84,22 @@ class HarvestRunning(WarehouseBusy):
     Refused at once, before any download; ``partage harvest`` exits with code 3."""
 
 
+class DatasetConflict(WarehouseError):
+    """Another writer (a harvest on another machine, beyond this one's harvest locks) stored a new version
+    of the dataset after this harvest read the dataset's state. This harvest's version, planned on the
+    older state (its unchanged sources' parts, their records), is not committed over the other one;
+    harvesting the dataset again starts from the new version. The dataset is recorded failed, the
+    other datasets of the run go on."""
+
+    def __init__(self, dataset_id: str, planned: str | None, current: str | None):
+        self.dataset_id, self.planned, self.current = dataset_id, planned, current
+        super().__init__(
+            f"{dataset_id!r} was written by another harvest meanwhile: its latest version is now "
+            f"{current or 'none'}, this harvest had started from {planned or 'no version'}; nothing of this "
+            f"harvest was stored for it, so the other harvest's version stays. Run the harvest of "
+            f"{dataset_id!r} again (`partage harvest {dataset_id}`): it starts from the new version")
+
+
 class PortalError(TerminalError):
     """A portal answered something we cannot use (HTML instead of JSON, a page that repeats for ever,
     an unknown API). Names the portal's URL and what to check."""

@@ -10,7 +10,9 @@ What goes, and why it is safe:
   ``ducklake_delete_orphaned_files``) — see ``Warehouse.clean_lake``.
 * orphans: staging directories and version directories no transaction ever recorded (a crash between
   the rename and the commit), temporary raw downloads, exports of versions that no longer exist,
-  raw files no source and no kept version refers to.
+  raw files no source and no kept version refers to;
+  in the object store, version prefixes no transaction recorded — with a PostgreSQL catalog only once
+  older than the grace period, since another machine's harvest may be about to commit one.
 
 It takes the harvest lock, so it never runs while a harvest writes.
 """
@@ -49,23 +51,43 @@ def _size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def _newer_than(warehouse: Warehouse, url: str, cutoff: dt.datetime) -> bool:
+    """Whether any object under ``url`` was written after ``cutoff``.
+
+    Why: with a PostgreSQL catalog other machines harvest into the same bucket, beyond this gc's lock;
+    a version they uploaded and have not committed yet looks exactly like a crash's leftover, so only
+    leftovers older than the grace period go (on one machine the lock already keeps harvests out)."""
+    for info in warehouse.fs.find(url, detail=True).values():
+        modified = info.get("LastModified") or info.get("mtime")
+        if isinstance(modified, (int, float)):
+            modified = dt.datetime.fromtimestamp(modified, dt.UTC)
+        if not isinstance(modified, dt.datetime) or modified.astimezone(dt.UTC) > cutoff:
+            return True  # unknown age: kept
+    return False
+
+
 def _keep_reports_of_carried_parts(warehouse: Warehouse, ds_id: str, version: str, stored: list[VersionRecord],
                                    gone: set[tuple[str, str]]) -> None:
     """Before a version's directory goes, give its reports to the kept versions that carry its parts.
 
     A source that did not change keeps its part, and its report, from the version that produced
     it; a kept version must not lose that report when the producing version is removed."""
-    src = warehouse.version_dir(ds_id, version) / "reports"
     for kept in stored:
         if kept.dataset_id != ds_id or (kept.dataset_id, kept.version) in gone:
             continue
         for p in kept.parts:
-            report = src / f"{p.source_key}.json"
-            if p.since_version == version and report.is_file():
-                dest = warehouse.version_dir(ds_id, kept.version) / "reports" / report.name
-                if not dest.exists():
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(report, dest)
+            if p.since_version != version:
+                continue
+            # on an object-store warehouse the report may be only in the bucket (another machine wrote it)
+            report = warehouse.version_file(ds_id, version, f"reports/{p.source_key}.json")
+            if report is None:
+                continue
+            dest = warehouse.version_dir(ds_id, kept.version) / "reports" / report.name
+            if not dest.exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(report, dest)
+            if warehouse.remote:  # and the heir's copy in the bucket, for the other machines
+                warehouse.fs.put_file(str(report), f"{warehouse.location(ds_id, kept.version)}/reports/{report.name}")
 
 
 def collect_garbage(warehouse: Warehouse, catalog: Catalog | None, *, dry_run: bool = False,
@@ -128,6 +150,8 @@ def collect_garbage(warehouse: Warehouse, catalog: Catalog | None, *, dry_run: b
                 for name in warehouse.remote_version_names(ds):
                     if VERSION_NAME.match(name) and (ds, name) not in known:  # uploaded, then the harvest died
                         url = f"{warehouse.remote}/{ds}/{name}"
+                        if warehouse.lake.kind == "postgres" and _newer_than(warehouse, url, now() - grace):
+                            continue  # maybe another machine's harvest, uploaded and about to commit
                         report.remote_orphans.append(url)
                         if not dry_run:
                             warehouse.fs.rm(url, recursive=True)

@@ -27,7 +27,7 @@ from .catalog import Catalog, CatalogEntry
 from .catalog import Dialect as DialectConfig
 from .consolidate import find_duplicates, primary_key
 from .dialect import Dialect, detect, find_mixed_encoding, sniff_format
-from .errors import NotDataError, PartageError, SourceFormatError, TransientError
+from .errors import DatasetConflict, NotDataError, PartageError, SourceFormatError, TransientError
 from .faults import checkpoint
 from .publish import datapackage
 from .references import foreign_references, harvest_order, referenced_datasets
@@ -37,7 +37,7 @@ from .unpack import plain_file
 from .validate import infer_schema, validate_and_type
 from .store.metadata import SourceState
 from .validate.infer import describe_inferred
-from .warehouse import DatasetState, Part, SourceRecord, Warehouse, new_version_id, now
+from .warehouse import DatasetState, Part, Planned, SourceRecord, Warehouse, new_version_id, now
 
 log = logging.getLogger("partage.harvest")
 progress = logging.getLogger("partage.progress")  # one record per source and per dataset, for the CLI's live lines
@@ -107,9 +107,7 @@ def _not_readable(a: Acquired, error: SourceFormatError) -> tuple[SourceState, s
 def _rejected_report(warehouse: Warehouse, dataset_id: str, key: str) -> str | None:
     """The report of the source's latest rejected file (``<dataset>/rejected/<run id>-<key>.json``;
     run ids sort by time)."""
-    folder = warehouse.root / dataset_id / "rejected"
-    found = sorted(folder.glob(f"*-{key}.json")) if folder.is_dir() else []
-    return str(found[-1]) if found else None
+    return warehouse.latest_rejected_report(dataset_id, key)
 
 
 @dataclass
@@ -263,6 +261,7 @@ def store_dataset(
     latest = state.latest
     previous_parts = {p.source_key: p for p in latest[1]} if latest else {}
     latest_version = latest[0] if latest else None
+    planned = Planned(latest_version)  # every write below is refused if another machine wrote a version since
     outcomes: list[SourceOutcome] = []
     updates: list[dict[str, Any]] = []
     reports: list[dict[str, Any]] = []
@@ -285,7 +284,7 @@ def store_dataset(
         except PartageError as e:
             for a in acquired:
                 done(a, "failed", a.reason if a.state == "failed" else str(e))
-            warehouse.record_sources(run_id, dataset_row, updates, reports)
+            warehouse.record_sources(run_id, dataset_row, updates, reports, planned=planned)
             return DatasetOutcome(ds.id, outcomes, message=str(e))
 
     version = new_version_id(after=latest_version)
@@ -359,19 +358,15 @@ def store_dataset(
             if result.accepted:
                 new_parts[key] = Part(key, data_rel, q_rel if result.quarantine_path else None, a.sha256 or "",
                                       result.rows, result.quarantined, version)
-                report_path = str(warehouse.version_dir(ds.id, version) / "reports" / f"{key}.json")
+                report_path = f"{warehouse.location(ds.id, version)}/reports/{key}.json"  # the bucket's, if remote
                 done(a, "updated", f"{why}; {dialect.describe()}{inferred}; {result.reason}", rows=result.rows, quarantined=result.quarantined,
                      errors=result.report.error_count, first_errors=first, report_path=report_path,
                      accepted_sha256=a.sha256, **validated)
             else:
                 kept = "; the previous data of this source is kept" if key in previous_parts else ""
-                # a rejected file has no version: its report is kept where producers can be pointed to
-                rejected_dir = warehouse.root / ds.id / "rejected"
-                rejected_dir.mkdir(parents=True, exist_ok=True)
-                report_file = rejected_dir / f"{run_id}-{key}.json"
-                report_file.write_text(report_json, encoding="utf-8")
+                report_file = warehouse.keep_rejected_report(ds.id, f"{run_id}-{key}.json", report_json)
                 done(a, "rejected", f"{why}; {dialect.describe()}{inferred}; {result.reason}{kept}", errors=result.report.error_count,
-                     first_errors=first, report_path=str(report_file), **validated)
+                     first_errors=first, report_path=report_file, **validated)
 
         current_keys = {a.resource.key for a in acquired}
         removed = [k for k in previous_parts if k not in current_keys]
@@ -380,7 +375,7 @@ def store_dataset(
             if not g.get("delete"):
                 outcomes.append(SourceOutcome(ds.id, g["source_key"], g["label"], "gone", g["reason"]))
         if not new_parts and not removed:
-            warehouse.record_sources(run_id, dataset_row, updates, reports)
+            warehouse.record_sources(run_id, dataset_row, updates, reports, planned=planned)
             return DatasetOutcome(ds.id, outcomes, message="no change")
 
         # Assemble the version: new parts, plus the previous parts of sources that did not change.
@@ -396,7 +391,7 @@ def store_dataset(
                     warehouse.carry_over(ds.id, latest_version, old.quarantine, staging / old.quarantine)
                 parts.append(old)
         if not parts:
-            warehouse.record_sources(run_id, dataset_row, updates, reports)
+            warehouse.record_sources(run_id, dataset_row, updates, reports, planned=planned)
             return DatasetOutcome(ds.id, outcomes, message="no accepted data")
         assert schema is not None
         # Consolidation: a key claimed by several sources is settled by the entry's rule (and reported).
@@ -423,7 +418,7 @@ def store_dataset(
         warehouse.publish_version(
             run_id=run_id, dataset=dataset_row, version=version, staged=staging, parts=parts,
             columns=schema.fields, schema_ref=schema.ref, schema_sha256=schema.sha256, summary=summary,
-            updates=updates, reports=reports,
+            updates=updates, reports=reports, planned=planned,
         )
         if dups.rows:
             log.warning("%s: %s", ds.id, dups.describe().replace('"<id>"', f'"{ds.id}"'))
@@ -439,7 +434,9 @@ def store_dataset(
 
 def fail_dataset(entry: CatalogEntry, acquired: list[Acquired], warehouse: Warehouse, run_id: str, error: BaseException) -> DatasetOutcome:
     """Record an unexpected crash of a dataset's store step as 'failed' on each source, and go on."""
-    if isinstance(error, PartageError):
+    if isinstance(error, DatasetConflict):
+        reason = str(error)  # the version kept is the other writer's, and the message says so
+    elif isinstance(error, PartageError):
         reason = f"{error}; the previous version is kept"
     else:
         reason = f"internal error while storing: {type(error).__name__}: {error}; the previous version is kept"

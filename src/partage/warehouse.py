@@ -48,7 +48,7 @@ from typing import Any
 
 import duckdb
 
-from .errors import HarvestRunning, LegacyWarehouse, WarehouseBusy, WarehouseError
+from .errors import DatasetConflict, HarvestRunning, LegacyWarehouse, WarehouseBusy, WarehouseError
 from .faults import checkpoint
 from .rawstore import RawStore, copy_or_link
 from .store.lake import LAKE, LakeSpec, instance, load_sql
@@ -200,6 +200,17 @@ class DatasetState:
 
 
 @dataclass(frozen=True)
+class Planned:
+    """The dataset's latest version when a harvest read its state (None: it had none yet).
+
+    A write that carries it is refused (:class:`DatasetConflict`) when the latest version is another one
+    by the time it commits: another machine's harvest of the same dataset got there first, and this
+    harvest's work — carried-over parts, source records, reports — belongs to the state it read."""
+
+    version: str | None
+
+
+@dataclass(frozen=True)
 class VersionInfo:
     """What publishing needs to know about a dataset's latest version."""
 
@@ -329,16 +340,86 @@ class Warehouse:
                     raise
 
     def carry_over(self, dataset_id: str, version: str, rel: str, dest: Path) -> None:
-        """Bring a part of an earlier version into a staging directory (hard link locally, download otherwise)."""
+        """Bring a part of an earlier version into a staging directory (hard link locally, download otherwise).
+
+        With an object-store root the part is read from there, whichever machine wrote it: a worker's
+        local directory holds only what it wrote itself."""
         if self.remote:
             dest.parent.mkdir(parents=True, exist_ok=True)
             self.fs.get(f"{self.location(dataset_id, version)}/{rel}", str(dest))
-        else:
-            copy_or_link(self.version_dir(dataset_id, version) / rel, dest)
+            return
+        source = self.version_dir(dataset_id, version) / rel
+        if not source.exists():
+            raise WarehouseError(
+                f"{source} is missing: version {version} of {dataset_id!r} was written elsewhere (another machine "
+                f"sharing the lake {self.lake.safe}?) and its parts are in that machine's warehouse directory; "
+                "several machines need the warehouse on an object store (--warehouse s3://bucket/prefix, each "
+                "machine with its own PARTAGE_LOCAL_DIR), see the README's \"Scaling out\"")
+        copy_or_link(source, dest)
+
+    def version_file(self, dataset_id: str, version: str, rel: str) -> Path | None:
+        """A small file of a version (``schema.json``, ``datapackage.json``, ``reports/<source>.json``) on
+        the local disk, or None when the version has none.
+
+        With an object-store root, a version written by another machine has its files only there: they
+        are downloaded once into the local version directory (versions never change), so every reader
+        of the local path — exports, the API, gc — works on any machine."""
+        local = self.version_dir(dataset_id, version) / rel
+        if local.is_file() or not self.remote:
+            return local if local.is_file() else None
+        url = f"{self.location(dataset_id, version)}/{rel}"
+        tmp = local.with_name(f".{local.name}.{os.getpid()}")
+        try:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            self.fs.get_file(url, str(tmp))
+        except FileNotFoundError:
+            tmp.unlink(missing_ok=True)
+            return None
+        os.replace(tmp, local)
+        return local
+
+    def fetch_version_files(self, dataset_id: str, version: str, parts: list[Part]) -> None:
+        """Bring a version's schema, data package and each part's report here (see ``version_file``); no-op locally."""
+        if not self.remote:
+            return
+        self.version_file(dataset_id, version, "schema.json")
+        self.version_file(dataset_id, version, "datapackage.json")
+        for p in parts:  # a carried part's report is in the version that produced it (or handed on by gc)
+            rel = f"reports/{p.source_key}.json"
+            if self.version_file(dataset_id, version, rel) is None and p.since_version != version:
+                self.version_file(dataset_id, p.since_version, rel)
+
+    def keep_rejected_report(self, dataset_id: str, name: str, text: str) -> str:
+        """Keep a rejected file's report (it belongs to no version) in ``<dataset>/rejected/``, where producers
+        can be pointed to; with an object-store root in the bucket too, for every machine. Returns where."""
+        local = self.root / dataset_id / "rejected" / name
+        local.parent.mkdir(parents=True, exist_ok=True)
+        local.write_text(text, encoding="utf-8")
+        if not self.remote:
+            return str(local)
+        url = f"{self.remote}/{dataset_id}/rejected/{name}"
+        self.fs.put_file(str(local), url)
+        return url
+
+    def latest_rejected_report(self, dataset_id: str, source_key: str) -> str | None:
+        """Where the report of the source's latest rejected file is (run ids sort by time); with an
+        object-store root the bucket's, which holds every machine's."""
+        if self.remote:
+            base = f"{self.remote}/{dataset_id}/rejected"
+            self.fs.invalidate_cache(base)
+            found = sorted(self.fs.glob(f"{base}/*-{source_key}.json"))
+            if found:
+                scheme = self.remote.split("://", 1)[0]
+                return f"{scheme}://{found[-1].split('://', 1)[-1]}"
+            return None
+        folder = self.root / dataset_id / "rejected"
+        local = sorted(folder.glob(f"*-{source_key}.json")) if folder.is_dir() else []
+        return str(local[-1]) if local else None
 
     def remove_version_data(self, dataset_id: str, version: str) -> None:
         if self.remote:
             url = self.location(dataset_id, version)
+            self.fs.invalidate_cache(url)  # another machine may have written it since this process listed
             if self.fs.exists(url):
                 self.fs.rm(url, recursive=True)
 
@@ -347,6 +428,7 @@ class Warehouse:
         if not self.remote:
             return []
         base = f"{self.remote}/{dataset_id}"
+        self.fs.invalidate_cache(base)  # other machines write there too: never a listing cached earlier
         try:
             return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in self.fs.ls(base, detail=False))
         except FileNotFoundError:
@@ -463,8 +545,10 @@ class Warehouse:
         by the kernel when their process dies, so a crash never leaves one behind.
 
         Between machines (a PostgreSQL catalog) each machine has its own locks; the same dataset is
-        kept to one writer by Prefect (the ``partage-warehouse`` limit, see prefect.yaml), and DuckLake
-        refuses a conflicting commit, which ``_transaction`` redoes.
+        kept to one writer by Prefect (the ``partage-warehouse`` limit, see prefect.yaml), and a harvest
+        whose dataset another machine gave a new version since it read the state is refused
+        (:class:`DatasetConflict`, see :class:`Planned`) — also when DuckLake refused its commit and
+        ``_transaction`` redoes it.
 
         ``lend``: code called inside this block, in this context (the CLI's Prefect flow), may take
         the same datasets' locks again without being refused."""
@@ -537,9 +621,10 @@ class Warehouse:
             ).fetchone()
         if row is None:
             return None
+        parts = [Part(**p) for p in json.loads(row[7])]
+        self.fetch_version_files(dataset_id, row[0], parts)  # written on another machine: its JSON files from the bucket
         return VersionInfo(dataset_id, row[0], row[1], self.version_dir(dataset_id, row[0]), row[3], row[4], row[5],
-                           row[6], [Part(**p) for p in json.loads(row[7])], json.loads(row[8]),
-                           self.location(dataset_id, row[0]))
+                           row[6], parts, json.loads(row[8]), self.location(dataset_id, row[0]))
 
     def publications(self, target: str) -> dict[str, Publication]:
         fields = [f.name for f in Publication.__dataclass_fields__.values()]
@@ -643,12 +728,18 @@ class Warehouse:
         return self._transaction(work, "the datasets removed from the catalog")
 
     def record_sources(self, run_id: str, dataset: dict[str, Any], updates: list[dict[str, Any]],
-                       reports: list[dict[str, Any]], con: duckdb.DuckDBPyConnection | None = None) -> None:
-        """Upsert the dataset row and each source's state; append events and reports."""
+                       reports: list[dict[str, Any]], con: duckdb.DuckDBPyConnection | None = None,
+                       planned: Planned | None = None) -> None:
+        """Upsert the dataset row and each source's state; append events and reports.
+
+        ``planned``: the version the harvest read; refused with :class:`DatasetConflict` if it is no
+        longer the latest (checked in the transaction, so again when a conflicting commit is redone)."""
         if con is None:
-            self._transaction(lambda c: self.record_sources(run_id, dataset, updates, reports, c),
+            self._transaction(lambda c: self.record_sources(run_id, dataset, updates, reports, c, planned),
                               f"the sources of {dataset['id']}")
             return
+        if planned is not None:
+            self.check_planned(con, dataset["id"], planned)
         at = now()
         con.execute(f"DELETE FROM {META}.datasets WHERE id = ?", [dataset["id"]])
         con.execute(
@@ -706,8 +797,13 @@ class Warehouse:
         summary: dict[str, Any],
         updates: list[dict[str, Any]],
         reports: list[dict[str, Any]],
+        planned: Planned | None = None,
     ) -> Path:
         """Make a staged version visible: rename its directory, then commit one lake snapshot.
+
+        ``planned``: the latest version when the harvest read the dataset's state; if another writer
+        has stored a newer one since, :class:`DatasetConflict` is raised — before the upload when it
+        is already visible, else when the commit that met the other one is redone.
 
         The rename makes the parts final but unreferenced; the snapshot holds the dataset's
         tables (rewritten from the version's parts), the version row and the source states. A
@@ -716,6 +812,9 @@ class Warehouse:
         """
         final = self.version_dir(dataset["id"], version)
         location = self.location(dataset["id"], version)
+        if planned is not None:
+            with self.connect() as con:
+                self.check_planned(con, dataset["id"], planned)
         _fsync_tree(staged)
         if self.remote:
             self._upload(staged, location)
@@ -735,6 +834,8 @@ class Warehouse:
                           ensure_ascii=False)
 
         def work(con: duckdb.DuckDBPyConnection) -> None:
+            if planned is not None:
+                self.check_planned(con, dataset["id"], planned)
             con.execute(f"DELETE FROM {META}.versions WHERE dataset_id = ? AND version = ?", [dataset["id"], version])
             con.execute(
                 f"INSERT INTO {META}.versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -755,6 +856,18 @@ class Warehouse:
         self._transaction(work, f"version {version} of {dataset['id']}")
         checkpoint("committed")
         return final
+
+    @staticmethod
+    def check_planned(con: duckdb.DuckDBPyConnection, dataset_id: str, planned: Planned) -> None:
+        """Raise :class:`DatasetConflict` unless the dataset's latest version is still the one planned on.
+
+        Inside a commit's transaction this reads the snapshot the commit is built on: when another
+        writer commits first, DuckLake refuses this commit (a conflict on the dataset's tables),
+        ``_transaction`` redoes it in a new transaction, and this check then sees the other version."""
+        row = con.execute(f"SELECT max(version) FROM {META}.versions WHERE dataset_id = ?", [dataset_id]).fetchone()
+        current = row[0] if row else None
+        if current != planned.version:
+            raise DatasetConflict(dataset_id, planned.version, current)
 
     def _upload(self, staged: Path, location: str) -> None:
         """Copy a staged version to the object store. Until the commit nothing refers to it; gc removes it after a crash."""

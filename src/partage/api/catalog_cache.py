@@ -257,10 +257,12 @@ class CatalogCache:
     def schema(self, dataset_id: str, version: str) -> dict[str, Any]:
         key = (dataset_id, version)
         if key not in self._schemas:
-            path = self.warehouse.version_dir(dataset_id, version) / "schema.json"
-            try:
+            try:  # on an object-store warehouse, fetched once from the bucket when another machine wrote it
+                path = self.warehouse.version_file(dataset_id, version, "schema.json")
+                if path is None:
+                    raise FileNotFoundError(dataset_id, version)
                 self._schemas[key] = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
+            except (OSError, ValueError, WarehouseError):
                 self._schemas[key] = {"fields": []}
         return self._schemas[key]
 

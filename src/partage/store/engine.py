@@ -32,7 +32,8 @@ import duckdb
 
 from ..errors import DuckDBExtensionMissing, LakeLocationError
 
-__all__ = ["EXTENSIONS", "Extension", "attach_sql", "connect", "extension_path", "prepare_catalog", "s3_secret_sql"]
+__all__ = ["EXTENSIONS", "Extension", "attach_sql", "connect", "extension_path", "postgres_connection", "prepare_catalog",
+           "s3_secret_sql"]
 
 
 @dataclass(frozen=True)
@@ -158,6 +159,12 @@ def _catalog(catalog_url: str) -> str:
         f"the lake's catalog {catalog_url!r} is neither a SQLite file nor a PostgreSQL database: write "
         "sqlite:/path/catalog.sqlite or postgresql://user:password@host:port/dbname"
     )
+
+
+def postgres_connection(catalog_url: str) -> str | None:
+    """The libpq string or URI of a PostgreSQL catalog (what ``ATTACH … (TYPE postgres)`` takes), None for SQLite."""
+    catalog = _catalog(catalog_url)
+    return catalog.removeprefix("postgres:") if catalog.startswith("postgres:") else None
 
 
 def prepare_catalog(catalog_url: str) -> None:
