@@ -128,7 +128,7 @@ def petit_csv(generation: int) -> str:
 def build(root: Path, rows: int) -> None:
     import duckdb
 
-    from partage.warehouse import Warehouse
+    from partage.store.warehouse import Warehouse
 
     (root / "catalog").mkdir(parents=True)
     (root / "data").mkdir()
@@ -151,7 +151,7 @@ def build(root: Path, rows: int) -> None:
 
 
 def land_big(wh, staged: Path, rows: int) -> str:  # noqa: ANN001
-    from partage.warehouse import Part, new_version_id
+    from partage.store.warehouse import Part, new_version_id
 
     (staged / "schema.json").write_text(json.dumps(SCHEMA))
     with wh.connect(read_only=True) as con:
@@ -168,7 +168,7 @@ def land_big(wh, staged: Path, rows: int) -> str:  # noqa: ANN001
 
 def writer(root: Path, rows: int, stop: threading.Event, log: list[str]) -> None:
     """Real harvests of `petit` and new versions of `bornes-big`, until told to stop."""
-    from partage.warehouse import Warehouse
+    from partage.store.warehouse import Warehouse
 
     env = dict(os.environ, PARTAGE_CATALOG=str(root / "catalog"), PARTAGE_WAREHOUSE=str(root / "warehouse"))
     wh = Warehouse(root / "warehouse")

@@ -44,7 +44,7 @@ QUERIES = {
 def land(wh, rows: int, generation: int) -> str:  # noqa: ANN001
     import duckdb
 
-    from partage.warehouse import Part, new_version_id
+    from partage.store.warehouse import Part, new_version_id
 
     staged = wh.root / "bornes-big" / f".staging-{generation}"
     (staged / "data").mkdir(parents=True)
@@ -85,7 +85,7 @@ def main() -> None:
 
     from partage.store import metadata
     from partage.store.engine import connect
-    from partage.warehouse import Warehouse, version_relation
+    from partage.store.warehouse import Warehouse, version_relation
 
     with tempfile.TemporaryDirectory(prefix="partage-bench-tt-") as tmp:
         wh = Warehouse(Path(tmp) / "warehouse")

@@ -80,7 +80,7 @@ from pathlib import Path
 from partage.catalog import load_catalog
 from partage.pipeline import plan, store_dataset, new_run_id
 from partage.sources import acquire
-from partage.warehouse import Warehouse
+from partage.store.warehouse import Warehouse
 root = Path(sys.argv[1])
 t = time.perf_counter()
 cat = load_catalog(root / "catalog")

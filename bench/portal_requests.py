@@ -62,7 +62,7 @@ def harvest_once(hub: CatalogBuilder, ds_id: str) -> tuple[list[str], float]:
     from partage.catalog import load_catalog
     from partage.pipeline import new_run_id, plan, store_dataset
     from partage.sources import acquire
-    from partage.warehouse import Warehouse
+    from partage.store.warehouse import Warehouse
 
     wh = Warehouse(hub.warehouse)
     wh.init()

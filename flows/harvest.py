@@ -34,7 +34,7 @@ from partage.pipeline import (
 )
 from partage.sources import Acquired, SourceResource, acquire
 from partage.summaries import artifact_key, dataset_markdown, needs_attention, run_table
-from partage.warehouse import DatasetState, SourceRecord, Warehouse
+from partage.store.warehouse import DatasetState, SourceRecord, Warehouse
 
 
 def _prefect_secret(name: str) -> str:

@@ -18,7 +18,7 @@ import flows.harvest  # noqa: F401  registers the prefect-secret credential back
 from partage.catalog import CatalogError, load_catalog
 from partage.publish.plan import PlanItem
 from partage.publish.targets import open_publisher
-from partage.warehouse import Warehouse
+from partage.store.warehouse import Warehouse
 
 progress = logging.getLogger("partage.progress")
 

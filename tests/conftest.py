@@ -303,7 +303,7 @@ def run_harvest(hub: CatalogBuilder, ids: list[str] | None = None):
 
 
 def query(hub: CatalogBuilder, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
-    from partage.warehouse import Warehouse
+    from partage.store.warehouse import Warehouse
 
     with Warehouse(hub.warehouse).connect(read_only=True) as con:
         return con.execute(sql, params or []).fetchall()

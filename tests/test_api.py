@@ -409,7 +409,7 @@ def test_pagination_stays_on_its_version_while_a_new_one_lands(api: Api) -> None
 def test_a_version_removed_by_retention_answers_410(api: Api) -> None:
     # `communes` is over the fixture's in-memory budget (PARTAGE_API_CACHE_ROWS=100): read from the lake.
     from partage.store import metadata
-    from partage.warehouse import Warehouse, point_history
+    from partage.store.warehouse import Warehouse, point_history
 
     hub = api.hub
     wh = Warehouse(hub.warehouse)
@@ -435,7 +435,7 @@ def test_version_and_as_of_serve_an_older_version_as_the_lake_stored_it(api: Api
     import datetime as dt
 
     from partage.store import metadata
-    from partage.warehouse import Warehouse
+    from partage.store.warehouse import Warehouse
 
     hub = api.hub
     old = latest_version(hub, "communes")

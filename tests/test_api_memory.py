@@ -21,7 +21,7 @@ import duckdb
 import httpx
 import pytest
 
-from partage.warehouse import Part, Warehouse, new_version_id
+from partage.store.warehouse import Part, Warehouse, new_version_id
 
 from .test_api import free_port, wait_until_serving
 

@@ -186,7 +186,7 @@ def test_a_dataset_removed_from_the_catalog_is_gone_not_failing_forever(hub: Cat
     flat = " ".join(status.output.split())
     assert status.exit_code == 0 and "removed from the catalog" in flat, status.output
     from partage.store import metadata
-    from partage.warehouse import Warehouse
+    from partage.store.warehouse import Warehouse
 
     rows = {r.id: r for r in metadata.dataset_statuses(Warehouse(wh))}
     assert rows["ancien"].not_ok == 0 and rows["ancien"].latest_version is not None

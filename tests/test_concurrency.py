@@ -30,7 +30,7 @@ DATASETS = [f"mesures-{i}" for i in range(6)]
 READER = r"""
 import json, sys, time
 from pathlib import Path
-from partage.warehouse import Warehouse
+from partage.store.warehouse import Warehouse
 
 wh, stop, out = Warehouse(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 ids = sys.argv[4].split(",")
@@ -116,7 +116,7 @@ def test_readers_never_fail_while_harvests_write(hub: CatalogBuilder, tmp_path: 
 HOLDER = r"""
 import json, sys, time
 from pathlib import Path
-from partage.warehouse import Warehouse
+from partage.store.warehouse import Warehouse
 
 wh, stop, up, out, ds = Warehouse(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]), sys.argv[5]
 stats = {"failures": [], "in_transaction": [], "after": []}

@@ -10,7 +10,7 @@ import pytest
 
 from partage.pipeline import harvest_without_prefect
 from partage.publish.exports import exports
-from partage.warehouse import Warehouse
+from partage.store.warehouse import Warehouse
 
 from .conftest import CatalogBuilder, query
 

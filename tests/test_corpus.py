@@ -76,7 +76,7 @@ def test_real_dataset_is_stored_whole_without_schema(entry: dict, tmp_path: Path
     """Every real file lands with all its rows; inferred types never turn codes into numbers."""
     from partage.catalog import load_catalog
     from partage.pipeline import acquire_source, plan, store_dataset
-    from partage.warehouse import Warehouse
+    from partage.store.warehouse import Warehouse
 
     src = SHARED_DATA / entry["path"]
     (tmp_path / "catalog").mkdir()

@@ -30,7 +30,7 @@ import pytest
 
 from partage.catalog import load_catalog
 from partage.gc import collect_garbage
-from partage.warehouse import Warehouse
+from partage.store.warehouse import Warehouse
 
 from .conftest import CatalogBuilder
 
@@ -53,7 +53,7 @@ BEFORE_COMMIT = set(STAGES) - {"committed"}
 CHILD = ("import sys\nfrom partage.pipeline import harvest_without_prefect as h\n"
          "sys.exit(h(sys.argv[1], sys.argv[2]).exit_code)")
 GC_CHILD = ("import sys\nfrom partage.catalog import load_catalog\nfrom partage.gc import collect_garbage\n"
-            "from partage.warehouse import Warehouse\n"
+            "from partage.store.warehouse import Warehouse\n"
             "collect_garbage(Warehouse(sys.argv[2]), load_catalog(sys.argv[1]))")
 
 

@@ -90,7 +90,7 @@ def test_nightly_deployment_runs_on_a_worker(tmp_path: Path, prefect_server: tup
         stop_process(worker)
         worker_log.close()
 
-    from partage.warehouse import Warehouse
+    from partage.store.warehouse import Warehouse
 
     with Warehouse(project / "warehouse").connect(read_only=True) as con:
         assert con.execute("SELECT count(*) FROM bornes_irve").fetchone() == (11,)

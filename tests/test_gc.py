@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from partage.cli import app
-from partage.warehouse import Warehouse
+from partage.store.warehouse import Warehouse
 
 from .conftest import COMMUNES_CSV, COMMUNES_SCHEMA, CatalogBuilder, query
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from partage.warehouse import Warehouse
+from partage.store.warehouse import Warehouse
 
 from .conftest import (
     COMMUNES_CSV,
@@ -582,7 +582,7 @@ def test_awkward_identifiers_are_quoted_everywhere(hub: CatalogBuilder, harvest)
     assert query(hub, 'SELECT "select", "a""b", "été 2024", "l\'année", "x;y" FROM "select"') == [(1, 2, 3, 4, 5)]
     comments = dict(query(hub, "SELECT column_name, comment FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = 'select'"))
     assert comments['a"b'] == 'titre de a"b' and comments["l'année"] == "titre de l'année"
-    from partage.warehouse import Warehouse
+    from partage.store.warehouse import Warehouse
 
     wh = Warehouse(hub.warehouse)
     info = wh.latest_version_info("select")

@@ -26,7 +26,7 @@ from partage.cli import app
 from partage.errors import LegacyWarehouse
 from partage.store import lake as lake_store
 from partage.store.migrate import EXPORT_DIR, Migration
-from partage.warehouse import Warehouse, ident
+from partage.store.warehouse import Warehouse, ident
 
 from .conftest import CatalogBuilder
 

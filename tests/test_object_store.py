@@ -22,7 +22,7 @@ from partage.catalog import load_catalog
 from partage.gc import collect_garbage
 from partage.pipeline import harvest_without_prefect
 from partage.publish.exports import exports
-from partage.warehouse import Warehouse
+from partage.store.warehouse import Warehouse
 
 from .conftest import COMMUNES_CSV, COMMUNES_SCHEMA, CatalogBuilder, S3Bucket
 

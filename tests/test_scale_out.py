@@ -26,7 +26,7 @@ import pytest
 
 from partage.catalog import load_catalog
 from partage.pipeline import InlineStages, harvest_without_prefect, run_harvest
-from partage.warehouse import Warehouse
+from partage.store.warehouse import Warehouse
 
 from .conftest import COMMUNES_CSV, COMMUNES_SCHEMA, PREFECT, REPO, CatalogBuilder, S3Bucket, stop_process
 
@@ -101,7 +101,7 @@ def test_a_commit_planned_on_a_version_another_machine_replaced_is_refused(
     """Two machines (their own local dirs, so their harvest locks never meet) write the same dataset:
     the one whose harvest read the older state gets DatasetConflict, the other's version stays whole,
     and the run's other datasets are stored."""
-    import partage.warehouse as warehouse_module
+    import partage.store.warehouse as warehouse_module
 
     url = f"{s3_bucket.url}/hub"
     hub.schema(SCHEMA, COMMUNES_SCHEMA)

@@ -255,7 +255,7 @@ def _harvest_locks(ids: list[str] | None, catalog: Path, warehouse: str) -> Iter
     A second harvest of the same dataset is then refused at once (exit 3, no traceback, nothing
     downloaded), instead of after Prefect's start-up."""
     from .catalog import load_catalog
-    from .warehouse import Warehouse
+    from .store.warehouse import Warehouse
 
     try:
         entries = load_catalog(catalog).select(ids)
@@ -272,7 +272,7 @@ def _harvest_locks(ids: list[str] | None, catalog: Path, warehouse: str) -> Iter
 
 def _harvest(ids: list[str] | None, catalog: Path, warehouse: str, server: Any) -> None:
     from .catalog import load_catalog
-    from .warehouse import Warehouse
+    from .store.warehouse import Warehouse
 
     try:
         cat = load_catalog(catalog)
@@ -406,7 +406,7 @@ def gc(
     crashes left behind (never the latest version)."""
     from .catalog import load_catalog
     from .gc import collect_garbage
-    from .warehouse import Warehouse
+    from .store.warehouse import Warehouse
 
     wh = Warehouse(warehouse)
     if not wh.exists():
@@ -445,7 +445,7 @@ def report(
 ) -> None:
     """Write the quality site (static HTML, French and English) for producers and the data team."""
     from .report import build_site
-    from .warehouse import Warehouse
+    from .store.warehouse import Warehouse
 
     wh = Warehouse(warehouse)
     if not wh.exists():
@@ -562,7 +562,7 @@ def validate(
             resolved = (resolve_schema(schema, catalog_dir=None, schemas_dir=schemas_dir) if schema
                         else schema_from_descriptor(infer_schema(path, dialect)))
             from .references import foreign_references
-            from .warehouse import Warehouse
+            from .store.warehouse import Warehouse
 
             # keys to datasets this warehouse lacks are reported as not checked (the report's warnings)
             references, _ = foreign_references(resolved.descriptor, Warehouse(warehouse), None, strict=False)
@@ -601,7 +601,7 @@ def validate(
 
 def _open_ro(warehouse: str) -> Any:
     """The warehouse to read, or exit 0 saying there is none yet (a fresh install is not an error)."""
-    from .warehouse import Warehouse
+    from .store.warehouse import Warehouse
 
     wh = Warehouse(warehouse)
     if not wh.exists():
@@ -749,7 +749,7 @@ def migrate(
 ) -> None:
     """Turn a warehouse of the layout before DuckLake (partage.duckdb) into the lake, keeping every version."""
     from .store.migrate import migrate as run_migration
-    from .warehouse import Warehouse
+    from .store.warehouse import Warehouse
 
     try:
         result = run_migration(Warehouse(warehouse), dry_run=dry_run, legacy_python=legacy_python,
@@ -766,7 +766,7 @@ def _refuse_legacy(args: list[str]) -> None:
     The store refuses it too (``Warehouse.refuse_legacy``); this check makes every command answer
     the same way before it starts (status would otherwise report "no warehouse yet")."""
     from .errors import LegacyWarehouse
-    from .warehouse import Warehouse
+    from .store.warehouse import Warehouse
 
     if "--help" in args:
         return
@@ -879,7 +879,7 @@ def serve(
     import uvicorn
 
     from .api.app import Settings, create_app
-    from .warehouse import Warehouse
+    from .store.warehouse import Warehouse
 
     wh = Warehouse(warehouse)
     if not wh.exists():

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import duckdb
 
-from .warehouse import DUPLICATES_FILE, Part, ident, literal
+from .store.warehouse import DUPLICATES_FILE, Part, ident, literal
 
 Rule = Literal["first-source", "latest", "keep"]
 RULES: tuple[Rule, ...] = ("first-source", "latest", "keep")

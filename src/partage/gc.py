@@ -29,7 +29,7 @@ from .catalog import Catalog
 from .faults import checkpoint
 from .store import metadata
 from .store.metadata import VersionRecord
-from .warehouse import Warehouse, now, point_history
+from .store.warehouse import Warehouse, now, point_history
 
 VERSION_NAME = re.compile(r"^\d{8}T\d{9,}Z$")  # what warehouse.new_version_id makes
 

@@ -37,7 +37,7 @@ from .unpack import plain_file
 from .validate import infer_schema, validate_and_type
 from .store.metadata import SourceState
 from .validate.infer import describe_inferred
-from .warehouse import DatasetState, Part, Planned, SourceRecord, Warehouse, new_version_id, now
+from .store.warehouse import DatasetState, Part, Planned, SourceRecord, Warehouse, new_version_id, now
 
 log = logging.getLogger("partage.harvest")
 progress = logging.getLogger("partage.progress")  # one record per source and per dataset, for the CLI's live lines

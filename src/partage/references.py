@@ -18,7 +18,7 @@ import duckdb
 from .catalog import CatalogEntry
 from .errors import SchemaError
 from .validate import Reference
-from .warehouse import Warehouse, version_relation
+from .store.warehouse import Warehouse, version_relation
 
 log = logging.getLogger("partage.references")
 

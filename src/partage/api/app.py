@@ -38,7 +38,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..errors import ApiQueryError, PartageError, TokenStoreError
-from ..warehouse import Warehouse, ident
+from ..store.warehouse import Warehouse, ident
 from . import exports, openapi, query
 from .catalog_cache import CatalogCache, Column, Dataset, Snapshot, Version, indexed_columns
 from .engine import Engine, QueryTimeout

@@ -23,7 +23,7 @@ import duckdb
 
 from ..errors import WarehouseBusy, WarehouseError
 from ..store import metadata
-from ..warehouse import Warehouse, version_relation
+from ..store.warehouse import Warehouse, version_relation
 
 log = logging.getLogger("partage.api")
 

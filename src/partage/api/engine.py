@@ -38,7 +38,7 @@ import duckdb
 import pyarrow as pa
 
 from ..errors import WarehouseError
-from ..warehouse import ident
+from ..store.warehouse import ident
 from .lru import LRU
 from .query import Matches, RowQuery, Source
 

@@ -3,7 +3,7 @@
 The vocabulary is data.gouv.fr's api-tabular (``col__exact=``, ``col__in=a,b``,
 ``col__sort=desc``…), so a data service written for it needs few changes.
 Column names must be columns of the version being read and are quoted with
-:func:`partage.warehouse.ident`; every value is a bound parameter, converted
+:func:`partage.store.warehouse.ident`; every value is a bound parameter, converted
 here to the column's type so a wrong value is a clear 400, not a DuckDB error.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..errors import ApiQueryError
-from ..warehouse import ident
+from ..store.warehouse import ident
 from .catalog_cache import Column
 
 OPERATORS: dict[str, str] = {

@@ -26,7 +26,7 @@ from typing import Any
 from .. import USER_AGENT
 from ..catalog import CatalogEntry, CkanTarget
 from ..errors import PartageError, TerminalError
-from ..warehouse import Publication, VersionInfo, Warehouse, now
+from ..store.warehouse import Publication, VersionInfo, Warehouse, now
 from .exports import ExportFile, exports
 from .plan import PlanItem, ResourceChange
 

@@ -15,7 +15,7 @@ from ..rawstore import file_sha256
 from ..validate.arrow import ROW_COLUMN, SOURCE_COLUMN
 
 if TYPE_CHECKING:
-    from ..warehouse import VersionInfo
+    from ..store.warehouse import VersionInfo
     from .exports import ExportFile
 
 LICENSES: dict[str, dict[str, str]] = {

@@ -20,7 +20,7 @@ from rdflib import Graph, Literal, Namespace, URIRef
 from rdflib.namespace import DCAT, DCTERMS, FOAF, OWL, RDF, XSD
 
 from ..catalog import CatalogEntry
-from ..warehouse import VersionInfo
+from ..store.warehouse import VersionInfo
 from .ckan import frequency, published_name
 from .datapackage import license_descriptor
 from .exports import ExportFile

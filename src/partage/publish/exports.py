@@ -16,7 +16,7 @@ from typing import Any
 
 from ..rawstore import file_sha256
 from ..validate.arrow import ROW_COLUMN, SOURCE_COLUMN
-from ..warehouse import SOURCE_VERSION, VersionInfo, Warehouse, ident, literal, version_relation
+from ..store.warehouse import SOURCE_VERSION, VersionInfo, Warehouse, ident, literal, version_relation
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from ..catalog import (
 from ..credentials import resolve
 from ..errors import PartageError
 from ..rawstore import copy_or_link
-from ..warehouse import Publication, VersionInfo, Warehouse, now
+from ..store.warehouse import Publication, VersionInfo, Warehouse, now
 from . import datapackage
 from .ckan import published_name
 from .exports import ExportFile, exports

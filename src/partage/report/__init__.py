@@ -19,7 +19,7 @@ from typing import Any
 
 from ..store import metadata
 from ..store.metadata import SourceState, VersionRecord
-from ..warehouse import Warehouse
+from ..store.warehouse import Warehouse
 from .i18n import ERROR_TITLES, LANGUAGES, TEXT
 
 EXAMPLES_PER_GROUP = 3

@@ -17,7 +17,7 @@ from typing import Literal
 from ..catalog import Auth, CatalogEntry, Dialect, Source
 from ..errors import PortalError
 from ..rawstore import RawStore
-from ..warehouse import SourceRecord
+from ..store.warehouse import SourceRecord
 
 AcquiredState = Literal["unchanged", "changed", "failed"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..catalog import CatalogEntry, Source
 from ..rawstore import RawStore
-from ..warehouse import SourceRecord
+from ..store.warehouse import SourceRecord
 from . import Acquired, SourceResource, source_key
 
 

@@ -23,7 +23,7 @@ from ..catalog import Auth, Source
 from ..credentials import resolve
 from ..errors import PortalError
 from ..fetch import SECRET_QUERY_KEYS, Document, get_document, redact
-from ..warehouse import SourceRecord
+from ..store.warehouse import SourceRecord
 from . import SourceResource
 
 VOLATILE_QUERY_KEYS = {"_", "cb", "cachebuster", "cache", "nocache", "ts", "timestamp", "rand", "random",

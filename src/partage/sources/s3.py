@@ -14,7 +14,7 @@ from typing import Any
 
 from ..catalog import CatalogEntry, Source
 from ..rawstore import RawStore
-from ..warehouse import SourceRecord
+from ..store.warehouse import SourceRecord
 from . import Acquired, SourceResource, source_key
 
 INSTALL_HINT = "S3 sources need the optional extra: pip install 'partage[s3]' (s3fs)"

@@ -7,7 +7,7 @@ from ..credentials import resolve
 from ..errors import CredentialError, FetchError, TransientFetchError
 from ..fetch import Validators, fetch, redact
 from ..rawstore import RawStore
-from ..warehouse import SourceRecord
+from ..store.warehouse import SourceRecord
 from . import Acquired, SourceResource, source_key
 
 

@@ -3,7 +3,7 @@
 Only the store writes SQL on these tables (STYLE: one owner per piece of state). Every other stage
 calls a function here and gets frozen dataclasses with named fields, so a column added to a table
 or a query changed never shifts a positional tuple in a caller. The harvest's own reads and writes
-(``Warehouse.dataset_state``, ``publish_version``…) stay in :mod:`partage.warehouse`.
+(``Warehouse.dataset_state``, ``publish_version``…) stay in :mod:`partage.store.warehouse`.
 
 Each function opens its own read-only cursor: one consistent DuckLake snapshot per call. A caller
 that needs several reads from one moment (the API's catalog) uses the function that returns them
@@ -21,7 +21,7 @@ from typing import Any, Literal, cast, get_args
 
 import duckdb
 
-from ..warehouse import META, Part, Warehouse, ident
+from .warehouse import META, Part, Warehouse, ident
 from .lake import LAKE
 
 log = logging.getLogger("partage.store")

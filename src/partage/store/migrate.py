@@ -51,7 +51,7 @@ import duckdb
 
 from ..errors import WarehouseError
 from ..faults import checkpoint
-from ..warehouse import LEGACY_DB, META, Part, Warehouse, _point_history, ident, literal
+from .warehouse import LEGACY_DB, META, Part, Warehouse, _point_history, ident, literal
 from .lake import LAKE
 
 EXPORT_DIR = "partage.export"

@@ -23,7 +23,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..warehouse import ident
+from ..store.warehouse import ident
 
 PRINTABLE_ASCII = r"^[\x20-\x7E]*$"
 # strptime directives whose fixed-width form SQL reads the same way as Python

@@ -9,7 +9,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from ..warehouse import ident
+from ..store.warehouse import ident
 from .compiler import (
     CONSTRAINT_ORDER,
     JSON_KINDS,

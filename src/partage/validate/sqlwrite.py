@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..warehouse import ident
+from ..store.warehouse import ident
 from .compiler import Unsupported, code_kind, sql_str
 from .sqlreport import ReportRun
 from .sqlstate import Output

@@ -48,10 +48,10 @@ from typing import Any
 
 import duckdb
 
-from .errors import DatasetConflict, HarvestRunning, LegacyWarehouse, WarehouseBusy, WarehouseError
-from .faults import checkpoint
-from .rawstore import RawStore, copy_or_link
-from .store.lake import LAKE, LakeSpec, instance, load_sql
+from ..errors import DatasetConflict, HarvestRunning, LegacyWarehouse, WarehouseBusy, WarehouseError
+from ..faults import checkpoint
+from ..rawstore import RawStore, copy_or_link
+from .lake import LAKE, LakeSpec, instance, load_sql
 
 log = logging.getLogger("partage.store")
 
