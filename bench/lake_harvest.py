@@ -1,6 +1,6 @@
 """The lake against the old layout: commit time per dataset, the 200-dataset harvest, a reader during a harvest.
 
-    make bench-lake      (or: .venv/bin/python bench/lake_harvest.py [--datasets 200] [--runs 3]
+    make bench-lake      (or: .venv/bin/python bench/lake_harvest.py [--datasets 200] [--runs 3] [--reader-datasets 40]
                           [--old DIR] [--validate-rows 1000000] [--quick] [--results bench/RESULTS.md])
 
 Before: the code of commit 0798d75 (one DuckDB file, partage.duckdb, DuckDB 2.0.1), in a worktree
@@ -198,8 +198,9 @@ def finish_harvest(proc: subprocess.Popen[str], out: Path, started: float) -> Ha
     if error is None and proc.returncode not in (0, 1):
         error = next((x.strip() for x in tail.splitlines() if "Busy" in x or "held by" in x or "Error" in x),
                      f"exit {proc.returncode}")
-    if error is None and "held by another process" in tail:
-        error = "WarehouseBusy: " + next(x.strip() for x in tail.splitlines() if "held by another process" in x)
+    busy = ("held by another process", "another harvest is running", "could not commit")
+    if error is None and any(b in tail for b in busy):  # the CLI's message (exit 1) of a WarehouseBusy
+        error = "WarehouseBusy: " + next(x.strip() for x in tail.splitlines() if any(b in x for b in busy))
     return Harvest(wall, proc.returncode, commits, set(commits) - failed, error, tail[-3000:])
 
 
@@ -340,6 +341,8 @@ def main() -> None:
                     help="the code of 0798d75 with its .venv (bench/build-old.sh DIR makes it; default "
                     "PARTAGE_BENCH_OLD, else ~/.cache/partage-bench-old); 'none': no 'before' rows")
     ap.add_argument("--plain", action="store_true", help="harvest without Prefect (harvest_without_prefect)")
+    ap.add_argument("--reader-datasets", type=int, default=40, help="the catalog the harvest beside the reader writes")
+    ap.add_argument("--validate-runs", type=int, default=3)
     ap.add_argument("--pause", type=float, default=0.01, help="the reader's pause between queries, s")
     ap.add_argument("--idle", type=float, default=2.0, help="the reader's idle seconds before the harvest starts")
     ap.add_argument("--db-wait", default=None, help="PARTAGE_DB_WAIT for the old code's harvest beside the reader "
@@ -352,6 +355,7 @@ def main() -> None:
     a = ap.parse_args()
     if a.quick:
         a.datasets, a.runs, a.plain, a.idle, a.fl_rows = 3, 1, True, 0.3, 1_000
+        a.reader_datasets, a.validate_runs = 3, 1
         a.validate_rows = min(a.validate_rows, 5_000) if a.validate_rows else 0
         a.db_wait = a.db_wait or "2"
     old = None if str(a.old) == "none" else a.old
@@ -400,14 +404,14 @@ def main() -> None:
             say(f"| {code.label} | {', '.join(r['loads'])} | {statistics.median(r['first']):.2f} "  # type: ignore[arg-type]
                 f"| {statistics.median(r['second']):.2f} | {ms(r['c_first'])} | {ms(r['c_second'])} |")  # type: ignore[arg-type]
 
-        say(f"\n### A reader holding one connection while a harvest rewrites all {a.datasets} datasets\n")
+        say(f"\n### A reader holding one connection while a harvest rewrites all {a.reader_datasets} datasets\n")
         say(f"The reader queries `catalog` and one dataset in a loop ({a.pause * 1000:.0f} ms pause), "
             f"{a.idle:.1f} s alone, then during the harvest; one run.\n")
         say("| code | load | reader queries idle | idle p50 ms | idle p99 ms | queries during | during p50 ms "
             "| during p99 ms | reader errors | harvest |")
         say("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for code, with_pg in sides(old, pg):
-            r = reader_run(code, with_pg, a.datasets, a.plain, a.pause, a.idle,
+            r = reader_run(code, with_pg, a.reader_datasets, a.plain, a.pause, a.idle,
                            a.db_wait if code.layout == "old" else None)
             h: Harvest = r["harvest"]  # type: ignore[assignment]
             idle_l, during = r["idle"], r["during"]
@@ -419,11 +423,11 @@ def main() -> None:
 
         if a.validate_rows:
             say(f"\n### Validation at {a.validate_rows:,} rows: the pinned DuckDB against DuckDB 2.0.1 "
-                f"(bench/validate.py --runs {a.runs} --no-messy, this checkout's code in both)\n")
+                f"(bench/validate.py --runs {a.validate_runs} --no-messy, this checkout's code in both)\n")
             say("| Python | load | duckdb | floor s | sorted floor s | Partage s | Partage rows/s | Partage peak MB "
                 "| errors found | rows stored |")
             say("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
-            results = validation(old, a.validate_rows, a.runs, a.fl_rows)
+            results = validation(old, a.validate_rows, a.validate_runs, a.fl_rows)
             for label, _, c in results:
                 say(f"| {label} | {c['load']} | {c['duckdb']} | {c.get('floor_s', '?')} | {c.get('sorted_s', '?')} | "
                     f"{c.get('partage_s', '?')} | {c.get('rate', '?')} | {c.get('partage_mb', '?')} | "
@@ -441,7 +445,18 @@ def main() -> None:
         shutil.rmtree(PREFECT_HOME, ignore_errors=True)
     if a.results:
         add_section(a.results, f"{started:%Y-%m-%d %H:%M} UTC: lake vs old layout (`bench/lake_harvest.py"
-                    f"{' --quick' if a.quick else ''}`)", lines)
+                    f"{command_line()}`)", lines)
+
+
+def command_line() -> str:
+    """This run's options for the section's title, without --results and the old code's path."""
+    args, skip = [], False
+    for x in sys.argv[1:]:
+        if skip or x in ("--results", "--old"):
+            skip = not skip
+            continue
+        args.append(x)
+    return "".join(f" {x}" for x in args)
 
 
 def add_section(results: Path, title: str, lines: list[str]) -> None:

@@ -137,7 +137,7 @@ def main() -> None:
         shutil.rmtree(lh.PREFECT_HOME, ignore_errors=True)
     if a.results:
         lh.add_section(a.results, f"{started:%Y-%m-%d %H:%M} UTC: two harvest workers against one "
-                       f"(`bench/lake_worker.py{' --quick' if a.quick else ''}`)", lines)
+                       f"(`bench/lake_worker.py{lh.command_line()}`)", lines)
 
 
 if __name__ == "__main__":
