@@ -112,14 +112,16 @@ bench-api: $(STAMP)
 # The lake against the old layout (the code of 0798d75 in BENCH_OLD, built once by bench/build-old.sh):
 # harvests, commits, a reader, two workers, validation on both DuckDBs; each table is also added to
 # bench/RESULTS.md. Without PostgreSQL (`make pg` cannot start it) the PostgreSQL rows are left out.
+# BENCH_RUNS: runs per cell (median); a 200-dataset harvest of the lake takes minutes on a busy 2-core machine.
 BENCH_OLD ?= $(HOME)/.cache/partage-bench-old
+BENCH_RUNS ?= 3
 
 bench-lake: $(STAMP)
 	@$(MAKE) --no-print-directory pg || true
 	bench/build-old.sh "$(BENCH_OLD)"
 	set -a; $(PG_ENV); set +a; [ -z "$$PARTAGE_TEST_PG_URL" ] || $(BIN)/python bench/lake_engine.py
-	set -a; $(PG_ENV); set +a; $(BIN)/python bench/lake_harvest.py --old "$(BENCH_OLD)" --results bench/RESULTS.md
-	set -a; $(PG_ENV); set +a; $(BIN)/python bench/lake_worker.py --old "$(BENCH_OLD)" --results bench/RESULTS.md
+	set -a; $(PG_ENV); set +a; $(BIN)/python bench/lake_harvest.py --old "$(BENCH_OLD)" --runs $(BENCH_RUNS) --results bench/RESULTS.md
+	set -a; $(PG_ENV); set +a; $(BIN)/python bench/lake_worker.py --old "$(BENCH_OLD)" --runs $(BENCH_RUNS) --results bench/RESULTS.md
 
 serve: $(STAMP)
 	$(BIN)/partage serve

@@ -184,6 +184,11 @@ def start_harvest(code: Code, root: Path, plain: bool, ids: list[str] | None = N
         out, time.monotonic()
 
 
+# What the CLI prints (or Prefect logs) of a WarehouseBusy, old code and new.
+BUSY = re.compile(r"[\w/.-]*partage\.duckdb is held by another process[^'\"\n]*|another harvest is running[^'\"\n]*"
+                  r"|could not commit[^'\"\n]*")
+
+
 def finish_harvest(proc: subprocess.Popen[str], out: Path, started: float) -> Harvest:
     tail = proc.communicate()[0]
     wall = time.monotonic() - started
@@ -198,9 +203,9 @@ def finish_harvest(proc: subprocess.Popen[str], out: Path, started: float) -> Ha
     if error is None and proc.returncode not in (0, 1):
         error = next((x.strip() for x in tail.splitlines() if "Busy" in x or "held by" in x or "Error" in x),
                      f"exit {proc.returncode}")
-    busy = ("held by another process", "another harvest is running", "could not commit")
-    if error is None and any(b in tail for b in busy):  # the CLI's message (exit 1) of a WarehouseBusy
-        error = "WarehouseBusy: " + next(x.strip() for x in tail.splitlines() if any(b in x for b in busy))
+    busy = BUSY.search(tail)
+    if error is None and busy:  # the CLI's message (exit 1) of a WarehouseBusy
+        error = "WarehouseBusy: " + busy.group(0)
     return Harvest(wall, proc.returncode, commits, set(commits) - failed, error, tail[-3000:])
 
 
