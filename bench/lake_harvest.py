@@ -187,6 +187,7 @@ def start_harvest(code: Code, root: Path, plain: bool, ids: list[str] | None = N
 # What the CLI prints (or Prefect logs) of a WarehouseBusy, old code and new.
 BUSY = re.compile(r"[\w/.-]*partage\.duckdb is held by another process[^'\"\n]*|another harvest is running[^'\"\n]*"
                   r"|could not commit[^'\"\n]*")
+BROKEN = re.compile(r"cannot open the lake[^\n]*")
 
 
 def finish_harvest(proc: subprocess.Popen[str], out: Path, started: float) -> Harvest:
@@ -203,9 +204,9 @@ def finish_harvest(proc: subprocess.Popen[str], out: Path, started: float) -> Ha
     if error is None and proc.returncode not in (0, 1):
         error = next((x.strip() for x in tail.splitlines() if "Busy" in x or "held by" in x or "Error" in x),
                      f"exit {proc.returncode}")
-    busy = BUSY.search(tail)
-    if error is None and busy:  # the CLI's message (exit 1) of a WarehouseBusy
-        error = "WarehouseBusy: " + busy.group(0)
+    busy, broken = BUSY.search(tail), BROKEN.search(tail)
+    if error is None and (busy or broken):  # the CLI's message (exit 1) of a WarehouseBusy or WarehouseError
+        error = f"WarehouseBusy: {busy.group(0)}" if busy else f"WarehouseError: {broken.group(0)}"  # type: ignore[union-attr]
     return Harvest(wall, proc.returncode, commits, set(commits) - failed, error, tail[-3000:])
 
 
