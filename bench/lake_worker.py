@@ -114,7 +114,7 @@ def main() -> None:
     try:
         say(describe(("duckdb", "duckdb-extension-ducklake", "prefect")))
         how = "the run loop without Prefect" if a.plain else "`partage harvest` (Prefect flow, its temporary server)"
-        say(f"- {how}, fresh processes; {a.datasets} datasets × 1 CSV of 20 rows, empty warehouse; "
+        say(f"- {how}, fresh processes; {a.datasets} datasets × 1 CSV of 20 rows, into a new warehouse (made by Warehouse.init, untimed); "
             f"{a.runs} run(s) per cell, median; load average (1 min) at the start of each run\n")
         if not a.plain:
             with lh.scratch(1) as root:
