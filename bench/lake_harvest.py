@@ -55,7 +55,19 @@ NEW_PY = sys.executable
 DEFAULT_OLD = Path(os.environ.get("PARTAGE_BENCH_OLD") or Path.home() / ".cache" / "partage-bench-old")
 # One Prefect home for every harvest of a bench run, its database made by a warm-up harvest (not
 # timed): as on a hub, where ~/.prefect outlives the runs. Both codes use Prefect 3.9.1.
-PREFECT_HOME = Path(tempfile.mkdtemp(prefix="partage-bench-prefect-"))
+_prefect_home: list[Path] = []
+
+
+def prefect_home() -> Path:
+    """The bench run's Prefect home, made on first use (importing this module makes nothing)."""
+    if not _prefect_home:
+        _prefect_home.append(Path(tempfile.mkdtemp(prefix="partage-bench-prefect-")))
+    return _prefect_home[0]
+
+
+def remove_prefect_home() -> None:
+    while _prefect_home:
+        shutil.rmtree(_prefect_home.pop(), ignore_errors=True)
 
 # Runs in the harvest's own process (old or new venv): times the warehouse's writing calls per
 # dataset (outermost only: the lake's publish_version calls record_sources inside its transaction).
@@ -177,7 +189,7 @@ def base_env() -> dict[str, str]:
 def start_harvest(code: Code, root: Path, plain: bool, ids: list[str] | None = None,
                   extra: dict[str, str] | None = None) -> tuple[subprocess.Popen[str], Path, float]:
     out = Path(tempfile.mktemp(prefix="harvest-", suffix=".json", dir=root))
-    env = {**base_env(), **code.env, **(extra or {}), "PREFECT_HOME": str(PREFECT_HOME)}
+    env = {**base_env(), **code.env, **(extra or {}), "PREFECT_HOME": str(prefect_home())}
     cmd = [code.python, "-c", HARVEST, "plain" if plain else "cli", str(root / "catalog"), str(root / "warehouse"),
            str(out), *(ids or [])]
     return subprocess.Popen(cmd, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True), \
@@ -448,7 +460,7 @@ def main() -> None:
     finally:
         if pg is not None:
             pg.close()
-        shutil.rmtree(PREFECT_HOME, ignore_errors=True)
+        remove_prefect_home()
     if a.results:
         add_section(a.results, f"{started:%Y-%m-%d %H:%M} UTC: lake vs old layout (`bench/lake_harvest.py"
                     f"{command_line()}`)", lines)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -134,7 +133,7 @@ def main() -> None:
     finally:
         if pg is not None:
             pg.close()
-        shutil.rmtree(lh.PREFECT_HOME, ignore_errors=True)
+        lh.remove_prefect_home()
     if a.results:
         lh.add_section(a.results, f"{started:%Y-%m-%d %H:%M} UTC: two harvest workers against one "
                        f"(`bench/lake_worker.py{lh.command_line()}`)", lines)
