@@ -21,7 +21,8 @@ help:
 	@echo "make bench-validate   validation benchmark: frictionless-py vs DuckDB load floor vs Partage, 1M and 5M rows (minutes)"
 	@echo "make bench-warehouse  analysts' queries on a stored 1M-row dataset, sorted by key vs unsorted (table)"
 	@echo "make bench-api        load benchmark of partage serve: 1M rows, 30 s of filtered pages, idle and while harvesting"
-	@echo "make bench-lake       DuckLake commits on a SQLite vs a PostgreSQL catalog, writes and reads on S3 (moto) (table)"
+	@echo "make bench-lake       DuckLake commits on a SQLite vs a PostgreSQL catalog, S3 (moto); the lake vs the old layout"
+	@echo "                      (0798d75): harvests of 200 datasets, commits, a reader, 2 workers vs 1, DuckDB 1.5.5 vs 2.0.1"
 	@echo "make serve            the tabular API on http://127.0.0.1:8000 over warehouse/ (docs at /docs)"
 	@echo "make clean-warehouse  delete warehouse/ data (keeps its README)"
 
@@ -108,9 +109,19 @@ bench-api: $(STAMP)
 	@command -v wrk >/dev/null || (command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null) || true
 	$(BIN)/python bench/api.py
 
+# The lake against the old layout (the code of 0798d75 in BENCH_OLD, built once by bench/build-old.sh):
+# harvests, commits, a reader, two workers, validation on both DuckDBs; each table is also added to
+# bench/RESULTS.md. Without PostgreSQL (`make pg` cannot start it) the PostgreSQL rows are left out.
+# BENCH_RUNS: runs per cell (median); a 200-dataset harvest of the lake takes minutes on a busy 2-core machine.
+BENCH_OLD ?= $(HOME)/.cache/partage-bench-old
+BENCH_RUNS ?= 3
+
 bench-lake: $(STAMP)
-	@$(MAKE) --no-print-directory pg
-	set -a; . "$(PARTAGE_PG_HOME)/pg.env"; set +a; $(BIN)/python bench/lake_engine.py
+	@$(MAKE) --no-print-directory pg || true
+	bench/build-old.sh "$(BENCH_OLD)"
+	set -a; $(PG_ENV); set +a; [ -z "$$PARTAGE_TEST_PG_URL" ] || $(BIN)/python bench/lake_engine.py
+	set -a; $(PG_ENV); set +a; $(BIN)/python bench/lake_harvest.py --old "$(BENCH_OLD)" --runs $(BENCH_RUNS) --results bench/RESULTS.md
+	set -a; $(PG_ENV); set +a; $(BIN)/python bench/lake_worker.py --old "$(BENCH_OLD)" --runs $(BENCH_RUNS) --results bench/RESULTS.md
 
 serve: $(STAMP)
 	$(BIN)/partage serve
