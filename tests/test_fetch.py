@@ -130,9 +130,31 @@ def test_retry_logs_never_contain_the_token(http_server: FixtureServer, raw: Raw
 
 def test_a_trickling_download_is_stopped_at_the_deadline(http_server: FixtureServer, raw: RawStore,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """#26: the deadline was only checked once 64 KiB had arrived, so a server sending less never
+    tripped it (this one would take 10 s; it is stopped near the 0.5 s deadline)."""
+    import time
+
     monkeypatch.setenv("PARTAGE_SOURCE_TIMEOUT", "0.5")
-    url = http_server.serve("/lent.csv", "x" * 3000, trickle=0.1)  # 3 s in all, never idle 120 s
+    url = http_server.serve("/lent.csv", "x" * 10000, trickle=0.1)  # 10 s in all, never idle 120 s
+    t0 = time.monotonic()
     with pytest.raises(TransientFetchError) as exc:
         fetch(url, raw, retry=RetryPolicy(attempts=1, backoff=0.01))
+    assert time.monotonic() - t0 < 3
     assert "PARTAGE_SOURCE_TIMEOUT" in str(exc.value)
     assert not any(p.is_file() for p in raw.root.rglob("*"))
+
+
+def test_a_trickling_portal_answer_is_stopped_at_the_listing_deadline(http_server: FixtureServer,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """#26: portal listings had no overall deadline: a page trickled byte by byte held its source forever."""
+    import time
+
+    from partage.fetch import get_document
+
+    monkeypatch.setenv("PARTAGE_LISTING_TIMEOUT", "0.5")
+    url = http_server.serve("/api/3/action/package_search", '{"result": ' + " " * 10000 + "}", trickle=0.1,
+                            content_type="application/json")
+    t0 = time.monotonic()
+    with pytest.raises(TransientFetchError) as exc:
+        get_document(url, retry=RetryPolicy(attempts=1, backoff=0.01))
+    assert time.monotonic() - t0 < 3 and "PARTAGE_LISTING_TIMEOUT" in str(exc.value)

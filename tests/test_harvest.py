@@ -184,6 +184,22 @@ def test_a_spreadsheet_keeps_its_insee_codes_and_dates_without_a_schema(hub: Cat
     assert rows == [("06004", dt.date(2023, 4, 11))]
 
 
+def test_a_cell_over_128_kib_is_data_and_a_nul_label_never_breaks_the_commit(hub: CatalogBuilder, harvest) -> None:
+    """#26 item 9: without a schema, a cell over 128 KiB crashed inference (`field larger than field
+    limit`) and failed *both* sources of the dataset as an internal error."""
+    long = "x" * (200 * 1024)
+    hub.file("long.csv", f"id,texte\n1,{long}\n2,court\n")
+    hub.file("binaire.csv", b"\xff\xfe\x00\x00")  # read as UTF-16: one label, a NUL
+    hub.dataset("textes", ["file: ../data/long.csv"])
+    hub.dataset("binaire", ["file: ../data/binaire.csv"])
+    summary = harvest()
+    got = {s.label.rsplit("/", 1)[-1]: s for s in summary.sources}
+    assert got["long.csv"].state == "updated", got["long.csv"].reason
+    assert query(hub, "SELECT length(texte) FROM textes ORDER BY _row_number") == [(len(long),), (5,)]
+    # a column named NUL made DuckLake's catalog refuse the commit ("internal error"): the name is cleaned
+    assert "internal error" not in got["binaire.csv"].reason, got["binaire.csv"].reason
+
+
 def test_french_dates_and_decimal_commas_are_typed_without_a_schema(hub: CatalogBuilder, harvest) -> None:
     """#23 case 4: without a schema, `15/04/2024` is a DATE and `7,5` a number, and the harvest line says so."""
     rows = "".join(f"{d:02d}/04/2024;{d},5;Commune {d}\n" for d in range(1, 29))

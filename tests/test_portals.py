@@ -451,6 +451,8 @@ def test_a_refused_credential_is_not_told_to_add_auth(hub: CatalogBuilder, http_
     ("dcat: https://x.org/catalog.ttl\n    dataset: abc", "dataset: not used by a 'dcat' source"),
     ("ckan: https://x.org\n    schema: etalab/schema-irve-statique", "schema: not used by a 'ckan' source"),
     ("ckan: data.example.org", "ckan must be the portal's http(s) address"),
+    ("ckan: https://admin:hunter2@data.example.org", "ckan must not embed a password"),  # #26: echoed and stored before
+    ("url: https://metro:hunter2@x.org/a.csv", "url must not embed a password"),
     ("file: s3://bucket/x/*.csv\n    auth: {bearer: env:T}", "auth does not apply to 'file' sources"),
 ])
 def test_catalog_refuses_filters_a_kind_does_not_use(hub: CatalogBuilder, source: str, message: str) -> None:
@@ -459,4 +461,4 @@ def test_catalog_refuses_filters_a_kind_does_not_use(hub: CatalogBuilder, source
     hub.dataset("x", [source])
     with pytest.raises(CatalogError) as e:
         load_catalog(hub.catalog)
-    assert message in str(e.value) and "x.yaml" in str(e.value)
+    assert message in str(e.value) and "x.yaml" in str(e.value) and "hunter2" not in str(e.value)

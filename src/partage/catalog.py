@@ -172,8 +172,11 @@ class Source(_Strict):
             raise ValueError("auth does not apply to 'file' sources (S3 credentials come from the environment)")
         if self.url is not None and not re.match(r"^https?://", self.url, re.I):
             raise ValueError(f"url must start with http:// or https:// (got {self.url!r}); use 'file:' for local files")
-        if self.url is not None and re.match(r"^https?://[^/@]*:[^/@]*@", self.url, re.I):
-            raise ValueError("url must not embed a password; use 'auth: {basic: ...}' with a credential reference")
+        address = self.url if self.url is not None else getattr(self, kind) if kind in ("ckan", "udata", "ods", "dcat") else None
+        if address is not None and re.match(r"^https?://[^/@]*:[^/@]*@", str(address), re.I):
+            # the password would be echoed in reasons and stored with the source's state
+            raise ValueError(f"{kind} must not embed a password in its address; use 'auth:' with a credential "
+                             "reference (env:NAME or prefect-secret:NAME)")
         return self
 
     @property

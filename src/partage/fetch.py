@@ -180,7 +180,9 @@ def _request_once(
             limit = float(os.environ.get("PARTAGE_SOURCE_TIMEOUT", 3600))
             deadline = time.monotonic() + limit
             with raw.writer(redact(url), max_bytes) as sink:
-                for chunk in r.iter_raw(1 << 16) if _identity(r) else r.iter_bytes(1 << 16):
+                # No chunk size: each network read is handed over as it arrives, so the deadline is
+                # looked at after every read (with a 64 KiB chunk, a server sending less never tripped it).
+                for chunk in r.iter_raw() if _identity(r) else r.iter_bytes():
                     sink.write(chunk)
                     if time.monotonic() > deadline:  # a server trickling bytes never trips the read timeout
                         raise TransientFetchError(
@@ -333,8 +335,14 @@ def _get_once(client: httpx.Client, url: str, headers: dict[str, str], cap: int,
                 raise TerminalFetchError(f"{redact(url)} answered HTTP {r.status_code} ({r.reason_phrase}); {hint}",
                                          url=redact(url), status=r.status_code)
             body = bytearray()
-            for chunk in r.iter_bytes(1 << 16):
+            limit = float(os.environ.get("PARTAGE_LISTING_TIMEOUT", 600))
+            deadline = time.monotonic() + limit
+            for chunk in r.iter_bytes():  # each read as it arrives: the deadline is looked at after every one
                 body += chunk
+                if time.monotonic() > deadline:
+                    raise TransientFetchError(
+                        f"{redact(url)}: the answer took longer than {limit:.0f}s (PARTAGE_LISTING_TIMEOUT); "
+                        "stopped, will try again next run", url=redact(url))
                 if len(body) > cap:
                     raise TerminalFetchError(
                         f"{redact(url)}: answer larger than {cap:,} bytes (PARTAGE_DOCUMENT_MAX_BYTES); "

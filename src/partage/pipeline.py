@@ -310,7 +310,13 @@ def store_dataset(
                     continue
                 raw_path, dialect = read_as(raw_path, source_dialect(ds.dialect, a.resource.dialect),
                                             a.resource.location, unpacked / key)
-                schema = schema_from_descriptor(infer_schema(raw_path, dialect), "(inferred)")
+                try:
+                    schema = schema_from_descriptor(infer_schema(raw_path, dialect), "(inferred)")
+                except Exception as e:  # noqa: BLE001 - whatever this file does to inference fails it alone; the next source infers
+                    done(a, "failed", f"{a.reason}; {dialect.describe()}; no schema could be inferred from this file "
+                                      f"({type(e).__name__}: {str(e).splitlines()[0][:300]}): fix the file, or give "
+                                      "the dataset a `schema:`")
+                    continue
                 inferred = "; " + describe_inferred(schema.descriptor)
             fp = fingerprint(entry, schema.sha256, ref_versions, a.resource.dialect)
             if record is not None and record.validated_sha256 == a.sha256 and record.fingerprint == fp:

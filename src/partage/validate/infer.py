@@ -30,6 +30,10 @@ from typing import Any
 
 from ..dialect import Dialect
 
+# Python's csv refuses a cell over 128 KiB ("field larger than field limit"): a long text cell (a
+# description, a GeoJSON geometry) is data, not an error, and frictionless reads it.
+csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
+
 _INT = re.compile(r"^-?(0|[1-9][0-9]{0,17})$")
 _NUM = re.compile(r"^-?(0|[1-9][0-9]*)\.[0-9]+$")
 _NUM_COMMA = re.compile(r"^-?(0|[1-9][0-9]*),[0-9]+$")
@@ -122,10 +126,17 @@ def _cell_fits(kind: Kind, cell: Any) -> bool:
     return False  # times, durations…: text
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _names(labels: list[str]) -> list[str]:
+    """Field names from header labels: a blank label is ``field<i>``; control characters (a NUL
+    from a binary file read as text) are dropped, as no column name can hold them (DuckLake's
+    catalog refused the commit of a column named NUL)."""
     seen: dict[str, int] = {}
     out = []
     for i, label in enumerate(labels, 1):
+        label = _CONTROL.sub("", label)
         name = label if label.strip() else f"field{i}"
         if name in seen:
             seen[name] += 1
