@@ -2,8 +2,8 @@
 # Rebuild tests/fixtures/legacy-warehouse-0798d75.tar.gz: a warehouse of the layout before DuckLake
 # (partage.duckdb + version directories), written by the code of commit 0798d75 itself.
 #
-#   scripts/make-legacy-fixture.sh            # makes a worktree of 0798d75 and its venv in a temp dir
-#   OLD=/path/to/worktree-of-0798d75 scripts/make-legacy-fixture.sh   # reuse one (with .venv/)
+#   scripts/make-legacy-fixture.sh            # extracts 0798d75 and builds its venv in a temp dir (bench/build-old.sh)
+#   OLD=/path/to/0798d75 scripts/make-legacy-fixture.sh   # reuse one built by bench/build-old.sh (or a worktree with .venv/)
 #
 # Needs this checkout's .venv (make install) for uv and the export script. The old code had no lock file; its venv is built from the first lock the project wrote
 # (commit c68786a, the next commit: DuckDB 2.0.1, Prefect 3.9.1), the environment it ran in.
@@ -18,23 +18,11 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 out="$here/tests/fixtures/legacy-warehouse-0798d75.tar.gz"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-uv="${UV:-$here/.venv/bin/uv}"
 
-if [ -z "${OLD:-}" ]; then
-    OLD="$work/old"
-    git -C "$here" worktree add --detach "$OLD" 0798d75 >/dev/null
-    trap 'git -C "$here" worktree remove --force "$OLD"; rm -rf "$work"' EXIT
-fi
-if [ ! -x "$OLD/.venv/bin/partage" ]; then
-    mkdir -p "$work/lock"
-    git -C "$here" show c68786a:uv.lock > "$work/lock/uv.lock"
-    git -C "$here" show c68786a:pyproject.toml > "$work/lock/pyproject.toml"
-    (cd "$work/lock" && "$uv" export --frozen --no-hashes --no-emit-project -o req.txt >/dev/null)
-    python3.11 -m venv "$OLD/.venv"
-    "$uv" pip install --quiet --python "$OLD/.venv/bin/python" -r "$work/lock/req.txt"
-    "$uv" pip install --quiet --python "$OLD/.venv/bin/python" --no-deps -e "$OLD"
-fi
-[ "$(git -C "$OLD" rev-parse --short=7 HEAD)" = 0798d75 ] || { echo "$OLD is not at 0798d75" >&2; exit 2; }
+OLD="${OLD:-$work/old}"
+"$here/bench/build-old.sh" "$OLD" >/dev/null  # the code of 0798d75 and its venv (c68786a's lock), as the benchmarks use
+commit=$(cat "$OLD/.commit" 2>/dev/null || git -C "$OLD" rev-parse --short=7 HEAD)
+[ "$commit" = 0798d75 ] || { echo "$OLD is not at 0798d75" >&2; exit 2; }
 
 hub="$work/hub"
 mkdir -p "$hub/catalog" "$hub/data" "$hub/schemas/test/communes/1.0" "$hub/schemas/test/lieux/1.0" \
