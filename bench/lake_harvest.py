@@ -239,6 +239,22 @@ def change_every_source(root: Path) -> None:
             f.write(f"2A{time.time_ns() % 1000:03d},Commune ajoutée,{time.time() % 1000:.3f}\n")
 
 
+def old_code(arg: Path) -> Path | None:
+    """The --old argument: the built code of 0798d75, or None for 'none'; stops naming the fix when unbuilt."""
+    if str(arg) == "none":
+        return None
+    if not (arg / ".venv" / "bin" / "python").exists():
+        raise SystemExit(f"{arg}/.venv/bin/python is missing: run `bench/build-old.sh {arg}` (the code of 0798d75 "
+                         "and its venv), or pass --old none")
+    return arg
+
+
+def postgres() -> "Postgres | None":
+    """A PostgreSQL catalog server for the 'after' rows, when `make pg` made one (PARTAGE_TEST_PG_URL)."""
+    url = os.environ.get("PARTAGE_TEST_PG_URL")
+    return Postgres(url) if url else None
+
+
 class Postgres:
     """Fresh databases on the server of PARTAGE_TEST_PG_URL, dropped at the end (lake_engine.py's helper)."""
 
@@ -379,12 +395,8 @@ def main() -> None:
         a.reader_datasets, a.validate_runs = 3, 1
         a.validate_rows = min(a.validate_rows, 5_000) if a.validate_rows else 0
         a.db_wait = a.db_wait or "2"
-    old = None if str(a.old) == "none" else a.old
-    if old is not None and not (old / ".venv" / "bin" / "python").exists():
-        raise SystemExit(f"{old}/.venv/bin/python is missing: run `bench/build-old.sh {old}` (the code of 0798d75 "
-                         "and its venv), or pass --old none")
-    url = os.environ.get("PARTAGE_TEST_PG_URL")
-    pg = Postgres(url) if url else None
+    old = old_code(a.old)
+    pg = postgres()
     lines: list[str] = []
 
     def say(text: str = "") -> None:

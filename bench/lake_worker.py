@@ -100,11 +100,8 @@ def main() -> None:
     a = ap.parse_args()
     if a.quick:
         a.datasets, a.runs, a.plain = 4, 1, True
-    old = None if str(a.old) == "none" else a.old
-    if old is not None and not (old / ".venv" / "bin" / "python").exists():
-        raise SystemExit(f"{old}/.venv/bin/python is missing: run `bench/build-old.sh {old}`, or pass --old none")
-    url = os.environ.get("PARTAGE_TEST_PG_URL")
-    pg = lh.Postgres(url) if url else None
+    old = lh.old_code(a.old)
+    pg = lh.postgres()
     lines: list[str] = []
 
     def say(text: str = "") -> None:
